@@ -1,0 +1,60 @@
+/**
+ * The one error type of sparsify. Every failure that reaches the CLI is a SparsifyError with a
+ * stable `code`, a one-line message that says what to do, and the underlying `cause`.
+ */
+export type ErrorCode =
+  | 'USAGE' // bad command line
+  | 'TOOL_MISSING' // an external program is not installed
+  | 'TOOL_FAILED' // an external program exited non-zero
+  | 'NOT_FOUND' // input file missing
+  | 'BAD_IMAGE' // not an image, corrupt, truncated, wrong --format
+  | 'BAD_LAYOUT' // broken partition table
+  | 'IN_USE' // image locked by another process (a running VM)
+  | 'OUTPUT_EXISTS' // output exists and --overwrite not given
+  | 'UNSUPPORTED' // a combination or feature we do not handle
+  | 'NBD_PROTOCOL' // the NBD server broke the protocol
+  | 'NO_SPACE' // no room for temp files or output
+  | 'TMP_CHECK' // --check-tmpdir=fail refused the run
+  | 'NO_DISCARD' // in-place: the image cannot discard
+  | 'CANCELLED' // SIGINT/SIGTERM
+  | 'INTERNAL';
+
+/** The base error: `code` is stable, `message` is one line, `hint` says what to do next. */
+export class SparsifyError extends Error {
+  readonly code: ErrorCode;
+  readonly hint: string | undefined;
+
+  constructor(code: ErrorCode, message: string, options: { cause?: unknown; hint?: string } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'SparsifyError';
+    this.code = code;
+    this.hint = options.hint;
+  }
+}
+
+/** True when `err` is a SparsifyError with one of `codes` (any code when none is given). */
+export function isSparsifyError(err: unknown, ...codes: ErrorCode[]): err is SparsifyError {
+  return err instanceof SparsifyError && (codes.length === 0 || codes.includes(err.code));
+}
+
+/** Throws CANCELLED when the signal has been aborted; call it between steps. */
+export function throwIfCancelled(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new SparsifyError('CANCELLED', 'quit (^C) at user request');
+}
+
+/** Exit codes, documented in --help and the README. */
+export const EXIT = {
+  OK: 0,
+  ERROR: 1,
+  /** --check-tmpdir=fail found too little temporary space (as virt-sparsify). */
+  TMP_CHECK: 2,
+  /** --in-place: the image or its filesystems cannot discard at all (as virt-sparsify). */
+  NO_DISCARD: 3,
+} as const;
+
+/** Maps an error to the process exit code. */
+export function exitCodeOf(err: unknown): number {
+  if (isSparsifyError(err, 'TMP_CHECK')) return EXIT.TMP_CHECK;
+  if (isSparsifyError(err, 'NO_DISCARD')) return EXIT.NO_DISCARD;
+  return EXIT.ERROR;
+}
