@@ -1,0 +1,207 @@
+import { statSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { Command, CommanderError, Option } from 'commander';
+import { SparsifyError } from '../errors.js';
+import {
+  OUTPUT_FORMATS,
+  type CheckTmpdir,
+  type MachineReadableTarget,
+  type Options,
+  type OutputFormat,
+  type TmpPlace,
+} from '../options.js';
+import { VERSION } from '../version.js';
+
+/** How the CLI talks to the user; not part of the run's Options. */
+export interface Presentation {
+  readonly verbose: boolean;
+  readonly trace: boolean;
+  readonly quiet: boolean;
+  readonly machineReadable?: MachineReadableTarget;
+}
+
+/** What the command line asks for. */
+export type Command_ =
+  | { kind: 'run'; options: Options; presentation: Presentation }
+  | { kind: 'capabilities'; presentation: Presentation }
+  | { kind: 'exit'; code: number };
+
+const EXIT_CODES_HELP = `
+Exit codes:
+  0  success (free space may or may not have been found)
+  1  error: the message says what to do; nothing was written
+  2  --check-tmpdir=fail: not enough temporary space
+  3  --in-place: the image cannot discard; use copy mode
+
+Examples:
+  sparsify disk.qcow2 small.qcow2
+  sparsify disk.raw --convert qcow2 --compress disk.qcow2
+  sparsify --in-place disk.qcow2`;
+
+function buildProgram(): Command {
+  const collect = (value: string, previous: string[]) => [...previous, value];
+  return new Command('sparsify')
+    .usage('[--options] indisk outdisk\n       sparsify [--options] --in-place disk')
+    .description('Make a virtual machine disk image sparse (a virt-sparsify successor)')
+    .argument('[disks...]')
+    .option('--check-tmpdir <ignore|continue|warn|fail>', 'check there is enough temporary space', 'warn')
+    .option('--compress', 'compressed output (qcow2)', false)
+    .option('--convert <format>', `output format: ${OUTPUT_FORMATS.join(', ')} (default: the input's)`)
+    .option('-f, --format <format>', 'input format (default: probe; raw is probed with a warning)')
+    .option('--ignore <fs>', 'leave this filesystem or volume group alone (repeatable)', collect, [])
+    .option('--in-place, --inplace', 'give free space back to the host in the image itself')
+    .option('-o <options>', 'creation options for the output image (qemu-img create -o)')
+    .option('--tmp <dir|block-device|prebuilt:file>', 'where the copy-mode overlay lives (default $TMPDIR)')
+    .option('--zero <fs>', 'make this filesystem wholly zero (repeatable)', collect, [])
+    .addOption(new Option('--no-zero', 'no filesystem pass: only blocks that already read as zero become holes'))
+    .addOption(new Option('--skip-zero-pass').hideHelp())
+    .option('--overwrite', 'replace an existing output disk', false)
+    .addOption(new Option('--engine <engine>', 'how free space is found').choices(['auto', 'mount']).default('auto'))
+    .option('--json <file>', 'write a JSON report (per volume, sizes, timings)')
+    .option('--machine-readable', 'machine-friendly output (see virt-sparsify(1))')
+    .addOption(new Option('--machine-readable-to <target>').hideHelp())
+    .option('-q, --quiet', 'no progress output', false)
+    .option('-v, --verbose', 'verbose messages and stack traces', false)
+    .option('-x', 'print each external command', false)
+    .addOption(new Option('--wrap').hideHelp())
+    .addOption(new Option('--colors').hideHelp())
+    .addOption(new Option('--colours').hideHelp())
+    .addOption(new Option('--color').hideHelp())
+    .addOption(new Option('--echo-keys').hideHelp())
+    .addOption(new Option('--keys-from-stdin').hideHelp())
+    .addOption(new Option('--key <selector>').hideHelp())
+    .version(`sparsify ${VERSION}`, '-V, --version')
+    .helpOption('--help', 'display help')
+    .addHelpText('after', EXIT_CODES_HELP)
+    .exitOverride()
+    .configureOutput({ outputError: () => {} });
+}
+
+/**
+ * Rewrites `--machine-readable=TARGET` into two tokens commander understands, and `--no-zero`
+ * into a flag of its own (commander would read it as the negation of `--zero FS`).
+ */
+function preprocess(argv: readonly string[]): string[] {
+  return argv.flatMap((arg) => {
+    if (arg.startsWith('--machine-readable=')) {
+      return ['--machine-readable', '--machine-readable-to', arg.slice('--machine-readable='.length)];
+    }
+    return arg === '--no-zero' ? ['--skip-zero-pass'] : [arg];
+  });
+}
+
+/** Parses argv (without node and script) into a Command_; throws USAGE on bad input. */
+export function parseCommandLine(argv: readonly string[]): Command_ {
+  const program = buildProgram();
+  try {
+    program.parse(preprocess(argv), { from: 'user' });
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.exitCode === 0) return { kind: 'exit', code: 0 };
+      throw usage(err.message.replace(/^error: /, ''));
+    }
+    throw err;
+  }
+  const o = program.opts();
+  const disks = program.args;
+  const presentation: Presentation = {
+    verbose: Boolean(o.verbose),
+    trace: Boolean(o.x),
+    quiet: Boolean(o.quiet),
+    ...(o.machineReadable ? { machineReadable: parseMachineReadable(o.machineReadableTo) } : {}),
+  };
+  if (disks.length === 0 && presentation.machineReadable) return { kind: 'capabilities', presentation };
+  return { kind: 'run', options: validate(o, disks), presentation };
+}
+
+function usage(message: string): SparsifyError {
+  return new SparsifyError('USAGE', message, { hint: "see 'sparsify --help'" });
+}
+
+function parseMachineReadable(target: string | undefined): MachineReadableTarget {
+  if (target === undefined || target === 'stream:stdout') return { kind: 'stream', stream: 'stdout' };
+  if (target === 'stream:stderr') return { kind: 'stream', stream: 'stderr' };
+  if (target.startsWith('file:') && target.length > 5) return { kind: 'file', path: target.slice(5) };
+  const fd = /^fd:(\d+)$/.exec(target);
+  if (fd) return { kind: 'fd', fd: Number(fd[1]) };
+  throw usage(`invalid output for --machine-readable: ${target} (use file:F, stream:stdout, stream:stderr or fd:N)`);
+}
+
+function parseCheckTmpdir(value: string): CheckTmpdir {
+  const table: Record<string, CheckTmpdir> = {
+    ignore: 'ignore', i: 'ignore',
+    continue: 'continue', cont: 'continue', c: 'continue',
+    warn: 'warn', warning: 'warn', w: 'warn',
+    fail: 'fail', f: 'fail', error: 'fail',
+  };
+  const v = table[value];
+  if (!v) throw usage(`--check-tmpdir: unknown argument ‘${value}’`);
+  return v;
+}
+
+function parseOutputFormat(value: string): OutputFormat {
+  if ((OUTPUT_FORMATS as readonly string[]).includes(value)) return value as OutputFormat;
+  throw usage(`--convert: unsupported output format ‘${value}’ (use one of ${OUTPUT_FORMATS.join(', ')})`);
+}
+
+function parseTmp(value: string | undefined): TmpPlace {
+  const dir = value ?? process.env.TMPDIR ?? '/tmp';
+  if (dir.startsWith('prebuilt:')) {
+    const path = resolve(dir.slice('prebuilt:'.length));
+    if (!statSync(path, { throwIfNoEntry: false })) {
+      throw usage(`--tmp prebuilt:file: ${path}: file does not exist`);
+    }
+    return { kind: 'prebuilt', path };
+  }
+  const st = statSync(dir, { throwIfNoEntry: false });
+  if (st?.isDirectory()) return { kind: 'dir', path: resolve(dir) };
+  if (st?.isBlockDevice()) return { kind: 'block-device', path: resolve(dir) };
+  throw usage('--tmp parameter must point to a directory, block device or prebuilt file');
+}
+
+type Raw = Record<string, unknown>;
+
+function validate(o: Raw, disks: string[]): Options {
+  const common = {
+    format: o.format as string | undefined,
+    ignore: o.ignore as string[],
+    zero: o.zero as string[],
+    engine: o.engine as 'auto' | 'mount',
+    ...(o.json ? { jsonFile: resolve(o.json as string) } : {}),
+  };
+  if (o.inPlace || o.inplace) return validateInPlace(o, disks, common);
+  if (disks.length !== 2) throw usage('usage: sparsify [--options] indisk outdisk');
+  const [input, output] = disks.map((d) => resolve(d)) as [string, string];
+  if (input === output) throw usage('you cannot use the same disk image for input and output');
+  if (statSync(output, { throwIfNoEntry: false })?.isCharacterDevice()) {
+    throw usage(`output ‘${output}’ cannot be a character device, it must be a regular file`);
+  }
+  const convert = o.convert === undefined ? undefined : parseOutputFormat(o.convert as string);
+  if (o.compress && convert === 'raw') {
+    throw usage('--compress cannot be used for raw output.  Remove this option or use --convert qcow2.');
+  }
+  return {
+    mode: 'copy',
+    input,
+    output,
+    ...common,
+    ...(convert ? { convert } : {}),
+    compress: Boolean(o.compress),
+    ...(o.o !== undefined ? { outputOptions: o.o as string } : {}),
+    tmp: parseTmp(o.tmp as string | undefined),
+    checkTmpdir: parseCheckTmpdir(o.checkTmpdir as string),
+    overwrite: Boolean(o.overwrite),
+    noZero: Boolean(o.skipZeroPass),
+  };
+}
+
+function validateInPlace(o: Raw, disks: string[], common: Omit<Options, 'mode' | 'input'>): Options {
+  if (disks.length !== 1) throw usage('usage: sparsify --in-place [--options] indisk');
+  if (o.checkTmpdir !== 'warn') throw usage('you cannot use --in-place and --check-tmpdir options together');
+  if (o.compress) throw usage('you cannot use --in-place and --compress options together');
+  if (o.convert !== undefined) throw usage('you cannot use --in-place and --convert options together');
+  if (o.o !== undefined) throw usage('you cannot use --in-place and -o options together');
+  if (o.tmp !== undefined) throw usage('you cannot use --in-place and --tmp options together');
+  if (o.overwrite) throw usage('you cannot use --in-place and --overwrite options together');
+  return { mode: 'in-place', input: resolve(disks[0]!), ...common };
+}

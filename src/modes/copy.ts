@@ -1,0 +1,274 @@
+import { lstat, mkdtemp, open, rename, rm, stat } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import type { ListrTask } from 'listr2';
+import type { RunContext } from '../context.js';
+import { copyBlocks } from '../copy/copier.js';
+import type { BlockDevice } from '../disk/types.js';
+import { ExtentSet } from '../disk/extent-set.js';
+import { SparsifyError, throwIfCancelled } from '../errors.js';
+import { openNbdClient } from '../nbd/client.js';
+import { OUTPUT_FORMATS, type CopyOptions, type OutputFormat } from '../options.js';
+import { checkImage, createImage, readImageInfo, type ImageInfo } from '../qemu/img.js';
+import { serveImage } from '../qemu/storage-daemon.js';
+import type { CopySummary, RunReport, VolumeReport } from '../report/types.js';
+import { AsyncStack } from '../util/async-stack.js';
+import { VERSION } from '../version.js';
+import { openOutputImage } from './output-image.js';
+import { BASE_TOOLS, MOUNT_TOOLS, isRoot, preflight } from './preflight.js';
+import { PhaseClock } from './phase-clock.js';
+import { checkTmpSpace, estimateOverlayBytes } from './tmp-check.js';
+import { progressBar, runTasks, type RunUi } from './ui.js';
+import { examineDisk, runVolumePlan, volumeReports, zeroBytesPerVolume, type Examined, type VolumeOutcome } from './volume-pass.js';
+
+/** State shared by the copy tasks. */
+interface CopyState {
+  info?: ImageInfo;
+  outputFormat?: OutputFormat;
+  overlay?: string;
+  device?: BlockDevice;
+  fuseFile?: string;
+  workDir?: string;
+  examined?: Examined;
+  outcomes: VolumeOutcome[];
+  zeroBefore: number[];
+  zeroAfter: number[];
+  copy?: CopySummary;
+  outputAllocatedBytes?: number;
+}
+
+/**
+ * Copy mode: `sparsify IN OUT`. The input is never written: every change lands in a qcow2
+ * overlay (backing = IN) in the temporary place; the overlay is served over NBD (and as a FUSE
+ * file for the mount engine); then the block copier writes OUT, skipping what reads as zero.
+ */
+export async function sparsifyCopy(options: CopyOptions, ctx: RunContext, ui: RunUi): Promise<RunReport> {
+  const clock = new PhaseClock();
+  const warnings: string[] = [];
+  const log = { ...ctx.log, warn: (m: string) => (warnings.push(m), ctx.log.warn(m)) };
+  const run: RunContext = { signal: ctx.signal, log };
+  const canMount = isRoot();
+  if (options.engine === 'mount' && !isRoot()) {
+    throw new SparsifyError('USAGE', '--engine mount needs root', { hint: 'run as root, or use --engine auto' });
+  }
+  await preflight(canMount && !options.noZero ? [...BASE_TOOLS, ...MOUNT_TOOLS] : BASE_TOOLS);
+  await refuseExistingOutput(options);
+
+  await using stack = new AsyncStack((err) => log.debug(`cleanup: ${String(err)}`));
+  const partial = join(dirname(options.output), `.${basename(options.output)}.sparsify-${process.pid}.partial`);
+  let finished = false;
+  stack.defer(async () => {
+    if (!finished) await rm(partial, { force: true });
+  });
+  const state: CopyState = { outcomes: [], zeroBefore: [], zeroAfter: [] };
+  const say = (t: string) => ui.message?.(t);
+
+  const tasks: ListrTask<CopyState>[] = [
+    {
+      title: 'Examine source disk',
+      task: () => clock.time('examine', () => examineInput(run, ui, options, state, canMount)),
+    },
+    {
+      title: 'Create overlay file to protect source disk',
+      task: async (_, task) => {
+        say(task.title);
+        await clock.time('overlay', () => createOverlay(run, options, state, stack));
+      },
+    },
+    {
+      title: 'Examine filesystems',
+      task: async (_, task) => {
+        say(task.title);
+        await clock.time('layout', async () => {
+          const device = state.device!;
+          state.examined = await examineDisk(run, device, { ...options, canMount });
+          state.zeroBefore = await zeroBytesPerVolume(device, state.examined.plans);
+          task.title = `Examine filesystems: ${describeVolumes(state.examined)}`;
+        });
+      },
+    },
+    {
+      title: 'Free space in each filesystem',
+      task: (_, task) =>
+        task.newListr(
+          state.examined!.plans.map((plan, i) => ({
+            title: `${plan.volume.name} (${plan.fs.type})`,
+            task: async (_s: CopyState, sub) => {
+              throwIfCancelled(run.signal);
+              say(`${taskVerb(plan.action)} ${plan.volume.name}`);
+              const outcome = await clock.time(`volume ${plan.volume.name}`, () =>
+                runVolumePlan(run, plan, state.device!, { fuseFile: state.fuseFile, workDir: state.workDir! }),
+              );
+              state.outcomes[i] = outcome;
+              sub.title = `${plan.volume.name} (${plan.fs.type}): ${outcome.handled}`;
+            },
+          })),
+          { concurrent: false, exitOnError: true },
+        ),
+    },
+    {
+      title: 'Copy to destination and make sparse',
+      task: async (_, task) => {
+        say(task.title);
+        await clock.time('copy', () =>
+          copyToOutput(run, options, state, partial, (done, total) => {
+            task.output = progressBar(done, total);
+            ui.progress?.(done, total);
+          }),
+        );
+      },
+      rendererOptions: { bottomBar: 1 },
+    },
+  ];
+  await runTasks(ui, tasks, state);
+  await rename(partial, options.output);
+  finished = true;
+  await fsyncDir(dirname(options.output));
+  say('Sparsify operation completed with no errors.');
+  return buildReport(options, state, warnings, clock);
+}
+
+async function refuseExistingOutput(options: CopyOptions): Promise<void> {
+  const out = await lstat(options.output).catch(() => undefined);
+  if (out && !options.overwrite) {
+    throw new SparsifyError('OUTPUT_EXISTS', `output ${options.output} already exists`, {
+      hint: 'choose another name, or add --overwrite to replace it',
+    });
+  }
+  const inp = await stat(options.input).catch(() => undefined);
+  const outResolved = await stat(options.output).catch(() => undefined);
+  if (inp && outResolved && inp.ino === outResolved.ino && inp.dev === outResolved.dev) {
+    throw new SparsifyError('USAGE', 'you cannot use the same disk image for input and output');
+  }
+}
+
+async function examineInput(ctx: RunContext, ui: RunUi, options: CopyOptions, state: CopyState, canMount: boolean): Promise<void> {
+  ui.message?.('Examine source disk');
+  const info = await readImageInfo(ctx, options.input, options.format ? { format: options.format } : {});
+  if (info.probedRaw) {
+    ctx.log.warn(`image format was not specified for '${options.input}' and probing guessed raw; add --format raw to say so`);
+  }
+  await checkImage(ctx, options.input, info.format);
+  const outputFormat = options.convert ?? info.format;
+  if (!(OUTPUT_FORMATS as readonly string[]).includes(outputFormat)) {
+    throw new SparsifyError('UNSUPPORTED', `cannot write ${outputFormat} output`, {
+      hint: `use --convert with one of ${OUTPUT_FORMATS.join(', ')}`,
+    });
+  }
+  if (options.compress && outputFormat !== 'qcow2') {
+    throw new SparsifyError(
+      'USAGE',
+      outputFormat === 'raw'
+        ? '--compress cannot be used for raw output.  Remove this option or use --convert qcow2.'
+        : `--compress needs qcow2 output, not ${outputFormat}; use --convert qcow2`,
+    );
+  }
+  state.info = info;
+  state.outputFormat = outputFormat as OutputFormat;
+  if (options.tmp.kind === 'dir') {
+    const mounts = options.noZero || !canMount ? 0 : 8;
+    await checkTmpSpace(ctx, ui, options.tmp.path, estimateOverlayBytes(info.virtualSizeBytes, mounts), options.checkTmpdir);
+  }
+}
+
+async function createOverlay(ctx: RunContext, options: CopyOptions, state: CopyState, stack: AsyncStack): Promise<void> {
+  const info = state.info!;
+  const base = options.tmp.kind === 'dir' ? options.tmp.path : dirname(options.output);
+  const workDir = await mkdtemp(join(options.tmp.kind === 'dir' ? base : '/tmp', 'sparsify-'));
+  stack.defer(() => rm(workDir, { recursive: true, force: true }));
+  state.workDir = workDir;
+  let overlay: string;
+  if (options.tmp.kind === 'prebuilt') {
+    overlay = options.tmp.path;
+    const pre = await readImageInfo(ctx, overlay, { format: 'qcow2' });
+    if (!pre.backingFile) {
+      throw new SparsifyError('USAGE', `--tmp prebuilt:file: ${overlay}: file does not have backing file`);
+    }
+  } else {
+    overlay = options.tmp.kind === 'dir' ? join(workDir, 'overlay.qcow2') : options.tmp.path;
+    await createImage(ctx, {
+      path: overlay,
+      format: 'qcow2',
+      sizeBytes: info.virtualSizeBytes,
+      options: ['compat=1.1'],
+      backing: { path: options.input, format: info.format },
+    });
+  }
+  state.overlay = overlay;
+  const served = stack.use(
+    await serveImage(ctx, {
+      file: overlay,
+      format: 'qcow2',
+      readOnly: false,
+      discard: true,
+      detectZeroes: 'unmap',
+      fuse: isRoot() && !options.noZero,
+      dir: workDir,
+    }),
+  );
+  state.fuseFile = served.fuseFile;
+  state.device = stack.use(await openNbdClient({ socketPath: served.socketPath, exportName: served.exportName, signal: ctx.signal }));
+}
+
+async function copyToOutput(
+  ctx: RunContext,
+  options: CopyOptions,
+  state: CopyState,
+  partial: string,
+  onProgress: (done: number, total: number) => void,
+): Promise<void> {
+  const device = state.device!;
+  state.zeroAfter = await zeroBytesPerVolume(device, state.examined!.plans);
+  await using output = await openOutputImage(ctx, {
+    path: partial,
+    format: state.outputFormat!,
+    sizeBytes: state.info!.virtualSizeBytes,
+    ...(options.outputOptions ? { createOptions: options.outputOptions } : {}),
+    compress: options.compress,
+    workDir: state.workDir!,
+  });
+  const stats = await copyBlocks({ source: device, sink: output.sink, skip: ExtentSet.empty, signal: ctx.signal, onProgress });
+  await output.finish();
+  state.copy = stats;
+  state.outputAllocatedBytes = (await stat(partial)).blocks * 512;
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  const fh = await open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+function describeVolumes(examined: Examined): string {
+  const n = examined.plans.length;
+  return `${examined.layout.table === 'none' ? 'no partition table' : examined.layout.table.toUpperCase()}, ${n} volume${n === 1 ? '' : 's'}`;
+}
+
+function taskVerb(action: string): string {
+  return { keep: 'Leave alone', zero: 'Zeroing', swap: 'Clearing Linux swap on', mount: 'Trim free space in' }[action] ?? action;
+}
+
+function buildReport(options: CopyOptions, state: CopyState, warnings: string[], clock: PhaseClock): RunReport {
+  const info = state.info!;
+  const volumes: VolumeReport[] = volumeReports(state.examined!.plans, state.outcomes, state.zeroBefore, state.zeroAfter);
+  return {
+    tool: 'sparsify',
+    version: VERSION,
+    mode: 'copy',
+    input: { path: options.input, format: info.format, virtualSizeBytes: info.virtualSizeBytes, allocatedBytes: info.actualSizeBytes },
+    output: {
+      path: options.output,
+      format: state.outputFormat!,
+      compressed: options.compress,
+      allocatedBytes: state.outputAllocatedBytes ?? 0,
+    },
+    partitionTable: state.examined!.layout.table,
+    volumes,
+    warnings,
+    ...(state.copy ? { copy: state.copy } : {}),
+    phases: clock.phases(),
+    totalMs: clock.totalMs(),
+  };
+}

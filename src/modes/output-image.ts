@@ -1,0 +1,101 @@
+import { open } from 'node:fs/promises';
+import type { RunContext } from '../context.js';
+import { openRawFileSink } from '../copy/raw-file-sink.js';
+import type { BlockSink } from '../disk/types.js';
+import { openNbdClient } from '../nbd/client.js';
+import type { OutputFormat } from '../options.js';
+import { createImage, readImageInfo } from '../qemu/img.js';
+import { serveImage } from '../qemu/storage-daemon.js';
+import { AsyncStack } from '../util/async-stack.js';
+
+/** A new output image being written, and how to finish it. */
+export interface OutputImage extends AsyncDisposable {
+  readonly sink: BlockSink;
+  /** Flushes the sink, stops its server and fsyncs the file: after this the bytes are on disk. */
+  finish(): Promise<void>;
+}
+
+/** What the output should be. */
+export interface OutputSpec {
+  /** The file to create (a temporary name beside the final one). */
+  readonly path: string;
+  readonly format: OutputFormat;
+  readonly sizeBytes: number;
+  /** -o creation options, as given. */
+  readonly createOptions?: string;
+  readonly compress: boolean;
+  /** Where daemon sockets go. */
+  readonly workDir: string;
+}
+
+/**
+ * Creates the output image: raw → a sparse file written directly; any other format →
+ * `qemu-img create` served over NBD by qemu-storage-daemon (with qemu's compress filter for
+ * --compress). A new image reads as zero everywhere, so the copier never writes zeros into it.
+ */
+export async function openOutputImage(ctx: RunContext, spec: OutputSpec): Promise<OutputImage> {
+  if (spec.format === 'raw') return openRawOutput(spec);
+  const stack = new AsyncStack((err) => ctx.log.debug(`closing output: ${String(err)}`));
+  try {
+    const options = spec.createOptions ? [spec.createOptions] : [];
+    if (spec.format === 'vpc' && !/force_size/.test(spec.createOptions ?? '')) options.push('force_size=on');
+    await createImage(ctx, { path: spec.path, format: spec.format, sizeBytes: spec.sizeBytes, options });
+    const info = await readImageInfo(ctx, spec.path, { format: spec.format });
+    const served = stack.use(
+      await serveImage(ctx, {
+        file: spec.path,
+        format: spec.format,
+        readOnly: false,
+        discard: false,
+        compress: spec.compress,
+        fuse: false,
+        dir: spec.workDir,
+      }),
+    );
+    const nbd = stack.use(await openNbdClient({ socketPath: served.socketPath, exportName: served.exportName, signal: ctx.signal }));
+    const alignment = spec.compress ? (info.clusterSizeBytes ?? 65536) : 1;
+    const sink: BlockSink = {
+      sizeBytes: nbd.sizeBytes,
+      zeroInitialized: true,
+      writeAlignmentBytes: alignment,
+      write: (o, d) => nbd.write(o, d),
+      writeZeroes: (o, l, punch) => nbd.writeZeroes(o, l, punch),
+      flush: () => nbd.flush(),
+    };
+    const owned = stack.move();
+    return {
+      sink,
+      async finish() {
+        await nbd.flush();
+        await owned[Symbol.asyncDispose]();
+        await fsyncFile(spec.path);
+      },
+      [Symbol.asyncDispose]: () => owned[Symbol.asyncDispose](),
+    };
+  } catch (err) {
+    await stack[Symbol.asyncDispose]();
+    throw err;
+  }
+}
+
+async function openRawOutput(spec: OutputSpec): Promise<OutputImage> {
+  const sink = await openRawFileSink(spec.path, spec.sizeBytes, { overwrite: false });
+  return {
+    sink,
+    async finish() {
+      await sink.flush();
+      await sink[Symbol.asyncDispose]();
+    },
+    [Symbol.asyncDispose]: () => sink[Symbol.asyncDispose](),
+  };
+}
+
+/** fsync a file the daemon wrote, so success is reported only for bytes on disk. */
+export async function fsyncFile(path: string): Promise<void> {
+  const fh = await open(path, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}

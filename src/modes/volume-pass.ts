@@ -1,0 +1,101 @@
+import type { RunContext } from '../context.js';
+import { readZeroExtents } from '../disk/zero-map.js';
+import { sliceReader, type BlockDevice } from '../disk/types.js';
+import { trimByMount } from '../engines/mount.js';
+import { planVolumes, unmatchedNames, type PlanInput, type VolumePlan } from '../engines/plan.js';
+import { probeVolume } from '../fs/probe.js';
+import { readLayout } from '../layout/read-layout.js';
+import type { Layout } from '../layout/types.js';
+import type { VolumeReport } from '../report/types.js';
+
+/** Swap keeps its first page: the header with label, UUID and version (as virt-sparsify). */
+export const SWAP_HEADER_BYTES = 4096;
+
+/** The disk's layout and the plan for each of its volumes. */
+export interface Examined {
+  readonly layout: Layout;
+  readonly plans: readonly VolumePlan[];
+}
+
+/** Reads the partition table, probes every volume and plans what to do with each. */
+export async function examineDisk(ctx: RunContext, device: BlockDevice, input: PlanInput & { ignore: readonly string[]; zero: readonly string[] }): Promise<Examined> {
+  const layout = await readLayout(device);
+  for (const note of layout.notes) ctx.log.warn(note);
+  const probed = [];
+  for (const volume of layout.volumes) {
+    const fs = await probeVolume(sliceReader(device, volume.offsetBytes, volume.sizeBytes));
+    probed.push({ volume, fs });
+  }
+  for (const name of unmatchedNames([...input.ignore, ...input.zero], layout.volumes)) {
+    ctx.log.warn(`${name}: no such filesystem on this disk (volumes: ${layout.volumes.map((v) => v.name).join(', ')})`);
+  }
+  return { layout, plans: planVolumes(probed, input) };
+}
+
+/** What happened to one volume. */
+export interface VolumeOutcome {
+  readonly handled: string;
+  readonly reason: string;
+}
+
+/** Runs the plan for one volume on the device (the copy overlay, or the image in place). */
+export async function runVolumePlan(
+  ctx: RunContext,
+  plan: VolumePlan,
+  device: BlockDevice,
+  mount: { fuseFile?: string; workDir: string },
+): Promise<VolumeOutcome> {
+  const { volume } = plan;
+  switch (plan.action) {
+    case 'keep':
+      return { handled: 'copied as is', reason: plan.reason };
+    case 'zero':
+      await device.writeZeroes(volume.offsetBytes, volume.sizeBytes, true);
+      return { handled: 'zeroed', reason: plan.reason };
+    case 'swap':
+      if (volume.sizeBytes > SWAP_HEADER_BYTES) {
+        await device.writeZeroes(volume.offsetBytes + SWAP_HEADER_BYTES, volume.sizeBytes - SWAP_HEADER_BYTES, true);
+      }
+      return { handled: 'swap cleared', reason: plan.reason };
+    case 'mount': {
+      if (!mount.fuseFile) return { handled: 'copied as is', reason: 'the mount engine is not available here' };
+      const outcome = await trimByMount(ctx, { fuseFile: mount.fuseFile, volume, fs: plan.fs, workDir: mount.workDir });
+      if (outcome.status === 'not-mountable') {
+        const reason = `cannot be mounted (${outcome.reason}): copied as is`;
+        ctx.log.warn(`${volume.name}: ${reason}`);
+        return { handled: 'copied as is', reason };
+      }
+      const how = outcome.method === 'fstrim' ? 'trimmed' : 'zero-filled';
+      return { handled: how, reason: outcome.note ? `${plan.reason}; ${outcome.note}` : plan.reason };
+    }
+  }
+}
+
+/** Bytes of each volume that read as zero, from block status alone. */
+export async function zeroBytesPerVolume(device: BlockDevice, plans: readonly VolumePlan[]): Promise<number[]> {
+  const out: number[] = [];
+  for (const { volume } of plans) {
+    out.push((await readZeroExtents(device, volume.offsetBytes, volume.sizeBytes)).totalBytes);
+  }
+  return out;
+}
+
+/** Builds the report rows from plans, outcomes and the zero counts before and after. */
+export function volumeReports(
+  plans: readonly VolumePlan[],
+  outcomes: readonly VolumeOutcome[],
+  zeroBefore: readonly number[],
+  zeroAfter: readonly number[],
+): VolumeReport[] {
+  return plans.map((p, i) => ({
+    name: p.volume.name,
+    type: p.fs.type,
+    ...(p.fs.detail ? { detail: p.fs.detail } : {}),
+    offsetBytes: p.volume.offsetBytes,
+    sizeBytes: p.volume.sizeBytes,
+    action: p.action,
+    handled: outcomes[i]?.handled ?? 'not reached',
+    reason: outcomes[i]?.reason ?? p.reason,
+    reclaimedBytes: Math.max(0, (zeroAfter[i] ?? 0) - (zeroBefore[i] ?? 0)),
+  }));
+}

@@ -1,0 +1,66 @@
+/**
+ * The validated options of one run. The CLI builds exactly one of these after every
+ * cross-option check (src/cli/parse-options.ts); mode modules never re-check them.
+ */
+
+/** Formats sparsify can write (qemu's names). */
+export const OUTPUT_FORMATS = ['raw', 'qcow2', 'vmdk', 'vdi', 'vhdx', 'vpc'] as const;
+export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
+
+/** Where the copy-mode overlay lives (virt-sparsify's --tmp). */
+export type TmpPlace =
+  | { kind: 'dir'; path: string }
+  | { kind: 'block-device'; path: string }
+  | { kind: 'prebuilt'; path: string };
+
+/** virt-sparsify's --check-tmpdir. */
+export type CheckTmpdir = 'ignore' | 'continue' | 'warn' | 'fail';
+
+/** Which engine finds free space. */
+export type EngineChoice = 'auto' | 'mount';
+
+/** Where --machine-readable output goes. */
+export type MachineReadableTarget =
+  | { kind: 'stream'; stream: 'stdout' | 'stderr' }
+  | { kind: 'file'; path: string }
+  | { kind: 'fd'; fd: number };
+
+/** Options shared by both modes. */
+export interface CommonOptions {
+  /** Absolute path of the input (copy) or the image (in place). */
+  readonly input: string;
+  /** The input format; never probed when given. */
+  readonly format?: string;
+  /** Volumes (/dev/sda1, /dev/VG/LV) or volume groups to leave alone. */
+  readonly ignore: readonly string[];
+  /** Volumes to make wholly zero. */
+  readonly zero: readonly string[];
+  readonly engine: EngineChoice;
+  /** Write a JSON report here. */
+  readonly jsonFile?: string;
+}
+
+/** `sparsify IN OUT`. */
+export interface CopyOptions extends CommonOptions {
+  readonly mode: 'copy';
+  /** Absolute path of the output image. */
+  readonly output: string;
+  /** Output format; undefined means the input's format. */
+  readonly convert?: OutputFormat;
+  readonly compress: boolean;
+  /** `-o` creation options for the output image, passed to qemu-img create. */
+  readonly outputOptions?: string;
+  readonly tmp: TmpPlace;
+  readonly checkTmpdir: CheckTmpdir;
+  readonly overwrite: boolean;
+  /** Skip the filesystem pass: only what already reads as zero becomes holes. */
+  readonly noZero: boolean;
+}
+
+/** `sparsify --in-place DISK`. */
+export interface InPlaceOptions extends CommonOptions {
+  readonly mode: 'in-place';
+}
+
+/** One validated run. */
+export type Options = CopyOptions | InPlaceOptions;

@@ -1,0 +1,63 @@
+import type { Action } from '../engines/plan.js';
+
+/** How one volume was handled, for the report and --json. */
+export interface VolumeReport {
+  readonly name: string;
+  readonly type: string;
+  readonly detail?: string;
+  readonly offsetBytes: number;
+  readonly sizeBytes: number;
+  /** What was planned. */
+  readonly action: Action;
+  /** What actually happened: 'trimmed', 'zero-filled', 'zeroed', 'swap cleared', 'copied as is', 'left alone'. */
+  readonly handled: string;
+  /** Why, in one line. */
+  readonly reason: string;
+  /** Bytes of this volume that read as zero after the pass and did not before. */
+  readonly reclaimedBytes: number;
+}
+
+/** Elapsed time of one phase. */
+export interface PhaseTiming {
+  readonly name: string;
+  readonly ms: number;
+}
+
+/** What the copier did. */
+export interface CopySummary {
+  readonly totalBytes: number;
+  readonly dataBytesWritten: number;
+  readonly zeroExtentBytes: number;
+  readonly zeroScannedBytes: number;
+  readonly skippedFreeBytes: number;
+  readonly readBytes: number;
+  readonly elapsedMs: number;
+}
+
+/** The whole report of a run: what --json writes. */
+export interface RunReport {
+  readonly tool: 'sparsify';
+  readonly version: string;
+  readonly mode: 'copy' | 'in-place';
+  readonly input: {
+    readonly path: string;
+    readonly format: string;
+    readonly virtualSizeBytes: number;
+    /** Bytes allocated on the host before the run. */
+    readonly allocatedBytes: number;
+  };
+  readonly output?: {
+    readonly path: string;
+    readonly format: string;
+    readonly compressed: boolean;
+    readonly allocatedBytes: number;
+  };
+  /** In place: bytes allocated on the host after the run. */
+  readonly allocatedBytesAfter?: number;
+  readonly partitionTable: string;
+  readonly volumes: readonly VolumeReport[];
+  readonly warnings: readonly string[];
+  readonly copy?: CopySummary;
+  readonly phases: readonly PhaseTiming[];
+  readonly totalMs: number;
+}

@@ -1,0 +1,112 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parseCommandLine } from '../../../src/cli/parse-options.js';
+import { SparsifyError } from '../../../src/errors.js';
+
+function run(...argv: string[]) {
+  const c = parseCommandLine(argv);
+  if (c.kind !== 'run') throw new Error(`expected a run, got ${c.kind}`);
+  return c;
+}
+
+function usageError(...argv: string[]): string {
+  try {
+    parseCommandLine(argv);
+  } catch (err) {
+    expect(err).toBeInstanceOf(SparsifyError);
+    expect((err as SparsifyError).code).toBe('USAGE');
+    return (err as SparsifyError).message;
+  }
+  throw new Error('expected a usage error');
+}
+
+describe('parseCommandLine: copy mode', () => {
+  it('takes virt-sparsify options and resolves paths', () => {
+    const { options } = run('--format', 'qcow2', '--convert', 'raw', '--ignore', '/dev/sda1', '--ignore', 'VG', '--zero', '/dev/sda2', 'in.qcow2', 'out.img');
+    expect(options).toMatchObject({
+      mode: 'copy',
+      input: resolve('in.qcow2'),
+      output: resolve('out.img'),
+      format: 'qcow2',
+      convert: 'raw',
+      ignore: ['/dev/sda1', 'VG'],
+      zero: ['/dev/sda2'],
+      compress: false,
+      overwrite: false,
+      noZero: false,
+      engine: 'auto',
+      checkTmpdir: 'warn',
+    });
+  });
+
+  it('accepts -f, -o, --compress, --overwrite, --no-zero and --check-tmpdir short forms', () => {
+    const { options } = run('-f', 'raw', '--compress', '--convert', 'qcow2', '-o', 'cluster_size=65536', '--overwrite', '--no-zero', '--check-tmpdir', 'c', 'a', 'b');
+    expect(options).toMatchObject({ format: 'raw', compress: true, outputOptions: 'cluster_size=65536', overwrite: true, noZero: true, checkTmpdir: 'continue' });
+  });
+
+  it('--no-zero does not swallow --zero FS', () => {
+    const { options } = run('--zero', '/dev/sda1', '--no-zero', 'a', 'b');
+    expect(options).toMatchObject({ zero: ['/dev/sda1'], noZero: true });
+  });
+
+  it('refuses what virt-sparsify refuses, with its messages', () => {
+    expect(usageError('a')).toMatch(/usage: sparsify \[--options\] indisk outdisk/);
+    expect(usageError('a', 'a')).toMatch(/same disk image for input and output/);
+    expect(usageError('--compress', '--convert', 'raw', 'a', 'b')).toMatch(/--compress cannot be used for raw output/);
+    expect(usageError('--check-tmpdir', 'maybe', 'a', 'b')).toMatch(/--check-tmpdir: unknown argument/);
+    expect(usageError('--convert', 'qed2', 'a', 'b')).toMatch(/unsupported output format/);
+    expect(usageError('a', '/dev/null')).toMatch(/cannot be a character device/);
+    expect(usageError('--engine', 'magic', 'a', 'b')).toMatch(/engine/);
+    expect(usageError('--tmp', '/nonexistent/dir', 'a', 'b')).toMatch(/--tmp parameter must point to/);
+  });
+
+  it('--tmp takes a directory or prebuilt:FILE', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sparsify-unit-'));
+    expect(run('--tmp', dir, 'a', 'b').options).toMatchObject({ tmp: { kind: 'dir', path: dir } });
+    const file = join(dir, 'overlay.qcow2');
+    expect(usageError('--tmp', `prebuilt:${file}`, 'a', 'b')).toMatch(/file does not exist/);
+    writeFileSync(file, '');
+    expect(run('--tmp', `prebuilt:${file}`, 'a', 'b').options).toMatchObject({ tmp: { kind: 'prebuilt', path: file } });
+  });
+});
+
+describe('parseCommandLine: in-place mode', () => {
+  it('takes one disk, --inplace alias too', () => {
+    expect(run('--in-place', 'd.img').options).toMatchObject({ mode: 'in-place', input: resolve('d.img') });
+    expect(run('--inplace', 'd.img').options.mode).toBe('in-place');
+  });
+
+  it('refuses copy-only options with virt-sparsify messages', () => {
+    expect(usageError('--in-place', '--compress', 'd')).toMatch(/--in-place and --compress/);
+    expect(usageError('--in-place', '--convert', 'raw', 'd')).toMatch(/--in-place and --convert/);
+    expect(usageError('--in-place', '-o', 'x=y', 'd')).toMatch(/--in-place and -o/);
+    expect(usageError('--in-place', '--tmp', '/tmp', 'd')).toMatch(/--in-place and --tmp/);
+    expect(usageError('--in-place', '--check-tmpdir', 'fail', 'd')).toMatch(/--in-place and --check-tmpdir/);
+    expect(usageError('--in-place', '--overwrite', 'd')).toMatch(/--in-place and --overwrite/);
+    expect(usageError('--in-place', 'a', 'b')).toMatch(/usage: sparsify --in-place/);
+  });
+});
+
+describe('parseCommandLine: presentation', () => {
+  it('--machine-readable with no disks asks for capabilities', () => {
+    expect(parseCommandLine(['--machine-readable']).kind).toBe('capabilities');
+  });
+
+  it('--machine-readable=TARGET forms', () => {
+    expect(run('--machine-readable', 'a', 'b').presentation.machineReadable).toEqual({ kind: 'stream', stream: 'stdout' });
+    expect(run('--machine-readable=stream:stderr', 'a', 'b').presentation.machineReadable).toEqual({ kind: 'stream', stream: 'stderr' });
+    expect(run('--machine-readable=file:/tmp/x', 'a', 'b').presentation.machineReadable).toEqual({ kind: 'file', path: '/tmp/x' });
+    expect(run('--machine-readable=fd:3', 'a', 'b').presentation.machineReadable).toEqual({ kind: 'fd', fd: 3 });
+    expect(usageError('--machine-readable=bogus', 'a', 'b')).toMatch(/--machine-readable/);
+  });
+
+  it('-v -x -q', () => {
+    expect(run('-v', '-x', '-q', 'a', 'b').presentation).toMatchObject({ verbose: true, trace: true, quiet: true });
+  });
+
+  it('--help and -V exit 0 without a run', () => {
+    expect(parseCommandLine(['-V'])).toEqual({ kind: 'exit', code: 0 });
+  });
+});

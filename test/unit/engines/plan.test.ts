@@ -1,0 +1,47 @@
+import { describe, expect, it } from 'vitest';
+import { planVolumes, unmatchedNames } from '../../../src/engines/plan.js';
+import type { ProbeResult } from '../../../src/fs/types.js';
+import type { Volume } from '../../../src/layout/types.js';
+
+const vol = (n: number): Volume => ({ name: `/dev/sda${n}`, offsetBytes: n * 1e6, sizeBytes: 1e6, kind: 'partition', partitionNumber: n });
+const input = { ignore: [] as string[], zero: [] as string[], noZero: false, canMount: true };
+
+function planOne(fs: ProbeResult, over: Partial<typeof input> = {}) {
+  return planVolumes([{ volume: vol(1), fs }], { ...input, ...over })[0]!;
+}
+
+describe('planVolumes', () => {
+  it('mounts the filesystems the kernel or ntfs-3g can trim', () => {
+    for (const type of ['ext2', 'ext3', 'ext4', 'xfs', 'btrfs', 'ntfs', 'vfat'] as const) {
+      expect(planOne({ type }).action).toBe('mount');
+    }
+  });
+
+  it('keeps the swap header, but leaves a hibernation image alone', () => {
+    expect(planOne({ type: 'swap' }).action).toBe('swap');
+    const hib = planOne({ type: 'swap', detail: 'swap with hibernation image' });
+    expect(hib.action).toBe('keep');
+    expect(hib.reason).toMatch(/hibernation/);
+  });
+
+  it('copies unknown, LUKS and LVM PVs as they are, saying why', () => {
+    expect(planOne({ type: 'unknown' })).toMatchObject({ action: 'keep', reason: expect.stringMatching(/no filesystem/) });
+    expect(planOne({ type: 'luks' })).toMatchObject({ action: 'keep', reason: expect.stringMatching(/LUKS/) });
+    expect(planOne({ type: 'lvm-pv' })).toMatchObject({ action: 'keep', reason: expect.stringMatching(/LVM/) });
+  });
+
+  it('--ignore wins over --zero, --zero over the filesystem, --no-zero keeps everything', () => {
+    expect(planOne({ type: 'ext4' }, { ignore: ['/dev/sda1'], zero: ['/dev/sda1'] }).action).toBe('keep');
+    expect(planOne({ type: 'ext4' }, { zero: ['/dev/sda1'] }).action).toBe('zero');
+    expect(planOne({ type: 'swap' }, { noZero: true }).action).toBe('keep');
+    expect(planOne({ type: 'ext4' }, { noZero: true, zero: ['/dev/sda1'] }).action).toBe('zero');
+  });
+
+  it('without root nothing is mounted', () => {
+    expect(planOne({ type: 'ext4' }, { canMount: false })).toMatchObject({ action: 'keep', reason: expect.stringMatching(/root/) });
+  });
+
+  it('names given to --ignore/--zero that match nothing are reported', () => {
+    expect(unmatchedNames(['/dev/sda1', '/dev/sdb9'], [vol(1)])).toEqual(['/dev/sdb9']);
+  });
+});
