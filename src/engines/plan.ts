@@ -18,6 +18,8 @@ export interface VolumePlan {
   readonly fs: ProbeResult;
   readonly action: Action;
   readonly reason: string;
+  /** The volume is copied as is for a reason the user did not choose: the report warns. */
+  readonly warn: boolean;
 }
 
 /** What the planner needs to know beyond the volumes. */
@@ -34,7 +36,11 @@ const MOUNTABLE: ReadonlySet<FsType> = new Set(['ext2', 'ext3', 'ext4', 'xfs', '
 
 /** Decides, for each probed volume, the action and the reason the report will show. */
 export function planVolumes(volumes: ReadonlyArray<{ volume: Volume; fs: ProbeResult }>, input: PlanInput): VolumePlan[] {
-  return volumes.map(({ volume, fs }) => ({ volume, fs, ...decide(volume, fs, input) }));
+  return volumes.map(({ volume, fs }) => {
+    const { action, reason } = decide(volume, fs, input);
+    const chosen = input.ignore.includes(volume.name) || input.noZero;
+    return { volume, fs, action, reason, warn: action === 'keep' && !chosen };
+  });
 }
 
 function decide(volume: Volume, fs: ProbeResult, input: PlanInput): { action: Action; reason: string } {

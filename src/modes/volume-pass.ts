@@ -48,6 +48,7 @@ export async function runVolumePlan(
   const { volume } = plan;
   switch (plan.action) {
     case 'keep':
+      if (plan.warn) ctx.log.warn(`${volume.name}: ${plan.reason}`);
       return { handled: 'copied as is', reason: plan.reason };
     case 'zero':
       await device.writeZeroes(volume.offsetBytes, volume.sizeBytes, true);

@@ -1,0 +1,170 @@
+import { createHash } from 'node:crypto';
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdir, open, readdir, rm, truncate, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { buildImage, copyImage, type BuiltImage } from '../helpers/image.js';
+import { leftoversUnder, makeRunTmp, runCli, type CliResult } from '../helpers/cli.js';
+import { describeIntegration } from '../helpers/require.js';
+import { sha256File } from '../helpers/verify.js';
+
+const TOOLS = ['qemu-img', 'qemu-storage-daemon', 'qemu-system-x86_64', 'losetup', 'fstrim', 'sgdisk'];
+
+describeIntegration('bad input: one-line error, documented exit code, nothing lost or left', { tools: TOOLS, root: true }, () => {
+  let base: BuiltImage;
+  let dir: string;
+  let work: string;
+
+  beforeAll(async () => {
+    base = await buildImage({ layout: 'gpt', fs: ['ext4'], size: '256M', fillMiB: 8, garbageMiB: 16, seed: 5 });
+    dir = await makeRunTmp();
+    work = join(dir, 'work');
+    await mkdir(work);
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  /** Runs sparsify IN OUT and checks the shape every failure must have. */
+  async function fails(input: string, args: string[] = [], out = join(dir, 'out.qcow2')): Promise<CliResult> {
+    const r = await runCli(['--tmp', work, ...args, input, out]);
+    expect(r.exitCode).not.toBe(0);
+    const errorLines = r.stderr.split('\n').filter((l) => l.startsWith('sparsify: error:'));
+    expect(errorLines, r.stderr).toHaveLength(1);
+    expect(await leftoversUnder(work)).toEqual([]);
+    expect((await readdir(dir)).filter((n) => n.includes('out.'))).toEqual([]);
+    return r;
+  }
+
+  it('missing file', async () => {
+    const r = await fails(join(dir, 'nope.qcow2'));
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toMatch(/does not exist|No such file/);
+  });
+
+  it('not a disk image', async () => {
+    const text = join(dir, 'notes.txt');
+    await writeFile(text, 'these are not the sectors you are looking for\n');
+    const r = await fails(text);
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toMatch(/not a disk image/);
+  });
+
+  it('truncated qcow2', async () => {
+    const q = join(dir, 'truncated.qcow2');
+    execFileSync('qemu-img', ['convert', '-O', 'qcow2', base.imagePath, q]);
+    const { size } = await (await open(q)).stat();
+    await truncate(q, Math.floor(size / 2));
+    const r = await fails(q);
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toMatch(/damaged|truncated|corrupt/i);
+  });
+
+  it('wrong --format points to --convert', async () => {
+    const r = await fails(base.imagePath, ['--format', 'qcow2']);
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toMatch(/not a qcow2 image/);
+    expect(r.stderr).toMatch(/--convert/);
+  });
+
+  it('broken partition table (both GPT headers damaged)', async () => {
+    const img = join(dir, 'broken-gpt.img');
+    await copyImage(base.imagePath, img);
+    const fh = await open(img, 'r+');
+    const { size } = await fh.stat();
+    await fh.write(Buffer.alloc(512, 0xaa), 0, 512, 512);
+    await fh.write(Buffer.alloc(512, 0xaa), 0, 512, size - 512);
+    await fh.close();
+    const sha = await sha256File(img);
+    const r = await fails(img, ['--format', 'raw']);
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toMatch(/GPT/);
+    expect(await sha256File(img)).toBe(sha);
+  });
+
+  it('image in use by a running VM', async () => {
+    const img = join(dir, 'busy.img');
+    await copyImage(base.imagePath, img);
+    const vm = spawn('qemu-system-x86_64', ['-machine', 'none', '-nodefaults', '-display', 'none', '-S', '-drive', `file=${img},if=none,format=raw,id=d0`], { stdio: 'ignore' });
+    try {
+      await waitForLock(img);
+      const r = await fails(img, ['--format', 'raw']);
+      expect(r.exitCode).toBe(1);
+      expect(r.stderr).toMatch(/in use/);
+    } finally {
+      vm.kill('SIGKILL');
+      await new Promise((resolve) => vm.once('exit', resolve));
+    }
+  });
+
+  it('output exists: refused and untouched without --overwrite', async () => {
+    const out = join(dir, 'existing.qcow2');
+    await writeFile(out, 'precious');
+    const r = await runCli(['--tmp', work, base.imagePath, out]);
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toMatch(/already exists/);
+    expect(r.stderr).toMatch(/--overwrite/);
+    expect(await sha256File(out)).toBe(sha256OfText('precious'));
+    await rm(out);
+  });
+
+  it('no space for the output: NO_SPACE, partial output removed', async () => {
+    const small = join(dir, 'small');
+    await mkdir(small);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', small]);
+    try {
+      const r = await runCli(['--tmp', work, '--convert', 'raw', base.imagePath, join(small, 'out.raw')]);
+      expect(r.exitCode).toBe(1);
+      expect(r.stderr).toMatch(/no space/i);
+      expect(await readdir(small)).toEqual([]);
+      expect(await leftoversUnder(work)).toEqual([]);
+    } finally {
+      execFileSync('umount', [small]);
+    }
+  });
+
+  it('--check-tmpdir=fail exits 2 when the temporary place is too small', async () => {
+    const tiny = join(dir, 'tiny');
+    await mkdir(tiny);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', tiny]);
+    try {
+      const r = await runCli(['--tmp', tiny, '--check-tmpdir', 'fail', base.imagePath, join(dir, 'out.qcow2')]);
+      expect(r.exitCode).toBe(2);
+      expect(r.stderr).toMatch(/not be enough free space/);
+      expect(await readdir(tiny)).toEqual([]);
+    } finally {
+      execFileSync('umount', [tiny]);
+    }
+  });
+
+  it('a garbage superblock is not an error: copied as is with a warning naming the volume', async () => {
+    const img = join(dir, 'garbage-sb.img');
+    await copyImage(base.imagePath, img);
+    const vol = base.manifest.volumes[0]!;
+    const fh = await open(img, 'r+');
+    await fh.write(Buffer.alloc(1024, 0x5a), 0, 1024, vol.offsetBytes + 1024);
+    await fh.close();
+    const out = join(dir, 'garbage-out.qcow2');
+    const r = await runCli(['--tmp', work, '--format', 'raw', img, out]);
+    expect(r.exitCode).toBe(0);
+    expect(r.stderr).toMatch(new RegExp(`warning: ${vol.name}: .*copied as is`));
+    await rm(out);
+  });
+});
+
+function sha256OfText(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
+}
+
+/** Waits until qemu holds the image's write lock (qemu-img info then fails to get a shared lock). */
+async function waitForLock(img: string): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    try {
+      execFileSync('qemu-img', ['info', '-f', 'raw', img], { stdio: 'pipe' });
+    } catch {
+      return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error('the VM never locked the image');
+}

@@ -1,0 +1,115 @@
+import { mkdir, readFile, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { beforeAll, expect, it } from 'vitest';
+import { buildImage, type BuiltImage } from '../helpers/image.js';
+import { leftoversUnder, makeRunTmp, runCli } from '../helpers/cli.js';
+import { describeIntegration } from '../helpers/require.js';
+import { allocatedBytes, sha256File, verifyImage } from '../helpers/verify.js';
+
+const TOOLS = ['qemu-img', 'qemu-storage-daemon', 'losetup', 'fstrim', 'ntfs-3g', 'mkfs.xfs', 'mkfs.btrfs', 'mkfs.ntfs', 'mkfs.vfat', 'sgdisk', 'sfdisk'];
+const ALL_FS = ['ext4', 'xfs', 'ntfs', 'vfat', 'swap', 'btrfs'] as const;
+const GARBAGE_MIB = 96;
+
+interface Fixture {
+  dirty: BuiltImage;
+  /** The same image (same seed) with no deleted data: its allocation is live data plus metadata. */
+  clean: BuiltImage;
+}
+
+async function fixture(layout: 'gpt' | 'mbr' | 'whole', fs: readonly (typeof ALL_FS)[number][], format: 'raw' | 'qcow2'): Promise<Fixture> {
+  const common = { layout, fs, size: layout === 'whole' ? '512M' : '2G', fillMiB: 24, format, seed: 3 } as const;
+  const dirty = await buildImage({ ...common, garbageMiB: GARBAGE_MIB });
+  const clean = await buildImage({ ...common, garbageMiB: 0 });
+  return { dirty, clean };
+}
+
+/** Runs sparsify IN OUT and checks everything a user would: exit 0, files, fsck, table, input, size. */
+async function sparsifyAndCheck(f: Fixture, outFormat: 'raw' | 'qcow2', extra: string[] = []) {
+  const tmp = await makeRunTmp();
+  const out = join(tmp, `out.${outFormat}`);
+  const json = join(tmp, 'report.json');
+  const inputSha = await sha256File(f.dirty.imagePath);
+  const runTmp = join(tmp, 'work');
+  await mkdir(runTmp);
+  try {
+    const r = await runCli(['--convert', outFormat, '--json', json, '--tmp', runTmp, ...extra, f.dirty.imagePath, out]);
+    expect(r.stderr).not.toMatch(/error/);
+    expect(r.exitCode).toBe(0);
+    expect(await sha256File(f.dirty.imagePath)).toBe(inputSha);
+    expect(await leftoversUnder(runTmp)).toEqual([]);
+    const verdict = await verifyImage(out, outFormat, f.dirty.manifestPath);
+    expect(verdict.problems).toEqual([]);
+    expect(verdict.ok).toBe(true);
+    const report = JSON.parse(await readFile(json, 'utf8'));
+    return { out, report, outAllocated: await allocatedBytes(out) };
+  } finally {
+    await rm(tmp, { recursive: true, force: true });
+  }
+}
+
+/** Bytes the output may hold: what the clean twin holds, plus deleted data on volumes copied as is. */
+async function allowedBytes(f: Fixture, report: { volumes: { name: string; handled: string }[] }): Promise<number> {
+  const cleanAllocated = await allocatedBytes(f.clean.imagePath);
+  const asIs = report.volumes.filter((v) => v.handled === 'copied as is').length;
+  return cleanAllocated * 1.05 + asIs * GARBAGE_MIB * 1024 * 1024;
+}
+
+describeIntegration('copy mode end to end: GPT with ext4, xfs, ntfs, vfat, swap, btrfs', { tools: TOOLS, root: true }, () => {
+  let raw: Fixture;
+  let qcow2: Fixture;
+  beforeAll(async () => {
+    raw = await fixture('gpt', ALL_FS, 'raw');
+    qcow2 = await fixture('gpt', ALL_FS, 'qcow2');
+  });
+
+  it('raw → qcow2: files identical, fsck clean, input unchanged, vfat reported as copied as is', async () => {
+    const { report, outAllocated } = await sparsifyAndCheck(raw, 'qcow2');
+    const byName = Object.fromEntries(report.volumes.map((v: { name: string }) => [v.name, v]));
+    const vfat = report.volumes.find((v: { type: string }) => v.type === 'vfat');
+    expect(vfat.handled).toBe('copied as is');
+    expect(vfat.reason).toMatch(/vfat/);
+    for (const v of report.volumes) {
+      if (['ext4', 'xfs', 'btrfs', 'ntfs'].includes(v.type)) expect(v.handled, v.name).toMatch(/trimmed|zero-filled/);
+      if (v.type === 'swap') expect(v.handled).toBe('swap cleared');
+    }
+    expect(Object.keys(byName)).toHaveLength(6);
+    expect(outAllocated).toBeLessThanOrEqual(await allowedBytes(raw, report));
+    expect(report.input.allocatedBytes - outAllocated).toBeGreaterThan(4 * GARBAGE_MIB * 1024 * 1024);
+  });
+
+  it('qcow2 → qcow2', async () => {
+    const { report, outAllocated } = await sparsifyAndCheck(qcow2, 'qcow2');
+    expect(outAllocated).toBeLessThanOrEqual(await allowedBytes(qcow2, report));
+  });
+
+  it('qcow2 → raw: a sparse file', async () => {
+    const { report, outAllocated } = await sparsifyAndCheck(qcow2, 'raw');
+    expect(outAllocated).toBeLessThanOrEqual(await allowedBytes(qcow2, report));
+  });
+
+  it('--compress: compressed qcow2 smaller than the uncompressed one', async () => {
+    const plain = await sparsifyAndCheck(raw, 'qcow2');
+    const { report, outAllocated } = await sparsifyAndCheck(raw, 'qcow2', ['--compress']);
+    expect(report.output.compressed).toBe(true);
+    expect(outAllocated).toBeLessThan(plain.outAllocated);
+  });
+});
+
+describeIntegration('copy mode end to end: MBR with logical partitions, and a whole-disk filesystem', { tools: TOOLS, root: true }, () => {
+  it('MBR: ext4 and xfs primary; ext3, swap, ntfs, btrfs logical', async () => {
+    const f = await fixture('mbr', ['ext4', 'xfs', 'ext3', 'swap', 'ntfs', 'btrfs'], 'raw');
+    const { report, outAllocated } = await sparsifyAndCheck(f, 'qcow2');
+    expect(report.partitionTable).toBe('mbr');
+    expect(report.volumes.map((v: { name: string }) => v.name)).toEqual(['/dev/sda1', '/dev/sda2', '/dev/sda5', '/dev/sda6', '/dev/sda7', '/dev/sda8']);
+    expect(outAllocated).toBeLessThanOrEqual(await allowedBytes(f, report));
+  });
+
+  it('whole-disk ext4, raw → raw', async () => {
+    const f = await fixture('whole', ['ext4'], 'raw');
+    const { report, outAllocated } = await sparsifyAndCheck(f, 'raw');
+    expect(report.partitionTable).toBe('none');
+    expect(report.volumes[0]).toMatchObject({ name: '/dev/sda', type: 'ext4', handled: 'trimmed' });
+    expect(outAllocated).toBeLessThanOrEqual(await allowedBytes(f, report));
+    expect((await stat(f.dirty.imagePath)).size).toBe(512 * 1024 * 1024);
+  });
+});
