@@ -1,7 +1,7 @@
 import { mkdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, expect, it } from 'vitest';
-import { buildImage, type BuiltImage } from '../helpers/image.js';
+import { buildImage, type BuiltImage, type ImageOptions } from '../helpers/image.js';
 import { leftoversUnder, makeRunTmp, runCli } from '../helpers/cli.js';
 import { describeIntegration } from '../helpers/require.js';
 import { allocatedBytes, sha256File, verifyImage } from '../helpers/verify.js';
@@ -16,7 +16,7 @@ interface Fixture {
   clean: BuiltImage;
 }
 
-async function fixture(layout: 'gpt' | 'mbr' | 'whole', fs: readonly (typeof ALL_FS)[number][], format: 'raw' | 'qcow2'): Promise<Fixture> {
+async function fixture(layout: 'gpt' | 'mbr' | 'whole', fs: ImageOptions['fs'], format: 'raw' | 'qcow2'): Promise<Fixture> {
   const common = { layout, fs, size: layout === 'whole' ? '512M' : '2G', fillMiB: 24, format, seed: 3 } as const;
   const dirty = await buildImage({ ...common, garbageMiB: GARBAGE_MIB });
   const clean = await buildImage({ ...common, garbageMiB: 0 });
