@@ -1,0 +1,286 @@
+/**
+ * GUID Partition Table (UEFI Specification 2.10, §5.3 "GUID Partition Table (GPT) Disk Layout").
+ * Pure decoders over one header sector and one entry array, and `readGpt` which picks the
+ * primary copy or, when it is damaged, the backup at the last LBA.
+ */
+import type { BlockReader } from '../disk/types.js';
+import { SparsifyError } from '../errors.js';
+import { guidText, hasAscii, isAllZero, u64le, utf16le, viewOf } from './bytes.js';
+import { crc32 } from './crc32.js';
+import type { Volume } from './types.js';
+
+/** §5.3.2 Table 5-5, offset 0: the ASCII signature "EFI PART". */
+export const GPT_SIGNATURE = 'EFI PART';
+/** §5.3.2: the primary header is at LBA 1; the backup is at the last LBA of the disk. */
+export const GPT_PRIMARY_LBA = 1;
+/** §5.3.2 Table 5-5 field offsets. */
+const HDR = {
+  revision: 8,
+  headerSize: 12,
+  headerCrc: 16,
+  reserved: 20,
+  myLba: 24,
+  alternateLba: 32,
+  firstUsableLba: 40,
+  lastUsableLba: 48,
+  diskGuid: 56,
+  entriesLba: 72,
+  entryCount: 80,
+  entrySize: 84,
+  entriesCrc: 88,
+} as const;
+/** §5.3.2: HeaderSize is at least 92 bytes and at most the logical block size. */
+const MIN_HEADER_BYTES = 92;
+/** §5.3.2: Revision 1.0 is 0x00010000; minor revisions stay compatible. */
+const REVISION_MAJOR = 1;
+/** §5.3.2: SizeOfPartitionEntry is 128 × 2^n; we accept any multiple of 8 from 128 up. */
+const MIN_ENTRY_BYTES = 128;
+const ENTRY_SIZE_ALIGN = 8;
+/** Our bound on the entry array (the spec's minimum is 16 KiB; tools write 16 KiB). */
+const MAX_ENTRY_ARRAY_BYTES = 1 << 20;
+/** §5.3.3 Table 5-6 entry field offsets. */
+const ENT = { typeGuid: 0, uniqueGuid: 16, firstLba: 32, lastLba: 40, attributes: 48, name: 56 } as const;
+const ENTRY_NAME_BYTES = 72;
+
+/** A GPT header (§5.3.2) that passed every check. */
+export interface GptHeader {
+  readonly myLba: number;
+  readonly alternateLba: number;
+  readonly firstUsableLba: number;
+  readonly lastUsableLba: number;
+  readonly diskGuid: string;
+  readonly entriesLba: number;
+  readonly entryCount: number;
+  readonly entrySizeBytes: number;
+  readonly entriesCrc32: number;
+}
+
+/** One used GPT partition entry (§5.3.3); `index` counts from 0 in the entry array. */
+export interface GptEntry {
+  readonly index: number;
+  readonly typeGuid: string;
+  readonly uniqueGuid: string;
+  readonly firstLba: number;
+  /** Inclusive, as in the spec. */
+  readonly lastLba: number;
+  readonly attributes: bigint;
+  readonly name: string;
+}
+
+/** A decoded header, or why this copy cannot be used. */
+export type GptHeaderCheck = { ok: true; header: GptHeader } | { ok: false; reason: string };
+
+/** Whether a sector begins with the GPT signature. */
+export function hasGptSignature(sector: Uint8Array): boolean {
+  return hasAscii(sector, 0, GPT_SIGNATURE);
+}
+
+/** Decodes and validates the header in `sector` read from `atLba` of a disk of `diskLbas` blocks. */
+export function parseGptHeader(sector: Uint8Array, atLba: number, diskLbas: number): GptHeaderCheck {
+  const fail = (reason: string): GptHeaderCheck => ({ ok: false, reason });
+  if (sector.length < MIN_HEADER_BYTES) return fail('sector too short');
+  if (!hasGptSignature(sector)) return fail(`no "${GPT_SIGNATURE}" signature`);
+  const view = viewOf(sector);
+  const headerSize = view.getUint32(HDR.headerSize, true);
+  if (headerSize < MIN_HEADER_BYTES || headerSize > sector.length) {
+    return fail(`header size ${headerSize} out of bounds`);
+  }
+  // A copy, not a view: Buffer.slice would share memory and zero the CRC field of the caller's sector.
+  const copy = new Uint8Array(sector.subarray(0, headerSize));
+  copy.fill(0, HDR.headerCrc, HDR.headerCrc + 4);
+  if (crc32(copy) !== view.getUint32(HDR.headerCrc, true)) return fail('CRC mismatch');
+  const revision = view.getUint32(HDR.revision, true);
+  if (revision >>> 16 !== REVISION_MAJOR) return fail(`unsupported revision 0x${revision.toString(16)}`);
+  const header: GptHeader = {
+    myLba: u64le(view, HDR.myLba),
+    alternateLba: u64le(view, HDR.alternateLba),
+    firstUsableLba: u64le(view, HDR.firstUsableLba),
+    lastUsableLba: u64le(view, HDR.lastUsableLba),
+    diskGuid: guidText(sector, HDR.diskGuid),
+    entriesLba: u64le(view, HDR.entriesLba),
+    entryCount: view.getUint32(HDR.entryCount, true),
+    entrySizeBytes: view.getUint32(HDR.entrySize, true),
+    entriesCrc32: view.getUint32(HDR.entriesCrc, true),
+  };
+  const reason = headerFieldProblem(header, atLba, diskLbas, sector.length);
+  return reason ? fail(reason) : { ok: true, header };
+}
+
+function headerFieldProblem(h: GptHeader, atLba: number, diskLbas: number, sectorBytes: number): string | undefined {
+  if (h.myLba !== atLba) return `MyLBA is ${h.myLba}, expected ${atLba}`;
+  if (h.firstUsableLba > h.lastUsableLba) {
+    return `first usable LBA ${h.firstUsableLba} is after the last ${h.lastUsableLba}`;
+  }
+  if (h.lastUsableLba >= diskLbas) {
+    return `last usable LBA ${h.lastUsableLba} is beyond the disk's last LBA ${diskLbas - 1} (truncated image?)`;
+  }
+  if (h.entrySizeBytes < MIN_ENTRY_BYTES || h.entrySizeBytes % ENTRY_SIZE_ALIGN !== 0) {
+    return `partition entry size ${h.entrySizeBytes} is invalid`;
+  }
+  const arrayBytes = h.entryCount * h.entrySizeBytes;
+  if (arrayBytes > MAX_ENTRY_ARRAY_BYTES) {
+    return `${h.entryCount} partition entries of ${h.entrySizeBytes} bytes is too many`;
+  }
+  const arrayEndLba = h.entriesLba + Math.ceil(arrayBytes / sectorBytes);
+  if (arrayEndLba > diskLbas) return `partition entry array at LBA ${h.entriesLba} runs past the end of the disk`;
+  const overlapsUsable = h.entriesLba <= h.lastUsableLba && arrayEndLba > h.firstUsableLba;
+  if (arrayBytes > 0 && (overlapsUsable || (h.entriesLba <= atLba && atLba < arrayEndLba))) {
+    return `partition entry array at LBA ${h.entriesLba} overlaps the header or the usable LBAs`;
+  }
+  return undefined;
+}
+
+/** Why the entry array does not match the header's CRC, or undefined when it does. */
+export function gptEntryArrayProblem(array: Uint8Array, header: GptHeader): string | undefined {
+  const bytes = header.entryCount * header.entrySizeBytes;
+  if (array.length < bytes) return 'partition entry array truncated';
+  return crc32(array.subarray(0, bytes)) === header.entriesCrc32 ? undefined : 'partition entry array CRC mismatch';
+}
+
+/** The used entries of an entry array (type GUID not all zero, §5.3.3), in array order. */
+export function parseGptEntries(array: Uint8Array, header: GptHeader): GptEntry[] {
+  const entries: GptEntry[] = [];
+  for (let index = 0; index < header.entryCount; index++) {
+    const at = index * header.entrySizeBytes;
+    if (at + MIN_ENTRY_BYTES > array.length) break;
+    const raw = array.subarray(at, at + MIN_ENTRY_BYTES);
+    if (isAllZero(raw.subarray(ENT.typeGuid, ENT.typeGuid + 16))) continue;
+    const view = viewOf(raw);
+    entries.push({
+      index,
+      typeGuid: guidText(raw, ENT.typeGuid),
+      uniqueGuid: guidText(raw, ENT.uniqueGuid),
+      firstLba: u64le(view, ENT.firstLba),
+      lastLba: u64le(view, ENT.lastLba),
+      attributes: view.getBigUint64(ENT.attributes, true),
+      name: utf16le(raw, ENT.name, ENTRY_NAME_BYTES),
+    });
+  }
+  return entries;
+}
+
+/**
+ * Throws BAD_LAYOUT when an entry is inverted, outside the usable LBAs or the disk, or overlaps
+ * another; the message names the entry and its byte offset on the disk.
+ */
+export function checkGptEntries(entries: readonly GptEntry[], header: GptHeader, sectorBytes: number): void {
+  const where = (e: GptEntry): string =>
+    `GPT entry ${e.index + 1} at byte ${header.entriesLba * sectorBytes + e.index * header.entrySizeBytes}`;
+  for (const e of entries) {
+    if (e.firstLba > e.lastLba) {
+      throw badEntry(`${where(e)}: first LBA ${e.firstLba} is after its last LBA ${e.lastLba}`);
+    }
+    if (e.firstLba < header.firstUsableLba || e.lastLba > header.lastUsableLba) {
+      throw badEntry(
+        `${where(e)}: LBA ${e.firstLba}–${e.lastLba} is outside the usable LBAs ` +
+          `${header.firstUsableLba}–${header.lastUsableLba} of the disk`,
+      );
+    }
+  }
+  const sorted = [...entries].sort((a, b) => a.firstLba - b.firstLba);
+  for (let i = 1; i < sorted.length; i++) {
+    const prev = sorted[i - 1]!;
+    const cur = sorted[i]!;
+    if (cur.firstLba <= prev.lastLba) {
+      throw badEntry(
+        `${where(cur)}: LBA ${cur.firstLba}–${cur.lastLba} overlaps GPT entry ${prev.index + 1} ` +
+          `(LBA ${prev.firstLba}–${prev.lastLba})`,
+      );
+    }
+  }
+}
+
+function badEntry(message: string): SparsifyError {
+  return new SparsifyError('BAD_LAYOUT', message, {
+    hint: 'the partition table is inconsistent; check it with `sgdisk --verify` and repair it before sparsifying',
+  });
+}
+
+/** One usable copy of the GPT: its header and used entries. */
+interface GptCopy {
+  readonly header: GptHeader;
+  readonly entries: GptEntry[];
+}
+
+async function readGptCopy(
+  reader: BlockReader,
+  lba: number,
+  sectorBytes: number,
+): Promise<{ ok: true; copy: GptCopy } | { ok: false; reason: string }> {
+  const diskLbas = Math.floor(reader.sizeBytes / sectorBytes);
+  if (lba < 0 || lba >= diskLbas) return { ok: false, reason: 'beyond the end of the disk' };
+  const checked = parseGptHeader(await reader.read(lba * sectorBytes, sectorBytes), lba, diskLbas);
+  if (!checked.ok) return checked;
+  const { header } = checked;
+  const array = await reader.read(header.entriesLba * sectorBytes, header.entryCount * header.entrySizeBytes);
+  const problem = gptEntryArrayProblem(array, header);
+  if (problem) return { ok: false, reason: problem };
+  return { ok: true, copy: { header, entries: parseGptEntries(array, header) } };
+}
+
+/** The volumes of a GPT disk, and notes about which copy was used. */
+export interface GptResult {
+  readonly volumes: Volume[];
+  readonly notes: string[];
+  readonly header: GptHeader;
+}
+
+/**
+ * Reads the GPT of a disk with `sectorBytes`-byte logical blocks: the primary at LBA 1, or the
+ * backup at the last LBA when the primary is damaged (§5.3.2 "validating a GPT header").
+ * Volumes are named `${diskName}N` with N = entry index + 1, as Linux numbers them.
+ */
+export async function readGpt(reader: BlockReader, sectorBytes: number, diskName: string): Promise<GptResult> {
+  const notes: string[] = [];
+  const lastLba = Math.floor(reader.sizeBytes / sectorBytes) - 1;
+  const primary = await readGptCopy(reader, GPT_PRIMARY_LBA, sectorBytes);
+  let copy: GptCopy;
+  if (primary.ok) {
+    copy = primary.copy;
+    notes.push(...(await backupNotes(reader, copy.header, sectorBytes, lastLba)));
+  } else {
+    const backup = await readGptCopy(reader, lastLba, sectorBytes);
+    if (!backup.ok) {
+      throw new SparsifyError(
+        'BAD_LAYOUT',
+        `GPT header at LBA ${GPT_PRIMARY_LBA}: ${primary.reason}, and the backup at LBA ${lastLba} is damaged too: ${backup.reason}`,
+        {
+          hint: "repair the partition table (gdisk's recovery menu, or testdisk); a truncated image needs its missing end back",
+        },
+      );
+    }
+    copy = backup.copy;
+    notes.push(
+      `primary GPT header damaged: used the backup at LBA ${lastLba} (LBA ${GPT_PRIMARY_LBA}: ${primary.reason})`,
+    );
+  }
+  checkGptEntries(copy.entries, copy.header, sectorBytes);
+  const volumes = [...copy.entries]
+    .sort((a, b) => a.firstLba - b.firstLba)
+    .map((e): Volume => ({
+      name: `${diskName}${e.index + 1}`,
+      offsetBytes: e.firstLba * sectorBytes,
+      sizeBytes: (e.lastLba - e.firstLba + 1) * sectorBytes,
+      kind: 'partition',
+      partitionNumber: e.index + 1,
+      partitionType: e.typeGuid,
+    }));
+  return { volumes, notes, header: copy.header };
+}
+
+/** Notes when the primary is fine but the backup is misplaced (disk resized) or damaged. */
+async function backupNotes(
+  reader: BlockReader,
+  primary: GptHeader,
+  sectorBytes: number,
+  lastLba: number,
+): Promise<string[]> {
+  if (primary.alternateLba !== lastLba) {
+    return [
+      `backup GPT header is at LBA ${primary.alternateLba}, not at the disk's last LBA ${lastLba} (disk resized?)`,
+    ];
+  }
+  const sector = await reader.read(lastLba * sectorBytes, sectorBytes);
+  const backup = parseGptHeader(sector, lastLba, lastLba + 1);
+  return backup.ok ? [] : [`backup GPT header at LBA ${lastLba} is damaged (${backup.reason}); the primary is fine`];
+}
