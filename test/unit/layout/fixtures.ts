@@ -2,7 +2,10 @@
 import type { BlockReader } from '../../../src/disk/types.js';
 import { crc32 } from '../../../src/layout/crc32.js';
 
-/** A BlockReader over a buffer: bounds-checked, like the real ones. */
+/**
+ * A BlockReader over a buffer: bounds-checked, and returning Node Buffers like the NBD client,
+ * so a decoder that calls Buffer.slice (a view, not a copy) and writes into it is caught.
+ */
 export function memReader(bytes: Uint8Array): BlockReader & { reads: Array<[number, number]> } {
   const reads: Array<[number, number]> = [];
   return {
@@ -13,7 +16,7 @@ export function memReader(bytes: Uint8Array): BlockReader & { reads: Array<[numb
       if (offsetBytes < 0 || lengthBytes < 0 || offsetBytes + lengthBytes > bytes.length) {
         return Promise.reject(new RangeError(`read ${offsetBytes}+${lengthBytes} outside ${bytes.length}`));
       }
-      return Promise.resolve(bytes.slice(offsetBytes, offsetBytes + lengthBytes));
+      return Promise.resolve(Buffer.from(bytes.subarray(offsetBytes, offsetBytes + lengthBytes)));
     },
   };
 }
