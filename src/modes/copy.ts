@@ -111,7 +111,7 @@ export async function sparsifyCopy(options: CopyOptions, ctx: RunContext, ui: Ru
         say(task.title);
         await clock.time('copy', () =>
           copyToOutput(run, options, state, partial, (done, total) => {
-            task.output = progressBar(done, total);
+            if (ui.renderer === 'default') task.output = progressBar(done, total);
             ui.progress?.(done, total);
           }),
         );

@@ -7,7 +7,7 @@ import { packageOf } from '../util/tools.js';
 /** Programs every run needs. */
 export const BASE_TOOLS = ['qemu-img', 'qemu-storage-daemon'] as const;
 /** Programs the mount engine needs. */
-export const MOUNT_TOOLS = ['losetup', 'mount', 'umount', 'fstrim', 'ntfs-3g'] as const;
+export const MOUNT_TOOLS = ['losetup', 'mount', 'umount', 'fstrim', 'ntfs-3g', 'nbdfuse', 'fusermount3'] as const;
 
 /** Finds a program on PATH (and the sbin directories root has), or undefined. */
 export async function findTool(tool: string): Promise<string | undefined> {

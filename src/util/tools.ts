@@ -13,6 +13,7 @@ export const TOOL_PACKAGES: Readonly<Record<string, string>> = {
   guestfish: 'libguestfs-tools',
   'virt-sparsify': 'libguestfs-tools',
   nbdcopy: 'libnbd-bin',
+  nbdfuse: 'libnbd-bin',
   'e2fsck': 'e2fsprogs',
   'xfs_repair': 'xfsprogs',
   'btrfs': 'btrfs-progs',

@@ -1,0 +1,142 @@
+/**
+ * The mount engine (root only): a loop device over the volume's window of the FUSE-exported
+ * image, a kernel (or ntfs-3g) mount, and fstrim — the filesystem itself says which blocks are
+ * free, after replaying its own journal into the image. Where trimming is unsupported the free
+ * space is filled with zeros, which the daemon's detect-zeroes=unmap turns into holes.
+ */
+import { mkdtemp, readFile, rmdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { RunContext } from '../context.js';
+import { isSparsifyError } from '../errors.js';
+import type { ProbeResult } from '../fs/types.js';
+import type { Volume } from '../layout/types.js';
+import { AsyncStack } from '../util/async-stack.js';
+import { ToolFailedError, runTool } from '../util/run.js';
+import { openLoopDevice } from './loop.js';
+import { mountFailureReason, openMount, type Mount } from './mounts.js';
+import { zeroFillFreeSpace } from './zero-fill.js';
+
+/** What the mount engine did with one volume. */
+export type MountOutcome =
+  | { status: 'trimmed'; method: 'fstrim' | 'zero-fill'; trimmedBytes?: number; note?: string }
+  | { status: 'not-mountable'; reason: string };
+
+/** The volume to trim and where its bytes are reachable as a file. */
+export interface TrimByMountOptions {
+  /** The whole disk as a file (the FUSE export of the overlay or of the image in place). */
+  readonly fuseFile: string;
+  readonly volume: Volume;
+  readonly fs: ProbeResult;
+  /** A private directory for the mount point. */
+  readonly workDir: string;
+}
+
+/** How to mount one filesystem type, or why it cannot be. */
+export type MountPlan =
+  | { readonly kind: 'mount'; readonly fsType: string; readonly options: readonly string[] }
+  | { readonly kind: 'unmountable'; readonly reason: string };
+
+/** Guest files must never become devices, setuid programs or executables on the host. */
+const SAFE_OPTIONS = ['nodev', 'nosuid', 'noexec'] as const;
+
+/** The mount for a probed filesystem. */
+export function mountPlanFor(fs: ProbeResult): MountPlan {
+  switch (fs.type) {
+    case 'ext2':
+    case 'ext3':
+    case 'ext4':
+      // The ext4 driver mounts ext2/ext3 without changing their features, and implements FITRIM for all three.
+      return { kind: 'mount', fsType: 'ext4', options: SAFE_OPTIONS };
+    case 'xfs':
+      // nouuid: the same filesystem may be mounted elsewhere on the host (the VM's own image, a clone).
+      return { kind: 'mount', fsType: 'xfs', options: [...SAFE_OPTIONS, 'nouuid'] };
+    case 'btrfs':
+      // The top-level subvolume: one fstrim covers the whole filesystem, snapshots included.
+      return { kind: 'mount', fsType: 'btrfs', options: [...SAFE_OPTIONS, 'subvolid=5'] };
+    case 'ntfs':
+      return { kind: 'mount', fsType: 'ntfs-3g', options: SAFE_OPTIONS };
+    case 'vfat':
+      return { kind: 'mount', fsType: 'vfat', options: SAFE_OPTIONS };
+    default:
+      return { kind: 'unmountable', reason: `${fs.type === 'unknown' ? 'no known filesystem' : fs.type} cannot be mounted` };
+  }
+}
+
+/** Bytes from `fstrim -v` ("/mnt: 181.9 MiB (190755840 bytes) trimmed"), or undefined. */
+export function parseFstrimBytes(stdout: string): number | undefined {
+  const m = /\((\d+) bytes\) trimmed/.exec(stdout);
+  return m?.[1] === undefined ? undefined : Number(m[1]);
+}
+
+/**
+ * Mounts the volume read-write through a loop device over `fuseFile`, trims its free space (or
+ * zero-fills it), and releases mount and loop device whatever happens, abort included.
+ */
+export async function trimByMount(ctx: RunContext, opts: TrimByMountOptions): Promise<MountOutcome> {
+  const plan = mountPlanFor(opts.fs);
+  if (plan.kind === 'unmountable') return { status: 'not-mountable', reason: plan.reason };
+  const name = opts.volume.name;
+  await using stack = new AsyncStack((err) => ctx.log.warn(`${name}: releasing the mount: ${errorText(err)}`));
+  const loop = stack.use(
+    await openLoopDevice(ctx, {
+      file: opts.fuseFile,
+      offsetBytes: opts.volume.offsetBytes,
+      sizeBytes: opts.volume.sizeBytes,
+      readOnly: false,
+    }),
+  );
+  const mountPoint = await mkdtemp(join(opts.workDir, 'mnt-'));
+  stack.defer(() => rmdir(mountPoint));
+  const mounted = await tryMount(ctx, loop.path, mountPoint, plan);
+  if (typeof mounted === 'string') return { status: 'not-mountable', reason: mounted };
+  stack.use(mounted);
+  // ntfs-3g mounts a hibernated or fast-restarted Windows volume read-only and exits 0; its
+  // on-disk free map is stale then (Windows holds metadata in memory), so it must not be trimmed,
+  // and fstrim on such a read-only ntfs-3g mount does trim.
+  if (mounted.readOnly) {
+    return { status: 'not-mountable', reason: mountFailureReason(mounted.stderr || 'mounted read-only only') };
+  }
+  return await freeSpace(ctx, mountPoint, name);
+}
+
+async function tryMount(
+  ctx: RunContext,
+  device: string,
+  mountPoint: string,
+  plan: Extract<MountPlan, { kind: 'mount' }>,
+): Promise<Mount | string> {
+  try {
+    return await openMount(ctx, { device, mountPoint, fsType: plan.fsType, options: plan.options });
+  } catch (err) {
+    if (isSparsifyError(err, 'TOOL_MISSING')) return err.message;
+    if (!(err instanceof ToolFailedError)) throw err;
+    if (plan.fsType !== 'ntfs-3g' && !(await kernelHasFilesystem(plan.fsType))) {
+      return `no ${plan.fsType} driver in this kernel`;
+    }
+    return mountFailureReason(err.stderr);
+  }
+}
+
+async function freeSpace(ctx: RunContext, mountPoint: string, name: string): Promise<MountOutcome> {
+  try {
+    const { stdout } = await runTool(ctx, 'fstrim', ['-v', mountPoint]);
+    const trimmedBytes = parseFstrimBytes(stdout);
+    return { status: 'trimmed', method: 'fstrim', ...(trimmedBytes !== undefined ? { trimmedBytes } : {}) };
+  } catch (err) {
+    if (!(err instanceof ToolFailedError)) throw err;
+    const why = mountFailureReason(err.stderr).replace(/^fstrim: [^:]*: /, '');
+    ctx.log.debug(`${name}: fstrim failed (${why}); filling free space with zeros instead`);
+    const trimmedBytes = await zeroFillFreeSpace(ctx, mountPoint);
+    return { status: 'trimmed', method: 'zero-fill', trimmedBytes, note: `fstrim failed (${why}): free space zero-filled` };
+  }
+}
+
+/** Whether the running kernel has a driver for `fsType` now (mount would have autoloaded a module). */
+async function kernelHasFilesystem(fsType: string): Promise<boolean> {
+  const text = await readFile('/proc/filesystems', 'utf8').catch(() => '');
+  return text.split('\n').some((line) => line.split('\t').pop()?.trim() === fsType);
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

@@ -1,0 +1,157 @@
+/**
+ * A long-running helper process (qemu-storage-daemon, nbdfuse) that says it is ready by writing
+ * a pid file, and is stopped in order by its owner.
+ */
+import { readFile } from 'node:fs/promises';
+import { setTimeout as delay } from 'node:timers/promises';
+import type { RunContext } from '../context.js';
+import { SparsifyError } from '../errors.js';
+import { spawnTool, stderrTail } from '../util/run.js';
+import { packageOf } from '../util/tools.js';
+
+/** How a daemon ended. */
+export interface DaemonExit {
+  readonly exitCode: number | undefined;
+  readonly signal: string | undefined;
+  readonly stderr: string;
+  /** Why it could not even start (ENOENT…). */
+  readonly spawnError?: unknown;
+}
+
+/** A running daemon; `stop` is idempotent. */
+export interface Daemon {
+  readonly pid: number;
+  readonly exited: Promise<DaemonExit>;
+  running(): boolean;
+  /** Sends `signal`, waits up to `graceMs`, then SIGKILLs and waits for the exit. */
+  stop(signal?: NodeJS.Signals, graceMs?: number): Promise<DaemonExit>;
+}
+
+/** Options for {@link startDaemon}. */
+export interface StartDaemonOptions {
+  /** The daemon writes this file once it is ready (qemu-storage-daemon --pidfile, nbdfuse -P). */
+  readonly pidFile: string;
+  readonly readyTimeoutMs: number;
+  /** Turns the stderr of a daemon that exited during startup into the error to throw. */
+  readonly explainEarlyExit: (exit: DaemonExit) => Error;
+}
+
+const POLL_MS = 20;
+const STDERR_LINES = 200;
+const DEFAULT_STOP_GRACE_MS = 10_000;
+
+/**
+ * Starts `file args` in its own process group and returns once its pid file names it. The
+ * daemon is detached so that a terminal's ^C reaches only sparsify, which then releases mounts
+ * and loop devices before stopping the daemon that serves them; an exit hook still terminates
+ * it if Node exits without disposing.
+ */
+export async function startDaemon(ctx: RunContext, file: string, args: readonly string[], opts: StartDaemonOptions): Promise<Daemon> {
+  const child = spawnTool(ctx, file, args, {
+    cancelSignal: undefined,
+    forceKillAfterDelay: false,
+    detached: true,
+    cleanup: false,
+    stdout: 'ignore',
+    // A daemon may run for hours: keep the start of its stderr (where startup errors are), not all of it.
+    stderr: [keepFirstLines(STDERR_LINES)],
+  });
+  let done = false;
+  const exited: Promise<DaemonExit> = child.then(
+    (r) => ({
+      exitCode: r.exitCode,
+      signal: r.signal,
+      stderr: String(r.stderr ?? ''),
+      ...(r.failed && r.exitCode === undefined && r.signal === undefined ? { spawnError: r.cause } : {}),
+    }),
+    (err: unknown) => ({ exitCode: undefined, signal: undefined, stderr: '', spawnError: err }),
+  );
+  void exited.then(() => {
+    done = true;
+    process.off('exit', terminateOnExit);
+  });
+  const pid = child.pid;
+  // SIGTERM, not SIGKILL: both daemons unmount their FUSE file and flush the image on SIGTERM,
+  // where a SIGKILLed FUSE server leaves a dead mount behind.
+  function terminateOnExit(): void {
+    if (!done && pid !== undefined) {
+      try {
+        process.kill(pid, 'SIGTERM');
+      } catch {
+        // already gone
+      }
+    }
+  }
+  process.on('exit', terminateOnExit);
+  let stopping: Promise<DaemonExit> | undefined;
+  const daemon: Daemon = {
+    pid: pid ?? -1,
+    exited,
+    running: () => !done,
+    stop(signal = 'SIGTERM', graceMs = DEFAULT_STOP_GRACE_MS) {
+      return (stopping ??= stopChild(() => done, (s) => child.kill(s), exited, signal, graceMs));
+    },
+  };
+  if (pid === undefined) throw notStarted(file, await exited);
+  try {
+    await waitForPidFile(ctx, daemon, opts);
+  } catch (err) {
+    await daemon.stop('SIGTERM', 3000);
+    throw err;
+  }
+  return daemon;
+}
+
+function notStarted(file: string, exit: DaemonExit): SparsifyError {
+  if ((exit.spawnError as { code?: unknown } | undefined)?.code === 'ENOENT') {
+    return new SparsifyError('TOOL_MISSING', `${file} is not installed`, {
+      cause: exit.spawnError,
+      hint: `install the Debian package ${packageOf(file)} (or run scripts/setup)`,
+    });
+  }
+  return new SparsifyError('TOOL_FAILED', `${file} could not be started: ${String(exit.spawnError)}`, { cause: exit.spawnError });
+}
+
+async function waitForPidFile(ctx: RunContext, daemon: Daemon, opts: StartDaemonOptions): Promise<void> {
+  const deadline = Date.now() + opts.readyTimeoutMs;
+  for (;;) {
+    if (!daemon.running()) throw opts.explainEarlyExit(await daemon.exited);
+    if (ctx.signal.aborted) throw new SparsifyError('CANCELLED', 'quit (^C) at user request');
+    const text = await readFile(opts.pidFile, 'utf8').catch(() => '');
+    // The pid file is written after every export exists (qemu-storage-daemon(1), nbdfuse(1)).
+    if (text.trim() === String(daemon.pid)) return;
+    if (Date.now() > deadline) {
+      throw new SparsifyError('TOOL_FAILED', `${opts.pidFile}: daemon not ready after ${opts.readyTimeoutMs} ms`);
+    }
+    await delay(POLL_MS);
+  }
+}
+
+async function stopChild(
+  isDone: () => boolean,
+  kill: (signal: NodeJS.Signals) => boolean,
+  exited: Promise<DaemonExit>,
+  signal: NodeJS.Signals,
+  graceMs: number,
+): Promise<DaemonExit> {
+  if (!isDone()) {
+    kill(signal);
+    const timer = delay(graceMs, 'timeout' as const, { ref: false });
+    if ((await Promise.race([exited, timer])) === 'timeout' && !isDone()) kill('SIGKILL');
+  }
+  return exited;
+}
+
+/** A one-line description of how a daemon ended, for error messages. */
+export function describeExit(name: string, exit: DaemonExit): string {
+  const how = exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.exitCode ?? '?'}`;
+  return `${name} ${how}: ${stderrTail(exit.stderr) || '(no output)'}`;
+}
+
+/** An execa line transform that keeps the first `max` lines and drops the rest, bounding memory. */
+export function keepFirstLines(max: number): (line: unknown) => Generator<unknown, void, unknown> {
+  let seen = 0;
+  return function* (line: unknown) {
+    if (seen++ < max) yield line;
+  };
+}

@@ -1,0 +1,197 @@
+/**
+ * One qemu-storage-daemon per image: the image served over NBD on a unix socket, and optionally
+ * as a FUSE file (through nbdfuse, see nbd-fuse.ts) for a loop device and a kernel mount.
+ *
+ * qemu-storage-daemon rather than qemu-nbd: one process takes a `--blockdev` graph (separate
+ * protocol and format nodes, each with its own discard setting; the compress filter as a node),
+ * it accepts any number of NBD connections by default (qemu-nbd: one, unless -e), and its
+ * --pidfile is documented to be written only after every export exists.
+ */
+import { randomBytes } from 'node:crypto';
+import { rm, stat } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import type { Stats } from 'node:fs';
+import type { RunContext } from '../context.js';
+import { SparsifyError, throwIfCancelled } from '../errors.js';
+import { AsyncStack, once } from '../util/async-stack.js';
+import { describeExit, startDaemon, type DaemonExit } from './daemon.js';
+import { classifyOpenFailure, wrongFormatError } from './img-parse.js';
+import { openNbdFuse } from './nbd-fuse.js';
+
+/** How to serve one image. */
+export interface ServeOptions {
+  readonly file: string;
+  readonly format: string;
+  readonly readOnly: boolean;
+  /** discard=unmap on the format node and on the file node: both are needed for holes in the file. */
+  readonly discard: boolean;
+  /** 'unmap' turns written zeros into discards (needs `discard`). */
+  readonly detectZeroes?: 'off' | 'on' | 'unmap';
+  /** Put qemu's compress filter above the format node: every write becomes a compressed cluster. */
+  readonly compress?: boolean;
+  /** Also show the image as a FUSE file (for a loop device). */
+  readonly fuse?: boolean;
+  /** cache.direct=on (O_DIRECT) on the file node; off by default (tmpfs has no O_DIRECT). */
+  readonly cacheDirect?: boolean;
+  /** Directory for the socket, pid files and the FUSE file; the socket path must fit in 107 bytes. */
+  readonly dir: string;
+  readonly exportName?: string;
+  readonly readyTimeoutMs?: number;
+  /** After ctx.signal aborts, the owner has this long to dispose before the daemon is stopped anyway. */
+  readonly abortGraceMs?: number;
+}
+
+/** A served image; disposing unmounts the FUSE file, stops the daemon and removes its files. */
+export interface ServedImage extends AsyncDisposable {
+  readonly socketPath: string;
+  readonly exportName: string;
+  readonly fuseFile?: string;
+  readonly pid: number;
+}
+
+/** Paths and drivers {@link daemonArgs} needs beside the options. */
+export interface DaemonPaths {
+  readonly socketPath: string;
+  readonly pidFile: string;
+  /** 'file' for regular files, 'host_device' for block devices. */
+  readonly protocolDriver: 'file' | 'host_device';
+}
+
+const DEFAULT_READY_TIMEOUT_MS = 30_000;
+const DEFAULT_ABORT_GRACE_MS = 10_000;
+const MAX_SOCKET_PATH = 107;
+
+/** The qemu-storage-daemon argv (JSON option syntax, no shell) for `opts`. */
+export function daemonArgs(opts: ServeOptions, paths: DaemonPaths, exportName: string): string[] {
+  const ro = opts.readOnly;
+  const discard = opts.discard && !ro ? 'unmap' : 'ignore';
+  const detectZeroes = ro ? undefined : opts.detectZeroes;
+  if (detectZeroes === 'unmap' && discard !== 'unmap') {
+    throw new SparsifyError('INTERNAL', 'detect-zeroes=unmap needs discard on a writable image');
+  }
+  const protocol = {
+    driver: paths.protocolDriver,
+    'node-name': 'proto',
+    filename: resolve(opts.file),
+    'read-only': ro,
+    discard,
+    cache: { direct: opts.cacheDirect ?? false, 'no-flush': false },
+  };
+  const format = {
+    driver: opts.format,
+    'node-name': 'fmt',
+    file: 'proto',
+    'read-only': ro,
+    discard,
+    ...(detectZeroes ? { 'detect-zeroes': detectZeroes } : {}),
+  };
+  const compress = opts.compress && !ro ? { driver: 'compress', 'node-name': 'compress', file: 'fmt' } : undefined;
+  const top = compress ? 'compress' : 'fmt';
+  const nodes = [protocol, format, ...(compress ? [compress] : [])];
+  return [
+    '--pidfile',
+    paths.pidFile,
+    ...nodes.flatMap((n) => ['--blockdev', JSON.stringify(n)]),
+    '--nbd-server',
+    JSON.stringify({ addr: { type: 'unix', path: paths.socketPath } }),
+    '--export',
+    JSON.stringify({ type: 'nbd', id: 'nbd0', 'node-name': top, name: exportName, writable: !ro }),
+  ];
+}
+
+/**
+ * Serves `opts.file` and returns once the NBD export (and the FUSE file) exist. A locked image
+ * → IN_USE; an image not in `opts.format` → BAD_IMAGE. Aborting ctx.signal stops everything
+ * after `abortGraceMs` unless the owner disposed first.
+ */
+export async function serveImage(ctx: RunContext, opts: ServeOptions): Promise<ServedImage> {
+  throwIfCancelled(ctx.signal);
+  const id = `qsd-${randomBytes(4).toString('hex')}`;
+  const socketPath = join(resolve(opts.dir), `${id}.sock`);
+  if (Buffer.byteLength(socketPath) > MAX_SOCKET_PATH) {
+    throw new SparsifyError('USAGE', `temporary directory path too long for a unix socket: ${opts.dir}`, {
+      hint: 'use a shorter --tmp directory',
+    });
+  }
+  const exportName = opts.exportName ?? 'sparsify';
+  const pidFile = join(resolve(opts.dir), `${id}.pid`);
+  const protocolDriver = (await statServed(opts.file)).isBlockDevice() ? 'host_device' : 'file';
+  const args = daemonArgs(opts, { socketPath, pidFile, protocolDriver }, exportName);
+  const readyTimeoutMs = opts.readyTimeoutMs ?? DEFAULT_READY_TIMEOUT_MS;
+  const stack = new AsyncStack((err) => ctx.log.warn(`stopping qemu-storage-daemon: ${String(err)}`));
+  try {
+    stack.defer(() => rm(socketPath, { force: true }));
+    stack.defer(() => rm(pidFile, { force: true }));
+    const daemon = await startDaemon(ctx, 'qemu-storage-daemon', args, {
+      pidFile,
+      readyTimeoutMs,
+      explainEarlyExit: (exit) => explainDaemonFailure(exit, opts),
+    });
+    stack.defer(async () => {
+      await daemon.stop('SIGTERM');
+    });
+    const fuse = opts.fuse
+      ? stack.use(
+          await openNbdFuse(ctx, {
+            socketPath,
+            exportName,
+            path: join(resolve(opts.dir), `${id}.img`),
+            pidFile: join(resolve(opts.dir), `${id}-fuse.pid`),
+            readOnly: opts.readOnly,
+            readyTimeoutMs,
+          }),
+        )
+      : undefined;
+    ctx.log.debug(`serving ${opts.file} (${opts.format}) on ${socketPath}${fuse ? ` and ${fuse.path}` : ''}`);
+    return withAbortBackstop(ctx, stack.move(), opts.abortGraceMs ?? DEFAULT_ABORT_GRACE_MS, {
+      socketPath,
+      exportName,
+      ...(fuse ? { fuseFile: fuse.path } : {}),
+      pid: daemon.pid,
+    });
+  } catch (err) {
+    await stack[Symbol.asyncDispose]();
+    throw err;
+  }
+}
+
+/** Wraps the owned resources in an idempotent dispose that also runs if the owner never does after an abort. */
+function withAbortBackstop(
+  ctx: RunContext,
+  owned: AsyncStack,
+  graceMs: number,
+  fields: Omit<ServedImage, typeof Symbol.asyncDispose>,
+): ServedImage {
+  let timer: NodeJS.Timeout | undefined;
+  const onAbort = (): void => {
+    timer = setTimeout(() => {
+      ctx.log.debug(`${fields.socketPath}: not released ${graceMs} ms after the abort; stopping it`);
+      void dispose();
+    }, graceMs);
+    timer.unref();
+  };
+  const dispose = once(async () => {
+    ctx.signal.removeEventListener('abort', onAbort);
+    if (timer) clearTimeout(timer);
+    await owned[Symbol.asyncDispose]();
+  });
+  if (ctx.signal.aborted) onAbort();
+  else ctx.signal.addEventListener('abort', onAbort, { once: true });
+  return { ...fields, [Symbol.asyncDispose]: dispose };
+}
+
+async function statServed(file: string): Promise<Stats> {
+  try {
+    return await stat(file);
+  } catch (err) {
+    throw new SparsifyError('NOT_FOUND', `${file} does not exist; check the path`, { cause: err });
+  }
+}
+
+function explainDaemonFailure(exit: DaemonExit, opts: ServeOptions): Error {
+  const known = classifyOpenFailure(exit.stderr, opts.file);
+  if (known) return known;
+  const notFormat = /Image is not in \S+ format|not in \S+ format|invalid \S+ image/i.test(exit.stderr);
+  if (notFormat) return wrongFormatError(opts.file, opts.format, undefined);
+  return new SparsifyError('TOOL_FAILED', describeExit('qemu-storage-daemon', exit));
+}
