@@ -8,7 +8,7 @@ import { ExtentSet } from '../disk/extent-set.js';
 import { SparsifyError, throwIfCancelled } from '../errors.js';
 import { openNbdClient } from '../nbd/client.js';
 import { OUTPUT_FORMATS, type CopyOptions, type OutputFormat } from '../options.js';
-import { checkImage, createImage, readImageInfo, type ImageInfo } from '../qemu/img.js';
+import { assertNotInUse, checkImage, createImage, readImageInfo, type ImageInfo } from '../qemu/img.js';
 import { serveImage } from '../qemu/storage-daemon.js';
 import type { CopySummary, RunReport, VolumeReport } from '../report/types.js';
 import { AsyncStack } from '../util/async-stack.js';
@@ -148,6 +148,7 @@ async function examineInput(ctx: RunContext, ui: RunUi, options: CopyOptions, st
     ctx.log.warn(`image format was not specified for '${options.input}' and probing guessed raw; add --format raw to say so`);
   }
   await checkImage(ctx, options.input, info.format);
+  if (info.format === 'raw') await assertNotInUse(ctx, options.input, info.format);
   const outputFormat = options.convert ?? info.format;
   if (!(OUTPUT_FORMATS as readonly string[]).includes(outputFormat)) {
     throw new SparsifyError('UNSUPPORTED', `cannot write ${outputFormat} output`, {
@@ -226,10 +227,23 @@ async function copyToOutput(
     compress: options.compress,
     workDir: state.workDir!,
   });
-  const stats = await copyBlocks({ source: device, sink: output.sink, skip: ExtentSet.empty, signal: ctx.signal, onProgress });
-  await output.finish();
-  state.copy = stats;
+  try {
+    state.copy = await copyBlocks({ source: device, sink: output.sink, skip: ExtentSet.empty, signal: ctx.signal, onProgress });
+    await output.finish();
+  } catch (err) {
+    throw asNoSpace(err, options.output) ?? err;
+  }
   state.outputAllocatedBytes = (await stat(partial)).blocks * 512;
+}
+
+/** A full output filesystem, as the one-line error the user can act on. */
+function asNoSpace(err: unknown, output: string): SparsifyError | undefined {
+  const code = (err as { code?: unknown } | undefined)?.code;
+  if (code !== 'ENOSPC' && code !== 'EDQUOT' && code !== 'NO_SPACE') return undefined;
+  return new SparsifyError('NO_SPACE', `no space left for ${output}`, {
+    cause: err,
+    hint: 'free some space there, or write the output somewhere with more room',
+  });
 }
 
 async function fsyncDir(dir: string): Promise<void> {

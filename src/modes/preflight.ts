@@ -5,7 +5,7 @@ import { SparsifyError } from '../errors.js';
 import { packageOf } from '../util/tools.js';
 
 /** Programs every run needs. */
-export const BASE_TOOLS = ['qemu-img', 'qemu-storage-daemon'] as const;
+export const BASE_TOOLS = ['qemu-img', 'qemu-io', 'qemu-storage-daemon'] as const;
 /** Programs the mount engine needs. */
 export const MOUNT_TOOLS = ['losetup', 'mount', 'umount', 'fstrim', 'ntfs-3g', 'nbdfuse', 'fusermount3'] as const;
 

@@ -2,6 +2,7 @@
 export const TOOL_PACKAGES: Readonly<Record<string, string>> = {
   'qemu-img': 'qemu-utils',
   'qemu-nbd': 'qemu-utils',
+  'qemu-io': 'qemu-utils',
   'qemu-storage-daemon': 'qemu-system-common',
   losetup: 'mount',
   mount: 'mount',

@@ -82,19 +82,26 @@ describeIntegration('bad input: one-line error, documented exit code, nothing lo
     expect(await sha256File(img)).toBe(sha);
   });
 
-  it('image in use by a running VM', async () => {
-    const img = join(dir, 'busy.img');
-    await copyImage(base.imagePath, img);
-    const vm = spawn('qemu-system-x86_64', ['-machine', 'none', '-nodefaults', '-display', 'none', '-S', '-drive', `file=${img},if=none,format=raw,id=d0`], { stdio: 'ignore' });
+  it.each(['raw', 'qcow2'] as const)('image in use by a running VM (%s)', async (format) => {
+    const img = join(dir, `busy.${format}`);
+    execFileSync('qemu-img', ['convert', '-O', format, base.imagePath, img]);
+    const sha = await sha256File(img);
+    // A paused VM with the disk on a virtio-blk device: the device is what takes the write lock.
+    const vm = spawn(
+      'qemu-system-x86_64',
+      ['-accel', 'tcg', '-machine', 'pc', '-S', '-nodefaults', '-display', 'none', '-drive', `file=${img},if=none,format=${format},id=d0`, '-device', 'virtio-blk-pci,drive=d0'],
+      { stdio: 'ignore' },
+    );
     try {
-      await waitForLock(img);
-      const r = await fails(img, ['--format', 'raw']);
+      await waitForLock(img, format);
+      const r = await fails(img, ['--format', format]);
       expect(r.exitCode).toBe(1);
-      expect(r.stderr).toMatch(/in use/);
+      expect(r.stderr).toMatch(/in use by another process/);
     } finally {
       vm.kill('SIGKILL');
       await new Promise((resolve) => vm.once('exit', resolve));
     }
+    expect(await sha256File(img)).toBe(sha);
   });
 
   it('output exists: refused and untouched without --overwrite', async () => {
@@ -156,11 +163,12 @@ function sha256OfText(text: string): string {
   return createHash('sha256').update(text).digest('hex');
 }
 
-/** Waits until qemu holds the image's write lock (qemu-img info then fails to get a shared lock). */
-async function waitForLock(img: string): Promise<void> {
+/** Waits until the VM holds the image's write lock (a writable open by qemu-io then fails). */
+async function waitForLock(img: string, format: string): Promise<void> {
   for (let i = 0; i < 100; i++) {
     try {
-      execFileSync('qemu-img', ['info', '-f', 'raw', img], { stdio: 'pipe' });
+      execFileSync('qemu-io', ['-r', '-U', '-f', format, '-c', 'quit', img], { stdio: 'pipe' });
+      execFileSync('qemu-io', ['-f', format, '-c', 'quit', img], { stdio: 'pipe' });
     } catch {
       return;
     }
