@@ -1,0 +1,147 @@
+import { writeSync } from 'node:fs';
+import { open, rm, type FileHandle } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import type { BlockSink } from '../disk/types.js';
+import { SparsifyError } from '../errors.js';
+import { once } from '../util/async-stack.js';
+
+/** Bytes of zeros written per request by the `writeZeroes` fallback. */
+const ZERO_WRITE_BYTES = 1024 * 1024;
+
+/**
+ * Writes up to this size are made with a synchronous pwrite. An async FileHandle.write costs a
+ * threadpool round trip (~50 µs measured here) against ~9 µs for the pwrite itself, and a copy
+ * of scattered data is mostly small writes: on a 1 GiB disk with half its 4 KiB granules zero,
+ * sync small writes took the copy from 1.3–2.4 s to 0.8–1.0 s. Blocking the event loop for one
+ * 64 KiB page-cache write is harmless; larger writes stay async.
+ */
+const SYNC_WRITE_MAX_BYTES = 64 * 1024;
+
+/** A new sparse raw file as a copy destination; dispose closes it, `remove` deletes it. */
+export interface RawFileSink extends BlockSink, AsyncDisposable {
+  readonly path: string;
+  /** Closes and deletes the file: for a failed copy, which must leave no partial output. */
+  remove(): Promise<void>;
+}
+
+/**
+ * Creates `path` as a file of `sizeBytes` that is all holes (so it reads as zero and the copier
+ * never writes zeros into it). Refuses an existing file unless `overwrite`, which truncates it.
+ */
+export async function openRawFileSink(
+  path: string,
+  sizeBytes: number,
+  options: { overwrite: boolean },
+): Promise<RawFileSink> {
+  const fh = await createFile(path, options.overwrite);
+  try {
+    await fh.truncate(sizeBytes);
+  } catch (err) {
+    await fh.close();
+    await rm(path, { force: true });
+    throw ioError(path, err);
+  }
+  return makeRawFileSink(path, fh, sizeBytes);
+}
+
+async function createFile(path: string, overwrite: boolean): Promise<FileHandle> {
+  try {
+    return await open(path, overwrite ? 'w' : 'wx');
+  } catch (err) {
+    if (errnoOf(err) === 'EEXIST') {
+      throw new SparsifyError('OUTPUT_EXISTS', `output file ${path} already exists`, {
+        cause: err,
+        hint: 'remove it or choose another output file',
+      });
+    }
+    throw ioError(path, err);
+  }
+}
+
+function makeRawFileSink(path: string, fh: FileHandle, sizeBytes: number): RawFileSink {
+  let syncedDir = false;
+  const close = once(() => fh.close());
+  return {
+    path,
+    sizeBytes,
+    zeroInitialized: true,
+    writeAlignmentBytes: 1,
+    write: (offsetBytes, data) => writeAll(fh, path, sizeBytes, offsetBytes, data),
+    writeZeroes: (offsetBytes, lengthBytes) => writeZeroBytes(fh, path, sizeBytes, offsetBytes, lengthBytes),
+    async flush() {
+      try {
+        await fh.sync();
+      } catch (err) {
+        throw ioError(path, err);
+      }
+      if (!syncedDir) await syncDirectory(dirname(path));
+      syncedDir = true;
+    },
+    async remove() {
+      await close();
+      await rm(path, { force: true });
+    },
+    [Symbol.asyncDispose]: close,
+  };
+}
+
+async function writeAll(fh: FileHandle, path: string, sizeBytes: number, offsetBytes: number, data: Uint8Array) {
+  checkRange(path, sizeBytes, offsetBytes, data.length);
+  try {
+    for (let done = 0; done < data.length; ) {
+      const n = data.length - done;
+      const position = offsetBytes + done;
+      done +=
+        n <= SYNC_WRITE_MAX_BYTES
+          ? writeSync(fh.fd, data, done, n, position)
+          : (await fh.write(data, done, n, position)).bytesWritten;
+    }
+  } catch (err) {
+    throw ioError(path, err);
+  }
+}
+
+/**
+ * Writes real zeros in bounded buffers. Node has no fallocate(PUNCH_HOLE), so `punch` cannot be
+ * honoured; the copier never calls this on a zero-initialized sink, so it is only a correct
+ * fallback for direct callers.
+ */
+async function writeZeroBytes(fh: FileHandle, path: string, sizeBytes: number, offsetBytes: number, lengthBytes: number) {
+  checkRange(path, sizeBytes, offsetBytes, lengthBytes);
+  const zeros = Buffer.alloc(Math.min(lengthBytes, ZERO_WRITE_BYTES));
+  for (let done = 0; done < lengthBytes; done += zeros.length) {
+    const n = Math.min(zeros.length, lengthBytes - done);
+    await writeAll(fh, path, sizeBytes, offsetBytes + done, zeros.subarray(0, n));
+  }
+}
+
+/** fsync of the directory makes the new file's name durable too (invariant 6). */
+async function syncDirectory(dir: string): Promise<void> {
+  const dh = await open(dir, 'r');
+  try {
+    await dh.sync();
+  } finally {
+    await dh.close();
+  }
+}
+
+function checkRange(path: string, sizeBytes: number, offsetBytes: number, lengthBytes: number): void {
+  if (offsetBytes < 0 || lengthBytes < 0 || offsetBytes + lengthBytes > sizeBytes) {
+    throw new RangeError(`write ${offsetBytes}+${lengthBytes} is outside the ${sizeBytes}-byte ${path}`);
+  }
+}
+
+function ioError(path: string, err: unknown): unknown {
+  const code = errnoOf(err);
+  if (code === 'ENOSPC' || code === 'EDQUOT') {
+    return new SparsifyError('NO_SPACE', `no space left for the output ${path}`, {
+      cause: err,
+      hint: 'free space on the output filesystem or write the output elsewhere',
+    });
+  }
+  return err;
+}
+
+function errnoOf(err: unknown): unknown {
+  return typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined;
+}
