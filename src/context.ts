@@ -28,3 +28,12 @@ export const silentLogger: Logger = {
 export function makeContext(log: Logger = silentLogger, signal?: AbortSignal): RunContext {
   return { signal: signal ?? new AbortController().signal, log };
 }
+
+/**
+ * The same logger with a signal that never aborts: for steps that must not be cut half-way
+ * (attaching a loop device, mounting), because a killed `losetup --find` or `mount` may still
+ * have attached or mounted, and then nobody knows what to release. Check the real signal after.
+ */
+export function uninterruptible(ctx: RunContext): RunContext {
+  return makeContext(ctx.log);
+}

@@ -2,8 +2,8 @@
 import { readFile, realpath } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
-import type { RunContext } from '../context.js';
-import { SparsifyError } from '../errors.js';
+import { uninterruptible, type RunContext } from '../context.js';
+import { SparsifyError, throwIfCancelled } from '../errors.js';
 import { once } from '../util/async-stack.js';
 import { ToolFailedError, runTool } from '../util/run.js';
 import { releaseContext } from './mounts.js';
@@ -35,14 +35,19 @@ export async function openLoopDevice(ctx: RunContext, opts: OpenLoopOptions): Pr
   }
   const args = ['--find', '--show', '--offset', String(opts.offsetBytes), '--sizelimit', String(opts.sizeBytes)];
   if (opts.readOnly) args.push('--read-only');
-  const { stdout } = await runTool(ctx, 'losetup', [...args, opts.file]);
+  const { stdout } = await runTool(uninterruptible(ctx), 'losetup', [...args, opts.file]);
   const path = stdout.trim();
   if (!/^\/dev\/loop\d+$/.test(path)) {
     throw new SparsifyError('TOOL_FAILED', `losetup printed an unexpected device name: ${path.slice(0, 80)}`);
   }
   ctx.log.debug(`attached ${path} to ${opts.file} at ${opts.offsetBytes}+${opts.sizeBytes}`);
   const backing = await realpath(opts.file);
-  return { path, [Symbol.asyncDispose]: once(() => detachLoopDevice(releaseContext(ctx), path, backing)) };
+  const loop = { path, [Symbol.asyncDispose]: once(() => detachLoopDevice(releaseContext(ctx), path, backing)) };
+  if (ctx.signal.aborted) {
+    await loop[Symbol.asyncDispose]();
+    throwIfCancelled(ctx.signal);
+  }
+  return loop;
 }
 
 /** Detaches `device` if it still shows `backingFile`, then waits until it no longer does. */

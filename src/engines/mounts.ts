@@ -4,7 +4,8 @@
  */
 import { readFile, realpath } from 'node:fs/promises';
 import { setTimeout as delay } from 'node:timers/promises';
-import { makeContext, type RunContext } from '../context.js';
+import { makeContext, uninterruptible, type RunContext } from '../context.js';
+import { throwIfCancelled } from '../errors.js';
 import { ToolFailedError, runTool } from '../util/run.js';
 import { once } from '../util/async-stack.js';
 
@@ -81,9 +82,13 @@ export async function openMount(ctx: RunContext, opts: OpenMountOptions): Promis
   const optionArgs = opts.options.length ? ['-o', opts.options.join(',')] : [];
   const { stderr } =
     opts.fsType === 'ntfs-3g'
-      ? await runTool(ctx, 'ntfs-3g', [...optionArgs, opts.device, opts.mountPoint])
-      : await runTool(ctx, 'mount', ['-t', opts.fsType, ...optionArgs, opts.device, opts.mountPoint]);
+      ? await runTool(uninterruptible(ctx), 'ntfs-3g', [...optionArgs, opts.device, opts.mountPoint])
+      : await runTool(uninterruptible(ctx), 'mount', ['-t', opts.fsType, ...optionArgs, opts.device, opts.mountPoint]);
   const dispose = once(() => unmount(releaseContext(ctx), opts.mountPoint));
+  if (ctx.signal.aborted) {
+    await dispose();
+    throwIfCancelled(ctx.signal);
+  }
   const real = await realpath(opts.mountPoint).catch(() => opts.mountPoint);
   const entry = (await readMounts()).findLast((m) => m.mountPoint === real);
   ctx.log.debug(`mounted ${opts.device} (${opts.fsType}) on ${opts.mountPoint}${entry?.readOnly ? ' read-only' : ''}`);

@@ -111,7 +111,10 @@ export async function sparsifyCopy(options: CopyOptions, ctx: RunContext, ui: Ru
         say(task.title);
         await clock.time('copy', () =>
           copyToOutput(run, options, state, partial, (done, total) => {
-            if (ui.renderer === 'default') task.output = progressBar(done, total);
+            if (ui.renderer === 'default') {
+              const bar = progressBar(done, total);
+              if (bar !== task.output) task.output = bar;
+            }
             ui.progress?.(done, total);
           }),
         );

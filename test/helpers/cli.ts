@@ -59,7 +59,8 @@ export function waitForExit(child: ChildProcess): Promise<CliResult> {
 export async function leftoversUnder(dir: string): Promise<string[]> {
   const left: string[] = [];
   const { stdout: loops } = await execFileAsync('losetup', ['-a']).catch(() => ({ stdout: '' }));
-  for (const line of loops.split('\n')) if (line.includes(dir)) left.push(`loop: ${line}`);
+  // A loop device whose backing shows as "(/)" lost its FUSE file: always a leak.
+  for (const line of loops.split('\n')) if (line.includes(dir) || line.includes('(/)')) left.push(`loop: ${line}`);
   const mounts = await readFile('/proc/self/mountinfo', 'utf8');
   for (const line of mounts.split('\n')) if (line.includes(dir)) left.push(`mount: ${line}`);
   for (const pid of await readdir('/proc')) {

@@ -20,13 +20,14 @@ describeIntegration('Ctrl-C: nothing left behind, input intact', { tools: ['qemu
     await rm(dir, { recursive: true, force: true });
   });
 
-  async function interruptWhen(name: string, seen: (out: string) => boolean, extra: string[] = []) {
+  async function interruptWhen(name: string, seen: (out: string) => boolean, extra: string[] = [], delayMs = 0) {
     const work = join(dir, `work-${name}`);
     await mkdir(work);
     const out = join(dir, `out-${name}.qcow2`);
     const child = spawnCli(['--machine-readable', '--tmp', work, ...extra, image.imagePath, out]);
     const exited = waitForExit(child);
     await waitForOutput(child, seen);
+    await new Promise((resolve) => setTimeout(resolve, delayMs));
     child.kill('SIGINT');
     const r = await exited;
     expect(r.exitCode, r.stderr).toBe(1);
@@ -36,8 +37,9 @@ describeIntegration('Ctrl-C: nothing left behind, input intact', { tools: ['qemu
     expect(await sha256File(image.imagePath)).toBe(inputSha);
   }
 
-  it('during the filesystem pass', async () => {
-    await interruptWhen('fs', (out) => /Trim free space in \/dev\/sda\d/.test(out));
+  // Several moments inside the pass: while losetup attaches, while mount runs, during fstrim.
+  it.each([0, 30, 120, 400])('during the filesystem pass (+%i ms)', async (delayMs) => {
+    await interruptWhen(`fs${delayMs}`, (out) => /Trim free space in \/dev\/sda\d/.test(out), [], delayMs);
   });
 
   it('during the copy', async () => {
