@@ -1,7 +1,7 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { parseCommandLine } from '../../../src/cli/parse-options.js';
 import { SparsifyError } from '../../../src/errors.js';
 
@@ -62,8 +62,10 @@ describe('parseCommandLine: copy mode', () => {
     expect(usageError('--tmp', '/nonexistent/dir', 'a', 'b')).toMatch(/--tmp parameter must point to/);
   });
 
+  const dir = mkdtempSync(join(tmpdir(), 'sparsify-unit-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
   it('--tmp takes a directory or prebuilt:FILE', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'sparsify-unit-'));
     expect(run('--tmp', dir, 'a', 'b').options).toMatchObject({ tmp: { kind: 'dir', path: dir } });
     const file = join(dir, 'overlay.qcow2');
     expect(usageError('--tmp', `prebuilt:${file}`, 'a', 'b')).toMatch(/file does not exist/);
