@@ -110,6 +110,24 @@ describeIntegration('copy-mode options on a real image', { tools: ['qemu-img', '
     expect(r.stderr).toMatch(/^\+ (\S*\/)?fstrim /m);
   });
 
+  it('--check-tmpdir=warn (the default) warns but never waits for RETURN when stdin is not a terminal', async () => {
+    const small = join(dir, 'small-tmp');
+    await mkdir(small);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=16m', 'tmpfs', small]);
+    try {
+      const runTmp = join(small, 'run');
+      await mkdir(runTmp);
+      const out = join(dir, 'warned.qcow2');
+      const r = await runCli(['--tmp', runTmp, '--convert', 'qcow2', '-q', image.imagePath, out]);
+      expect(r.exitCode, r.stderr).toBe(0);
+      expect(r.stderr).toMatch(/warning: There may not be enough free space/);
+      expect(r.stderr).not.toMatch(/Press RETURN/);
+      expect(await leftoversUnder(runTmp)).toEqual([]);
+    } finally {
+      execFileSync('umount', [small]);
+    }
+  });
+
   it('--tmp prebuilt:FILE uses the given overlay and leaves it', async () => {
     const overlay = join(dir, 'prebuilt.qcow2');
     execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', 'compat=1.1', '-b', image.imagePath, '-F', 'raw', overlay]);
