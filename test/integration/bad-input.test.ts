@@ -82,6 +82,22 @@ describeIntegration('bad input: one-line error, documented exit code, nothing lo
     expect(await sha256File(img)).toBe(sha);
   });
 
+  it('a damaged primary GPT header is not an error: the backup is used, with a warning', async () => {
+    const img = join(dir, 'primary-gpt.img');
+    await copyImage(base.imagePath, img);
+    const fh = await open(img, 'r+');
+    await fh.write(Buffer.alloc(92, 0xaa), 0, 92, 512);
+    await fh.close();
+    const sha = await sha256File(img);
+    const out = join(dir, 'primary-gpt-out.qcow2');
+    const r = await runCli(['--tmp', work, '--format', 'raw', '--convert', 'qcow2', img, out]);
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/primary GPT header damaged: used the backup/);
+    expect(r.stdout).toMatch(/\/dev\/sda1 +ext4 +trimmed/);
+    expect(await sha256File(img)).toBe(sha);
+    await rm(out);
+  });
+
   it.each(['raw', 'qcow2'] as const)('image in use by a running VM (%s)', async (format) => {
     const img = join(dir, `busy.${format}`);
     execFileSync('qemu-img', ['convert', '-O', format, base.imagePath, img]);
