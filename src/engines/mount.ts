@@ -19,7 +19,9 @@ import { zeroFillFreeSpace } from './zero-fill.js';
 /** What the mount engine did with one volume. */
 export type MountOutcome =
   | { status: 'trimmed'; method: 'fstrim' | 'zero-fill'; trimmedBytes?: number; note?: string }
-  | { status: 'not-mountable'; reason: string };
+  | { status: 'not-mountable'; reason: string }
+  /** Mounted, but fstrim is not supported and zero-fill was not allowed. */
+  | { status: 'no-trim'; reason: string };
 
 /** The volume to trim and where its bytes are reachable as a file. */
 export interface TrimByMountOptions {
@@ -29,6 +31,11 @@ export interface TrimByMountOptions {
   readonly fs: ProbeResult;
   /** A private directory for the mount point. */
   readonly workDir: string;
+  /**
+   * Fill free space with zeros where fstrim is unsupported (default true). In place this is
+   * off: zeros written into a partly used qcow2 cluster allocate it, so the image would grow.
+   */
+  readonly zeroFill?: boolean;
 }
 
 /** How to mount one filesystem type, or why it cannot be. */
@@ -96,7 +103,7 @@ export async function trimByMount(ctx: RunContext, opts: TrimByMountOptions): Pr
   if (mounted.readOnly) {
     return { status: 'not-mountable', reason: mountFailureReason(mounted.stderr || 'mounted read-only only') };
   }
-  return await freeSpace(ctx, mountPoint, name);
+  return await freeSpace(ctx, mountPoint, name, opts.zeroFill ?? true);
 }
 
 async function tryMount(
@@ -117,7 +124,7 @@ async function tryMount(
   }
 }
 
-async function freeSpace(ctx: RunContext, mountPoint: string, name: string): Promise<MountOutcome> {
+async function freeSpace(ctx: RunContext, mountPoint: string, name: string, zeroFill: boolean): Promise<MountOutcome> {
   try {
     const { stdout } = await runTool(ctx, 'fstrim', ['-v', mountPoint]);
     const trimmedBytes = parseFstrimBytes(stdout);
@@ -125,6 +132,7 @@ async function freeSpace(ctx: RunContext, mountPoint: string, name: string): Pro
   } catch (err) {
     if (!(err instanceof ToolFailedError)) throw err;
     const why = mountFailureReason(err.stderr).replace(/^fstrim: [^:]*: /, '');
+    if (!zeroFill) return { status: 'no-trim', reason: `fstrim failed (${why})` };
     ctx.log.debug(`${name}: fstrim failed (${why}); filling free space with zeros instead`);
     const trimmedBytes = await zeroFillFreeSpace(ctx, mountPoint);
     return { status: 'trimmed', method: 'zero-fill', trimmedBytes, note: `fstrim failed (${why}): free space zero-filled` };

@@ -50,17 +50,17 @@ function decide(volume: Volume, fs: ProbeResult, input: PlanInput): { action: Ac
   switch (fs.type) {
     case 'swap':
       return fs.detail?.includes('hibernation')
-        ? { action: 'keep', reason: 'swap holds a hibernation image: left alone' }
+        ? { action: 'keep', reason: 'swap holds a hibernation image' }
         : { action: 'swap', reason: 'swap: header kept, the rest zeroed' };
     case 'luks':
-      return { action: 'keep', reason: 'encrypted (LUKS): copied as is' };
+      return { action: 'keep', reason: 'encrypted (LUKS)' };
     case 'lvm-pv':
-      return { action: 'keep', reason: 'LVM physical volume: logical volumes are not handled yet, copied as is' };
+      return { action: 'keep', reason: 'LVM physical volume: logical volumes are not handled yet' };
     case 'unknown':
-      return { action: 'keep', reason: 'no filesystem recognised: copied as is' };
+      return { action: 'keep', reason: 'no filesystem recognised' };
     default:
-      if (!MOUNTABLE.has(fs.type)) return { action: 'keep', reason: `${fs.type}: not handled, copied as is` };
-      if (!input.canMount) return { action: 'keep', reason: 'the mount engine needs root: copied as is' };
+      if (!MOUNTABLE.has(fs.type)) return { action: 'keep', reason: `${fs.type}: not handled` };
+      if (!input.canMount) return { action: 'keep', reason: 'the mount engine needs root' };
       return { action: 'mount', reason: `${fs.type}: free space trimmed through a mount` };
   }
 }

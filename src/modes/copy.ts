@@ -96,7 +96,7 @@ export async function sparsifyCopy(options: CopyOptions, ctx: RunContext, ui: Ru
               throwIfCancelled(run.signal);
               say(`${taskVerb(plan.action)} ${plan.volume.name}`);
               const outcome = await clock.time(`volume ${plan.volume.name}`, () =>
-                runVolumePlan(run, plan, state.device!, { fuseFile: state.fuseFile, workDir: state.workDir! }),
+                runVolumePlan(run, plan, { device: state.device!, fuseFile: state.fuseFile, workDir: state.workDir!, inPlace: false }),
               );
               state.outcomes[i] = outcome;
               sub.title = `${plan.volume.name} (${plan.fs.type}): ${outcome.handled}`;

@@ -1,12 +1,166 @@
-import type { RunContext } from '../context.js';
-import { SparsifyError } from '../errors.js';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { ListrTask } from 'listr2';
+import { uninterruptible, type RunContext } from '../context.js';
+import type { BlockDevice } from '../disk/types.js';
+import { SparsifyError, throwIfCancelled } from '../errors.js';
+import { openNbdClient } from '../nbd/client.js';
 import type { InPlaceOptions } from '../options.js';
+import { checkImage, readImageInfo, type ImageInfo } from '../qemu/img.js';
+import { serveImage } from '../qemu/storage-daemon.js';
 import type { RunReport } from '../report/types.js';
-import type { RunUi } from './ui.js';
+import { AsyncStack } from '../util/async-stack.js';
+import { VERSION } from '../version.js';
+import { PhaseClock } from './phase-clock.js';
+import { BASE_TOOLS, MOUNT_TOOLS, isRoot, preflight } from './preflight.js';
+import { runTasks, type RunUi } from './ui.js';
+import { examineDisk, runVolumePlan, volumeReports, zeroBytesPerVolume, type Examined, type VolumeOutcome } from './volume-pass.js';
 
-/** In-place mode (issue 3): gives free space back to the host in the image itself. */
-export async function sparsifyInPlace(options: InPlaceOptions, _ctx: RunContext, _ui: RunUi): Promise<RunReport> {
-  throw new SparsifyError('UNSUPPORTED', `--in-place is not implemented yet (${options.input} left untouched)`, {
-    hint: 'use copy mode: sparsify IN OUT',
-  });
+/** Formats whose discarded blocks qemu gives back to the host file. */
+const DISCARDING_FORMATS: ReadonlySet<string> = new Set(['raw', 'qcow2']);
+
+interface InPlaceState {
+  info?: ImageInfo;
+  allocatedBefore?: number;
+  device?: BlockDevice;
+  fuseFile?: string;
+  workDir?: string;
+  examined?: Examined;
+  outcomes: VolumeOutcome[];
+  zeroBefore: number[];
+  zeroAfter: number[];
+}
+
+/**
+ * In-place mode: `sparsify --in-place DISK`. The image itself is served (holding qemu's write
+ * lock) with discards passed down to the host file, each volume's free space is trimmed, and
+ * the file's allocated size drops. Ctrl-C stops between volumes: a volume being trimmed is
+ * finished first, so every filesystem is consistent when the run ends.
+ */
+export async function sparsifyInPlace(options: InPlaceOptions, ctx: RunContext, ui: RunUi): Promise<RunReport> {
+  const clock = new PhaseClock();
+  const warnings: string[] = [];
+  const log = { ...ctx.log, warn: (m: string) => (warnings.push(m), ctx.log.warn(m)) };
+  // The image is being changed: nothing below may be cut half-way by the signal. The signal is
+  // checked between volumes instead (virt-sparsify does the same).
+  const work: RunContext = uninterruptible({ signal: ctx.signal, log });
+  if (options.engine === 'mount' && !isRoot()) {
+    throw new SparsifyError('USAGE', '--engine mount needs root', { hint: 'run as root, or use --engine auto' });
+  }
+  await preflight(isRoot() ? [...BASE_TOOLS, ...MOUNT_TOOLS] : BASE_TOOLS);
+
+  await using stack = new AsyncStack((err) => log.debug(`cleanup: ${String(err)}`));
+  const state: InPlaceState = { outcomes: [], zeroBefore: [], zeroAfter: [] };
+  const say = (t: string) => ui.message?.(t);
+  const tasks: ListrTask<InPlaceState>[] = [
+    {
+      title: 'Examine disk',
+      task: () => clock.time('examine', () => openInPlace(work, ui, options, state, stack)),
+    },
+    {
+      title: 'Examine filesystems',
+      task: async (_, task) => {
+        say(task.title);
+        await clock.time('layout', async () => {
+          state.examined = await examineDisk(work, state.device!, { ...options, noZero: false, canMount: isRoot() });
+          state.zeroBefore = await zeroBytesPerVolume(state.device!, state.examined.plans);
+        });
+      },
+    },
+    {
+      title: 'Give free space back to the host',
+      task: (_, task) =>
+        task.newListr(
+          state.examined!.plans.map((plan, i) => ({
+            title: `${plan.volume.name} (${plan.fs.type})`,
+            task: async (_s: InPlaceState, sub) => {
+              throwIfCancelled(ctx.signal);
+              say(`${plan.action === 'mount' ? 'Trimming' : plan.action === 'swap' ? 'Clearing Linux swap on' : plan.action === 'zero' ? 'Zeroing' : 'Leave alone'} ${plan.volume.name}`);
+              const target = { device: state.device!, fuseFile: state.fuseFile, workDir: state.workDir!, inPlace: true };
+              state.outcomes[i] = await clock.time(`volume ${plan.volume.name}`, () => runVolumePlan(work, plan, target));
+              sub.title = `${plan.volume.name} (${plan.fs.type}): ${state.outcomes[i]!.handled}`;
+            },
+          })),
+          { concurrent: false, exitOnError: true },
+        ),
+    },
+    {
+      title: 'Flush',
+      task: async () => {
+        throwIfCancelled(ctx.signal);
+        await clock.time('flush', async () => {
+          await state.device!.flush();
+          state.zeroAfter = await zeroBytesPerVolume(state.device!, state.examined!.plans);
+        });
+      },
+    },
+  ];
+  await runTasks(ui, tasks, state);
+  await stack[Symbol.asyncDispose]();
+  const allocatedAfter = await allocatedBytes(options.input);
+  say('Sparsify in-place operation completed with no errors');
+  return {
+    tool: 'sparsify',
+    version: VERSION,
+    mode: 'in-place',
+    input: {
+      path: options.input,
+      format: state.info!.format,
+      virtualSizeBytes: state.info!.virtualSizeBytes,
+      allocatedBytes: state.allocatedBefore!,
+    },
+    allocatedBytesAfter: allocatedAfter,
+    partitionTable: state.examined!.layout.table,
+    volumes: volumeReports(state.examined!.plans, state.outcomes, state.zeroBefore, state.zeroAfter),
+    warnings,
+    phases: clock.phases(),
+    totalMs: clock.totalMs(),
+  };
+}
+
+async function openInPlace(ctx: RunContext, ui: RunUi, options: InPlaceOptions, state: InPlaceState, stack: AsyncStack): Promise<void> {
+  ui.message?.('Examine disk');
+  const info = await readImageInfo(ctx, options.input, options.format ? { format: options.format } : {});
+  if (info.probedRaw) {
+    ctx.log.warn(`image format was not specified for '${options.input}' and probing guessed raw; add --format raw to say so`);
+  }
+  if (!DISCARDING_FORMATS.has(info.format)) {
+    throw new SparsifyError('NO_DISCARD', `discard/trim is not supported on ${info.format} images`, {
+      hint: 'use copy mode: sparsify IN OUT (with --convert to keep or change the format)',
+    });
+  }
+  if (info.backingFile) {
+    throw new SparsifyError('UNSUPPORTED', `${options.input} has a backing file; in place only its own clusters could be freed`, {
+      hint: 'use copy mode, or commit the overlay into its backing file first (qemu-img commit)',
+    });
+  }
+  await checkImage(ctx, options.input, info.format);
+  state.info = info;
+  state.allocatedBefore = await allocatedBytes(options.input);
+  const workDir = await mkdtemp(join(tmpdir(), 'sparsify-'));
+  stack.defer(() => rm(workDir, { recursive: true, force: true }));
+  state.workDir = workDir;
+  const served = stack.use(
+    await serveImage(ctx, {
+      file: options.input,
+      format: info.format,
+      readOnly: false,
+      discard: true,
+      detectZeroes: 'unmap',
+      fuse: isRoot(),
+      dir: workDir,
+    }),
+  );
+  state.fuseFile = served.fuseFile;
+  const nbd = stack.use(await openNbdClient({ socketPath: served.socketPath, exportName: served.exportName }));
+  if (!nbd.info.canTrim || !nbd.info.canWriteZeroes) {
+    throw new SparsifyError('NO_DISCARD', `discard/trim is not supported on ${options.input}`, { hint: 'use copy mode: sparsify IN OUT' });
+  }
+  state.device = nbd;
+}
+
+/** Bytes the host has allocated for the file (`du`). */
+async function allocatedBytes(path: string): Promise<number> {
+  return (await stat(path)).blocks * 512;
 }

@@ -38,38 +38,61 @@ export interface VolumeOutcome {
   readonly reason: string;
 }
 
-/** Runs the plan for one volume on the device (the copy overlay, or the image in place). */
-export async function runVolumePlan(
-  ctx: RunContext,
-  plan: VolumePlan,
-  device: BlockDevice,
-  mount: { fuseFile?: string; workDir: string },
-): Promise<VolumeOutcome> {
+/** Where the volume pass runs: the copy overlay, or the image itself. */
+export interface PassTarget {
+  readonly device: BlockDevice;
+  /** The same disk as a file, for loop devices (mount engine); absent when not root. */
+  readonly fuseFile?: string;
+  readonly workDir: string;
+  readonly inPlace: boolean;
+}
+
+/** Runs the plan for one volume on the target. */
+export async function runVolumePlan(ctx: RunContext, plan: VolumePlan, target: PassTarget): Promise<VolumeOutcome> {
   const { volume } = plan;
+  const kept = target.inPlace ? 'left alone' : 'copied as is';
+  const keep = (reason: string, warning?: string): VolumeOutcome => {
+    if (warning) ctx.log.warn(warning);
+    return { handled: kept, reason: `${reason}: ${kept}` };
+  };
   switch (plan.action) {
     case 'keep':
-      if (plan.warn) ctx.log.warn(`${volume.name}: ${plan.reason}`);
-      return { handled: 'copied as is', reason: plan.reason };
+      return keep(plan.reason, plan.warn ? `${volume.name}: ${plan.reason}: ${kept}` : undefined);
     case 'zero':
-      await device.writeZeroes(volume.offsetBytes, volume.sizeBytes, true);
+      // WRITE_ZEROES without NO_HOLE: reads back as zero, and the server may deallocate.
+      await target.device.writeZeroes(volume.offsetBytes, volume.sizeBytes, true);
       return { handled: 'zeroed', reason: plan.reason };
     case 'swap':
       if (volume.sizeBytes > SWAP_HEADER_BYTES) {
-        await device.writeZeroes(volume.offsetBytes + SWAP_HEADER_BYTES, volume.sizeBytes - SWAP_HEADER_BYTES, true);
+        await target.device.writeZeroes(volume.offsetBytes + SWAP_HEADER_BYTES, volume.sizeBytes - SWAP_HEADER_BYTES, true);
       }
       return { handled: 'swap cleared', reason: plan.reason };
     case 'mount': {
-      if (!mount.fuseFile) return { handled: 'copied as is', reason: 'the mount engine is not available here' };
-      const outcome = await trimByMount(ctx, { fuseFile: mount.fuseFile, volume, fs: plan.fs, workDir: mount.workDir });
-      if (outcome.status === 'not-mountable') {
-        const reason = `cannot be mounted (${outcome.reason}): copied as is`;
-        ctx.log.warn(`${volume.name}: ${reason}`);
-        return { handled: 'copied as is', reason };
+      if (!target.fuseFile) return keep('the mount engine is not available here');
+      const outcome = await trimByMount(ctx, {
+        fuseFile: target.fuseFile,
+        volume,
+        fs: plan.fs,
+        workDir: target.workDir,
+        zeroFill: !target.inPlace,
+      });
+      if (outcome.status === 'trimmed') {
+        const how = outcome.method === 'fstrim' ? 'trimmed' : 'zero-filled';
+        return { handled: how, reason: outcome.note ? `${plan.reason}; ${outcome.note}` : plan.reason };
       }
-      const how = outcome.method === 'fstrim' ? 'trimmed' : 'zero-filled';
-      return { handled: how, reason: outcome.note ? `${plan.reason}; ${outcome.note}` : plan.reason };
+      const why = outcome.status === 'no-trim' ? outcome.reason : `cannot be mounted (${outcome.reason})`;
+      return keep(why, target.inPlace ? notTrimmedWarning(plan, why) : `${volume.name}: ${why}: ${kept}`);
     }
   }
+}
+
+/** virt-sparsify's in-place warning, with the reason added. */
+function notTrimmedWarning(plan: VolumePlan, why: string): string {
+  const name = plan.volume.name;
+  return (
+    `fstrim operation is not supported on ${name} (${plan.fs.type}: ${why}).  ` +
+    `Suppress this warning using '--ignore ${name}', or use copying mode instead.`
+  );
 }
 
 /** Bytes of each volume that read as zero, from block status alone. */

@@ -1,0 +1,145 @@
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdir, readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { buildImage, copyImage, type BuiltImage } from '../helpers/image.js';
+import { leftoversUnder, makeRunTmp, runCli, spawnCli, waitForExit, waitForOutput } from '../helpers/cli.js';
+import { describeIntegration } from '../helpers/require.js';
+import { allocatedBytes, sha256File, verifyImage } from '../helpers/verify.js';
+
+const MiB = 1024 * 1024;
+const TOOLS = ['qemu-img', 'qemu-io', 'qemu-storage-daemon', 'qemu-system-x86_64', 'losetup', 'fstrim', 'ntfs-3g', 'nbdfuse'];
+const GARBAGE_MIB = 96;
+
+interface VolumeRow {
+  name: string;
+  type: string;
+  handled: string;
+  reclaimedBytes: number;
+}
+
+describeIntegration('in-place mode', { tools: TOOLS, root: true }, () => {
+  let multi: BuiltImage;
+  let dir: string;
+  let tmp: string;
+
+  beforeAll(async () => {
+    multi = await buildImage({ layout: 'gpt', fs: ['ext4', 'xfs', 'ntfs', 'vfat', 'swap', 'btrfs'], size: '2G', fillMiB: 24, garbageMiB: GARBAGE_MIB, seed: 3 });
+    dir = await makeRunTmp();
+    tmp = join(dir, 'tmp');
+    await mkdir(tmp);
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  /** A private copy of an image in the wanted format. */
+  async function copyAs(image: BuiltImage, format: 'raw' | 'qcow2', name: string): Promise<string> {
+    const path = join(dir, `${name}.${format}`);
+    if (format === image.format) await copyImage(image.imagePath, path);
+    else execFileSync('qemu-img', ['convert', '-f', image.format, '-O', format, image.imagePath, path]);
+    return path;
+  }
+
+  async function inPlace(path: string, args: string[] = []) {
+    const json = `${path}.json`;
+    const r = await runCli(['--in-place', '--json', json, ...args, path], { TMPDIR: tmp });
+    expect(await leftoversUnder(tmp)).toEqual([]);
+    const report = r.exitCode === 0 ? (JSON.parse(await readFile(json, 'utf8')) as { volumes: VolumeRow[]; allocatedBytesAfter: number }) : undefined;
+    return { r, report };
+  }
+
+  it.each(['raw', 'qcow2'] as const)('%s: the file shrinks by ≥ 90%% of the deleted data; files identical, fsck clean', async (format) => {
+    const path = await copyAs(multi, format, `multi-${format}`);
+    const before = await allocatedBytes(path);
+    const { r, report } = await inPlace(path, ['--format', format]);
+    expect(r.exitCode, r.stderr).toBe(0);
+    const after = await allocatedBytes(path);
+    expect(report!.allocatedBytesAfter).toBe(after);
+    const reclaimable = report!.volumes.filter((v) => v.type !== 'vfat').length * GARBAGE_MIB * MiB;
+    expect(before - after).toBeGreaterThanOrEqual(0.9 * reclaimable);
+    for (const v of report!.volumes) {
+      if (['ext4', 'xfs', 'ntfs', 'btrfs'].includes(v.type)) expect(v.handled, v.name).toBe('trimmed');
+    }
+    expect(r.stderr).toMatch(/fstrim operation is not supported on \/dev\/sda4 \(vfat.*Suppress this warning using '--ignore \/dev\/sda4'/);
+    const verdict = await verifyImage(path, format, multi.manifestPath);
+    expect(verdict.problems).toEqual([]);
+  });
+
+  it('--ignore silences the warning for a volume that cannot trim', async () => {
+    const path = await copyAs(multi, 'raw', 'ignored');
+    const { r, report } = await inPlace(path, ['--format', 'raw', '--ignore', '/dev/sda4']);
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.stderr).not.toMatch(/fstrim operation is not supported/);
+    expect(report!.volumes.find((v) => v.name === '/dev/sda4')!.handled).toBe('left alone');
+  });
+
+  it("libguestfs' in-place test, adapted: 300 MB written and deleted → the image shrinks by more than 300 MB", async () => {
+    const image = await buildImage({ layout: 'gpt', fs: ['ext4'], size: '600M', fillMiB: 8, garbageMiB: 300, seed: 21 });
+    const path = await copyAs(image, 'raw', 'libguestfs');
+    const before = await allocatedBytes(path);
+    expect(before).toBeGreaterThan(310 * 1000 * 1024);
+    const { r } = await inPlace(path, ['--format', 'raw']);
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(before - (await allocatedBytes(path))).toBeGreaterThan(300 * 1000 * 1024);
+    expect((await verifyImage(path, 'raw', image.manifestPath)).ok).toBe(true);
+  });
+
+  it.each(['raw', 'qcow2'] as const)('an image held open for writing by another qemu is refused and unchanged (%s)', async (format) => {
+    const path = await copyAs(multi, format, `busy-${format}`);
+    const sha = await sha256File(path);
+    const vm = spawn(
+      'qemu-system-x86_64',
+      ['-accel', 'tcg', '-machine', 'pc', '-S', '-nodefaults', '-display', 'none', '-drive', `file=${path},if=none,format=${format},id=d0`, '-device', 'virtio-blk-pci,drive=d0'],
+      { stdio: 'ignore' },
+    );
+    try {
+      await waitUntilLocked(path, format);
+      const { r } = await inPlace(path, ['--format', format]);
+      expect(r.exitCode).toBe(1);
+      expect(r.stderr).toMatch(/in use by another process/);
+    } finally {
+      vm.kill('SIGKILL');
+      await new Promise((resolve) => vm.once('exit', resolve));
+    }
+    expect(await sha256File(path)).toBe(sha);
+  });
+
+  it('an image format that cannot discard exits 3 and is left untouched', async () => {
+    const path = join(dir, 'disk.vdi');
+    execFileSync('qemu-img', ['convert', '-O', 'vdi', multi.imagePath, path]);
+    const sha = await sha256File(path);
+    const { r } = await inPlace(path);
+    expect(r.exitCode).toBe(3);
+    expect(r.stderr).toMatch(/^sparsify: error: discard\/trim is not supported/m);
+    expect(await sha256File(path)).toBe(sha);
+  });
+
+  it('Ctrl-C stops between volumes: exit 1, filesystems consistent, nothing attached', async () => {
+    const path = await copyAs(multi, 'raw', 'interrupted');
+    const child = spawnCli(['--in-place', '--machine-readable', '--format', 'raw', path], { TMPDIR: tmp });
+    const exited = waitForExit(child);
+    await waitForOutput(child, (out) => /Trimming \/dev\/sda2/.test(out));
+    child.kill('SIGINT');
+    const r = await exited;
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toMatch(/quit \(\^C\) at user request/);
+    expect(r.stdout).not.toMatch(/Trimming \/dev\/sda3/);
+    expect(await leftoversUnder(tmp)).toEqual([]);
+    const verdict = await verifyImage(path, 'raw', multi.manifestPath);
+    expect(verdict.problems).toEqual([]);
+  });
+});
+
+/** Waits until another process holds the image's write lock. */
+async function waitUntilLocked(path: string, format: string): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    try {
+      execFileSync('qemu-io', ['-f', format, '-c', 'quit', path], { stdio: 'pipe' });
+    } catch {
+      return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error('the VM never locked the image');
+}
