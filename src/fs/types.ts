@@ -1,3 +1,5 @@
+import type { ExtentSet } from '../disk/extent-set.js';
+
 /** What probing a volume's first bytes found. */
 export type FsType =
   | 'ext2'
@@ -22,3 +24,24 @@ export interface ProbeResult {
   /** Free-form detail for the report: 'FAT32', 'swap with hibernation image', 'xfs v5', … */
   readonly detail?: string;
 }
+
+/**
+ * What a filesystem's own allocation structures say about its free space (the map engine).
+ * `free` is in bytes relative to the start of the volume.
+ */
+export type FreeMap =
+  | {
+      readonly trusted: true;
+      /** Byte ranges (volume-relative) that the filesystem does not use. */
+      readonly free: ExtentSet;
+      /** Allocation unit (block or cluster) in bytes. */
+      readonly unitBytes: number;
+      /** What the filesystem's own counters say is free, for the report and cross-checks. */
+      readonly counterFreeBytes: number;
+      readonly detail?: string;
+    }
+  | {
+      readonly trusted: false;
+      /** Why the map must not be used: dirty journal, counters disagree, unsupported feature, … */
+      readonly reason: string;
+    };
