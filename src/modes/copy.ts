@@ -5,7 +5,7 @@ import type { RunContext } from '../context.js';
 import { copyBlocks } from '../copy/copier.js';
 import type { BlockDevice } from '../disk/types.js';
 import { ExtentSet } from '../disk/extent-set.js';
-import { SparsifyError, throwIfCancelled } from '../errors.js';
+import { SparsifyError } from '../errors.js';
 import { openNbdClient } from '../nbd/client.js';
 import { OUTPUT_FORMATS, type CopyOptions, type OutputFormat } from '../options.js';
 import { assertNotInUse, checkImage, createImage, readImageInfo, type ImageInfo } from '../qemu/img.js';
@@ -14,8 +14,9 @@ import type { CopySummary, RunReport, VolumeReport } from '../report/types.js';
 import { AsyncStack } from '../util/async-stack.js';
 import { VERSION } from '../version.js';
 import { openOutputImage } from './output-image.js';
-import { BASE_TOOLS, MOUNT_TOOLS, isRoot, preflight } from './preflight.js';
-import { PhaseClock } from './phase-clock.js';
+import { isRoot } from './preflight.js';
+import type { PhaseClock } from './phase-clock.js';
+import { startRun, volumeTasks, warnIfProbedRaw } from './run-setup.js';
 import { checkTmpSpace, estimateOverlayBytes } from './tmp-check.js';
 import { progressBar, runTasks, type RunUi } from './ui.js';
 import { examineDisk, runVolumePlan, volumeReports, zeroBytesPerVolume, type Examined, type VolumeOutcome } from './volume-pass.js';
@@ -42,15 +43,10 @@ interface CopyState {
  * file for the mount engine); then the block copier writes OUT, skipping what reads as zero.
  */
 export async function sparsifyCopy(options: CopyOptions, ctx: RunContext, ui: RunUi): Promise<RunReport> {
-  const clock = new PhaseClock();
-  const warnings: string[] = [];
-  const log = { ...ctx.log, warn: (m: string) => (warnings.push(m), ctx.log.warn(m)) };
-  const run: RunContext = { signal: ctx.signal, log };
+  const start = await startRun(ctx, ui, options.engine, !options.noZero);
+  const { run, warnings, clock, say } = start;
+  const log = run.log;
   const canMount = isRoot();
-  if (options.engine === 'mount' && !isRoot()) {
-    throw new SparsifyError('USAGE', '--engine mount needs root', { hint: 'run as root, or use --engine auto' });
-  }
-  await preflight(canMount && !options.noZero ? [...BASE_TOOLS, ...MOUNT_TOOLS] : BASE_TOOLS);
   await refuseExistingOutput(options);
 
   await using stack = new AsyncStack((err) => log.debug(`cleanup: ${String(err)}`));
@@ -60,7 +56,6 @@ export async function sparsifyCopy(options: CopyOptions, ctx: RunContext, ui: Ru
     if (!finished) await rm(partial, { force: true });
   });
   const state: CopyState = { outcomes: [], zeroBefore: [], zeroAfter: [] };
-  const say = (t: string) => ui.message?.(t);
 
   const tasks: ListrTask<CopyState>[] = [
     {
@@ -88,22 +83,11 @@ export async function sparsifyCopy(options: CopyOptions, ctx: RunContext, ui: Ru
     },
     {
       title: 'Free space in each filesystem',
-      task: (_, task) =>
-        task.newListr(
-          state.examined!.plans.map((plan, i) => ({
-            title: `${plan.volume.name} (${plan.fs.type})`,
-            task: async (_s: CopyState, sub) => {
-              throwIfCancelled(run.signal);
-              say(`${taskVerb(plan.action)} ${plan.volume.name}`);
-              const outcome = await clock.time(`volume ${plan.volume.name}`, () =>
-                runVolumePlan(run, plan, { device: state.device!, fuseFile: state.fuseFile, workDir: state.workDir!, inPlace: false }),
-              );
-              state.outcomes[i] = outcome;
-              sub.title = `${plan.volume.name} (${plan.fs.type}): ${outcome.handled}`;
-            },
-          })),
-          { concurrent: false, exitOnError: true },
-        ),
+      task: (_, task) => {
+        const target = { device: state.device!, fuseFile: state.fuseFile, workDir: state.workDir!, inPlace: false };
+        const list = volumeTasks<CopyState>(start, state.examined!.plans, false, (plan) => runVolumePlan(run, plan, target), state.outcomes);
+        return task.newListr(list, { concurrent: false, exitOnError: true });
+      },
     },
     {
       title: 'Copy to destination and make sparse',
@@ -147,9 +131,7 @@ async function refuseExistingOutput(options: CopyOptions): Promise<void> {
 async function examineInput(ctx: RunContext, ui: RunUi, options: CopyOptions, state: CopyState, canMount: boolean): Promise<void> {
   ui.message?.('Examine source disk');
   const info = await readImageInfo(ctx, options.input, options.format ? { format: options.format } : {});
-  if (info.probedRaw) {
-    ctx.log.warn(`image format was not specified for '${options.input}' and probing guessed raw; add --format raw to say so`);
-  }
+  warnIfProbedRaw(ctx, info, options.input);
   await checkImage(ctx, options.input, info.format);
   if (info.format === 'raw') await assertNotInUse(ctx, options.input, info.format);
   const outputFormat = options.convert ?? info.format;
@@ -261,10 +243,6 @@ async function fsyncDir(dir: string): Promise<void> {
 function describeVolumes(examined: Examined): string {
   const n = examined.plans.length;
   return `${examined.layout.table === 'none' ? 'no partition table' : examined.layout.table.toUpperCase()}, ${n} volume${n === 1 ? '' : 's'}`;
-}
-
-function taskVerb(action: string): string {
-  return { keep: 'Leave alone', zero: 'Zeroing', swap: 'Clearing Linux swap on', mount: 'Trim free space in' }[action] ?? action;
 }
 
 function buildReport(options: CopyOptions, state: CopyState, warnings: string[], clock: PhaseClock): RunReport {

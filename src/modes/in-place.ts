@@ -12,8 +12,8 @@ import { serveImage } from '../qemu/storage-daemon.js';
 import type { RunReport } from '../report/types.js';
 import { AsyncStack } from '../util/async-stack.js';
 import { VERSION } from '../version.js';
-import { PhaseClock } from './phase-clock.js';
-import { BASE_TOOLS, MOUNT_TOOLS, isRoot, preflight } from './preflight.js';
+import { isRoot } from './preflight.js';
+import { startRun, volumeTasks, warnIfProbedRaw } from './run-setup.js';
 import { runTasks, type RunUi } from './ui.js';
 import { examineDisk, runVolumePlan, volumeReports, zeroBytesPerVolume, type Examined, type VolumeOutcome } from './volume-pass.js';
 
@@ -39,20 +39,15 @@ interface InPlaceState {
  * finished first, so every filesystem is consistent when the run ends.
  */
 export async function sparsifyInPlace(options: InPlaceOptions, ctx: RunContext, ui: RunUi): Promise<RunReport> {
-  const clock = new PhaseClock();
-  const warnings: string[] = [];
-  const log = { ...ctx.log, warn: (m: string) => (warnings.push(m), ctx.log.warn(m)) };
+  const start = await startRun(ctx, ui, options.engine, true);
+  const { warnings, clock, say } = start;
+  const log = start.run.log;
   // The image is being changed: nothing below may be cut half-way by the signal. The signal is
   // checked between volumes instead (virt-sparsify does the same).
-  const work: RunContext = uninterruptible({ signal: ctx.signal, log });
-  if (options.engine === 'mount' && !isRoot()) {
-    throw new SparsifyError('USAGE', '--engine mount needs root', { hint: 'run as root, or use --engine auto' });
-  }
-  await preflight(isRoot() ? [...BASE_TOOLS, ...MOUNT_TOOLS] : BASE_TOOLS);
+  const work: RunContext = uninterruptible(start.run);
 
   await using stack = new AsyncStack((err) => log.debug(`cleanup: ${String(err)}`));
   const state: InPlaceState = { outcomes: [], zeroBefore: [], zeroAfter: [] };
-  const say = (t: string) => ui.message?.(t);
   const tasks: ListrTask<InPlaceState>[] = [
     {
       title: 'Examine disk',
@@ -70,20 +65,11 @@ export async function sparsifyInPlace(options: InPlaceOptions, ctx: RunContext, 
     },
     {
       title: 'Give free space back to the host',
-      task: (_, task) =>
-        task.newListr(
-          state.examined!.plans.map((plan, i) => ({
-            title: `${plan.volume.name} (${plan.fs.type})`,
-            task: async (_s: InPlaceState, sub) => {
-              throwIfCancelled(ctx.signal);
-              say(`${plan.action === 'mount' ? 'Trimming' : plan.action === 'swap' ? 'Clearing Linux swap on' : plan.action === 'zero' ? 'Zeroing' : 'Leave alone'} ${plan.volume.name}`);
-              const target = { device: state.device!, fuseFile: state.fuseFile, workDir: state.workDir!, inPlace: true };
-              state.outcomes[i] = await clock.time(`volume ${plan.volume.name}`, () => runVolumePlan(work, plan, target));
-              sub.title = `${plan.volume.name} (${plan.fs.type}): ${state.outcomes[i]!.handled}`;
-            },
-          })),
-          { concurrent: false, exitOnError: true },
-        ),
+      task: (_, task) => {
+        const target = { device: state.device!, fuseFile: state.fuseFile, workDir: state.workDir!, inPlace: true };
+        const list = volumeTasks<InPlaceState>(start, state.examined!.plans, true, (plan) => runVolumePlan(work, plan, target), state.outcomes);
+        return task.newListr(list, { concurrent: false, exitOnError: true });
+      },
     },
     {
       title: 'Flush',
@@ -122,9 +108,7 @@ export async function sparsifyInPlace(options: InPlaceOptions, ctx: RunContext, 
 async function openInPlace(ctx: RunContext, ui: RunUi, options: InPlaceOptions, state: InPlaceState, stack: AsyncStack): Promise<void> {
   ui.message?.('Examine disk');
   const info = await readImageInfo(ctx, options.input, options.format ? { format: options.format } : {});
-  if (info.probedRaw) {
-    ctx.log.warn(`image format was not specified for '${options.input}' and probing guessed raw; add --format raw to say so`);
-  }
+  warnIfProbedRaw(ctx, info, options.input);
   if (!DISCARDING_FORMATS.has(info.format)) {
     throw new SparsifyError('NO_DISCARD', `discard/trim is not supported on ${info.format} images`, {
       hint: 'use copy mode: sparsify IN OUT (with --convert to keep or change the format)',

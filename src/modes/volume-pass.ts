@@ -53,7 +53,7 @@ export async function runVolumePlan(ctx: RunContext, plan: VolumePlan, target: P
   const kept = target.inPlace ? 'left alone' : 'copied as is';
   const keep = (reason: string, warning?: string): VolumeOutcome => {
     if (warning) ctx.log.warn(warning);
-    return { handled: kept, reason: `${reason}: ${kept}` };
+    return { handled: kept, reason };
   };
   switch (plan.action) {
     case 'keep':

@@ -1,0 +1,70 @@
+import type { ListrTask } from 'listr2';
+import type { RunContext } from '../context.js';
+import { SparsifyError, throwIfCancelled } from '../errors.js';
+import type { VolumePlan } from '../engines/plan.js';
+import type { EngineChoice } from '../options.js';
+import type { ImageInfo } from '../qemu/img.js';
+import { PhaseClock } from './phase-clock.js';
+import { BASE_TOOLS, MOUNT_TOOLS, isRoot, preflight } from './preflight.js';
+import type { RunUi } from './ui.js';
+import type { VolumeOutcome } from './volume-pass.js';
+
+/** What every mode starts with: a context whose warnings are collected for the report, and a clock. */
+export interface RunStart {
+  readonly run: RunContext;
+  readonly warnings: string[];
+  readonly clock: PhaseClock;
+  readonly say: (text: string) => void;
+}
+
+/** Checks the engine choice and the tools, and wraps the logger so that warnings reach the report. */
+export async function startRun(ctx: RunContext, ui: RunUi, engine: EngineChoice, needsMount: boolean): Promise<RunStart> {
+  if (engine === 'mount' && !isRoot()) {
+    throw new SparsifyError('USAGE', '--engine mount needs root', { hint: 'run as root, or use --engine auto' });
+  }
+  await preflight(needsMount && isRoot() ? [...BASE_TOOLS, ...MOUNT_TOOLS] : BASE_TOOLS);
+  const warnings: string[] = [];
+  const log = { ...ctx.log, warn: (m: string) => (warnings.push(m), ctx.log.warn(m)) };
+  return { run: { signal: ctx.signal, log }, warnings, clock: new PhaseClock(), say: (t) => ui.message?.(t) };
+}
+
+/** qemu's warning when it had to guess raw, in one line. */
+export function warnIfProbedRaw(ctx: RunContext, info: ImageInfo, path: string): void {
+  if (info.probedRaw) {
+    ctx.log.warn(`image format was not specified for '${path}' and probing guessed raw; add --format raw to say so`);
+  }
+}
+
+/** The status line virt-sparsify prints before it handles a volume. */
+function volumeMessage(plan: VolumePlan, inPlace: boolean): string {
+  const verb = {
+    keep: 'Leave alone',
+    zero: 'Zeroing',
+    swap: 'Clearing Linux swap on',
+    mount: inPlace ? 'Trimming' : 'Trim free space in',
+  }[plan.action];
+  return `${verb} ${plan.volume.name}`;
+}
+
+/**
+ * One listr2 task per volume, run in order; the run's signal is checked before each volume, so
+ * Ctrl-C stops between volumes (what runs inside a volume decides whether it can be cut).
+ */
+export function volumeTasks<Ctx>(
+  start: RunStart,
+  plans: readonly VolumePlan[],
+  inPlace: boolean,
+  runOne: (plan: VolumePlan) => Promise<VolumeOutcome>,
+  outcomes: VolumeOutcome[],
+): ListrTask<Ctx>[] {
+  return plans.map((plan, i) => ({
+    title: `${plan.volume.name} (${plan.fs.type})`,
+    task: async (_ctx, task) => {
+      throwIfCancelled(start.run.signal);
+      start.say(volumeMessage(plan, inPlace));
+      const outcome = await start.clock.time(`volume ${plan.volume.name}`, () => runOne(plan));
+      outcomes[i] = outcome;
+      task.title = `${plan.volume.name} (${plan.fs.type}): ${outcome.handled}`;
+    },
+  }));
+}
