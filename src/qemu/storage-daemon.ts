@@ -8,7 +8,8 @@
  * --pidfile is documented to be written only after every export exists.
  */
 import { randomBytes } from 'node:crypto';
-import { rm, stat } from 'node:fs/promises';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Stats } from 'node:fs';
 import type { RunContext } from '../context.js';
@@ -107,19 +108,14 @@ export function daemonArgs(opts: ServeOptions, paths: DaemonPaths, exportName: s
 export async function serveImage(ctx: RunContext, opts: ServeOptions): Promise<ServedImage> {
   throwIfCancelled(ctx.signal);
   const id = `qsd-${randomBytes(4).toString('hex')}`;
-  const socketPath = join(resolve(opts.dir), `${id}.sock`);
-  if (Buffer.byteLength(socketPath) > MAX_SOCKET_PATH) {
-    throw new SparsifyError('USAGE', `temporary directory path too long for a unix socket: ${opts.dir}`, {
-      hint: 'use a shorter --tmp directory',
-    });
-  }
   const exportName = opts.exportName ?? 'sparsify';
   const pidFile = join(resolve(opts.dir), `${id}.pid`);
   const protocolDriver = (await statServed(opts.file)).isBlockDevice() ? 'host_device' : 'file';
-  const args = daemonArgs(opts, { socketPath, pidFile, protocolDriver }, exportName);
   const readyTimeoutMs = opts.readyTimeoutMs ?? DEFAULT_READY_TIMEOUT_MS;
   const stack = new AsyncStack((err) => ctx.log.warn(`stopping qemu-storage-daemon: ${String(err)}`));
   try {
+    const socketPath = await socketPathFor(opts.dir, `${id}.sock`, stack);
+    const args = daemonArgs(opts, { socketPath, pidFile, protocolDriver }, exportName);
     stack.defer(() => rm(socketPath, { force: true }));
     stack.defer(() => rm(pidFile, { force: true }));
     const daemon = await startDaemon(ctx, 'qemu-storage-daemon', args, {
@@ -153,6 +149,24 @@ export async function serveImage(ctx: RunContext, opts: ServeOptions): Promise<S
     await stack[Symbol.asyncDispose]();
     throw err;
   }
+}
+
+/**
+ * A unix socket path fits in 107 bytes. A long temporary directory (a deep $TMPDIR or --tmp)
+ * gets its sockets in a short private directory instead, removed with the daemon.
+ */
+async function socketPathFor(dir: string, name: string, stack: AsyncStack): Promise<string> {
+  const preferred = join(resolve(dir), name);
+  if (Buffer.byteLength(preferred) <= MAX_SOCKET_PATH) return preferred;
+  for (const base of [tmpdir(), '/tmp']) {
+    if (Buffer.byteLength(join(base, 'sparsify-XXXXXX', name)) > MAX_SOCKET_PATH) continue;
+    const short = await mkdtemp(join(base, 'sparsify-'));
+    stack.defer(() => rm(short, { recursive: true, force: true }));
+    return join(short, name);
+  }
+  throw new SparsifyError('USAGE', `no directory short enough for a unix socket (${preferred})`, {
+    hint: 'set TMPDIR to a shorter directory',
+  });
 }
 
 /** Wraps the owned resources in an idempotent dispose that also runs if the owner never does after an abort. */

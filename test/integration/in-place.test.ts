@@ -1,5 +1,5 @@
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { buildImage, copyImage, type BuiltImage } from '../helpers/image.js';
@@ -72,6 +72,18 @@ describeIntegration('in-place mode', { tools: TOOLS, root: true }, () => {
     expect(r.exitCode, r.stderr).toBe(0);
     expect(r.stderr).not.toMatch(/fstrim operation is not supported/);
     expect(report!.volumes.find((v) => v.name === '/dev/sda4')!.handled).toBe('left alone');
+  });
+
+  it('a deep TMPDIR (too long for a unix socket) still works and leaves nothing behind', async () => {
+    const deep = join(tmp, 'a-very-long-directory-name-for-temporary-files'.repeat(2), 'and-deeper-still');
+    await mkdir(deep, { recursive: true });
+    const strays = async () => (await readdir('/tmp')).filter((n) => /^sparsify-[A-Za-z0-9]{6}$/.test(n));
+    const before = await strays();
+    const path = await copyAs(multi, 'qcow2', 'deep-tmp');
+    const r = await runCli(['--in-place', '-q', '--format', 'qcow2', path], { TMPDIR: deep });
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(await leftoversUnder(deep)).toEqual([]);
+    expect((await strays()).filter((n) => !before.includes(n))).toEqual([]);
   });
 
   it("libguestfs' in-place test, adapted: 300 MB written and deleted → the image shrinks by more than 300 MB", async () => {
