@@ -17,7 +17,7 @@ export type TmpPlace =
 export type CheckTmpdir = 'ignore' | 'continue' | 'warn' | 'fail';
 
 /** Which engine finds free space. */
-export type EngineChoice = 'auto' | 'mount';
+export type EngineChoice = 'auto' | 'map' | 'mount';
 
 /** Where --machine-readable output goes. */
 export type MachineReadableTarget =

@@ -56,7 +56,7 @@ function buildProgram(): Command {
     .addOption(new Option('--no-zero', 'no filesystem pass: only blocks that already read as zero become holes'))
     .addOption(new Option('--skip-zero-pass').hideHelp())
     .option('--overwrite', 'replace an existing output disk')
-    .addOption(new Option('--engine <engine>', 'how free space is found').choices(['auto', 'mount']).default('auto'))
+    .addOption(new Option('--engine <engine>', 'how free space is found').choices(['auto', 'map', 'mount']).default('auto'))
     .option('--json <file>', 'write a JSON report (per volume, sizes, timings)')
     .option('--machine-readable', 'machine-friendly output; --machine-readable=file:F|stream:stdout|stream:stderr|fd:N sends it there')
     .addOption(new Option('--machine-readable-to <target>').hideHelp())
@@ -166,7 +166,7 @@ function validate(o: Raw, disks: string[]): Options {
     format: o.format as string | undefined,
     ignore: o.ignore as string[],
     zero: o.zero as string[],
-    engine: o.engine as 'auto' | 'mount',
+    engine: o.engine as 'auto' | 'map' | 'mount',
     ...(o.json ? { jsonFile: resolve(o.json as string) } : {}),
   };
   if (o.inPlace || o.inplace) return validateInPlace(o, disks, common);

@@ -1,5 +1,6 @@
-import type { FsType, ProbeResult } from '../fs/types.js';
+import type { FreeMap, FsType, ProbeResult } from '../fs/types.js';
 import type { Volume } from '../layout/types.js';
+import type { EngineChoice } from '../options.js';
 
 /** What will be done to one volume, and why. */
 export type Action =
@@ -7,8 +8,10 @@ export type Action =
   | 'keep'
   /** Made wholly zero (--zero). */
   | 'zero'
-  /** Swap: the first 4096 bytes (label, UUID) kept, the rest zeroed. */
+  /** Swap (--engine mount): the first 4096 bytes (label, UUID) kept, the rest zeroed. */
   | 'swap'
+  /** The filesystem's own allocation map says which bytes are free (map engine). */
+  | 'map'
   /** Mounted; free space trimmed (or zero-filled) by the kernel filesystem. */
   | 'mount';
 
@@ -18,8 +21,17 @@ export interface VolumePlan {
   readonly fs: ProbeResult;
   readonly action: Action;
   readonly reason: string;
-  /** The volume is copied as is for a reason the user did not choose: the report warns. */
+  /** The volume is left as it is for a reason the user did not choose: the report warns. */
   readonly warn: boolean;
+  /** The trusted free map, for action 'map'. */
+  readonly freeMap?: FreeMap & { trusted: true };
+}
+
+/** A probed volume and, when the map engine could read it, its free map. */
+export interface ProbedVolume {
+  readonly volume: Volume;
+  readonly fs: ProbeResult;
+  readonly freeMap?: FreeMap;
 }
 
 /** What the planner needs to know beyond the volumes. */
@@ -28,41 +40,57 @@ export interface PlanInput {
   readonly zero: readonly string[];
   /** No filesystem pass at all (--no-zero). */
   readonly noZero: boolean;
+  readonly engine: EngineChoice;
   /** Whether the mount engine can run here (root). */
   readonly canMount: boolean;
 }
 
 const MOUNTABLE: ReadonlySet<FsType> = new Set(['ext2', 'ext3', 'ext4', 'xfs', 'btrfs', 'ntfs', 'vfat']);
 
+type Decision = { action: Action; reason: string; freeMap?: FreeMap & { trusted: true } };
+
 /** Decides, for each probed volume, the action and the reason the report will show. */
-export function planVolumes(volumes: ReadonlyArray<{ volume: Volume; fs: ProbeResult }>, input: PlanInput): VolumePlan[] {
-  return volumes.map(({ volume, fs }) => {
-    const { action, reason } = decide(volume, fs, input);
+export function planVolumes(volumes: readonly ProbedVolume[], input: PlanInput): VolumePlan[] {
+  return volumes.map(({ volume, fs, freeMap }) => {
+    const decision = decide(volume, fs, freeMap, input);
     const chosen = input.ignore.includes(volume.name) || input.noZero;
-    return { volume, fs, action, reason, warn: action === 'keep' && !chosen };
+    return { volume, fs, ...decision, warn: decision.action === 'keep' && !chosen };
   });
 }
 
-function decide(volume: Volume, fs: ProbeResult, input: PlanInput): { action: Action; reason: string } {
+function decide(volume: Volume, fs: ProbeResult, freeMap: FreeMap | undefined, input: PlanInput): Decision {
   if (input.ignore.includes(volume.name)) return { action: 'keep', reason: 'ignored (--ignore)' };
   if (input.zero.includes(volume.name)) return { action: 'zero', reason: 'zeroed as asked (--zero)' };
   if (input.noZero) return { action: 'keep', reason: 'no filesystem pass (--no-zero)' };
-  switch (fs.type) {
-    case 'swap':
-      return fs.detail?.includes('hibernation')
-        ? { action: 'keep', reason: 'swap holds a hibernation image' }
-        : { action: 'swap', reason: 'swap: header kept, the rest zeroed' };
-    case 'luks':
-      return { action: 'keep', reason: 'encrypted (LUKS)' };
-    case 'lvm-pv':
-      return { action: 'keep', reason: 'LVM physical volume: logical volumes are not handled yet' };
-    case 'unknown':
-      return { action: 'keep', reason: 'no filesystem recognised' };
-    default:
-      if (!MOUNTABLE.has(fs.type)) return { action: 'keep', reason: `${fs.type}: not handled` };
-      if (!input.canMount) return { action: 'keep', reason: 'the mount engine needs root' };
-      return { action: 'mount', reason: `${fs.type}: free space trimmed through a mount` };
+  if (fs.type === 'swap' && fs.detail?.includes('hibernation')) return { action: 'keep', reason: 'swap holds a hibernation image' };
+  if (input.engine !== 'mount' && freeMap?.trusted) {
+    return { action: 'map', reason: `${fs.type}: free blocks from its own allocation map`, freeMap };
   }
+  const untrusted = freeMap && !freeMap.trusted ? `${fs.type} map not trusted (${freeMap.reason})` : undefined;
+  if (fs.type === 'swap') {
+    // A swap header the map reader refused (old format, odd version) is left as it is.
+    return untrusted ? { action: 'keep', reason: untrusted } : { action: 'swap', reason: 'swap: header kept, the rest zeroed' };
+  }
+  const cannot = cannotMount(fs.type, input);
+  if (cannot) return { action: 'keep', reason: untrusted ?? cannot };
+  const why = untrusted ? `${untrusted}: trimmed through a mount instead, which replays its journal` : `${fs.type}: free space trimmed through a mount`;
+  return { action: 'mount', reason: why };
+}
+
+/** Why the mount engine cannot take this volume, or undefined when it can. */
+function cannotMount(type: FsType, input: PlanInput): string | undefined {
+  switch (type) {
+    case 'luks':
+      return 'encrypted (LUKS)';
+    case 'lvm-pv':
+      return 'LVM physical volume: logical volumes are not handled yet';
+    case 'unknown':
+      return 'no filesystem recognised';
+  }
+  if (!MOUNTABLE.has(type)) return `${type}: not handled`;
+  if (input.engine === 'map') return `${type}: no trusted map, and --engine map does not mount`;
+  if (!input.canMount) return 'the mount engine needs root';
+  return undefined;
 }
 
 /** Names given to --ignore/--zero that match no volume (the CLI warns about them). */

@@ -6,6 +6,7 @@ import { copyBlocks } from '../copy/copier.js';
 import type { BlockDevice } from '../disk/types.js';
 import { ExtentSet } from '../disk/extent-set.js';
 import { SparsifyError } from '../errors.js';
+import { diskFreeRanges } from '../engines/map.js';
 import { openNbdClient } from '../nbd/client.js';
 import { OUTPUT_FORMATS, type CopyOptions, type OutputFormat } from '../options.js';
 import { assertNotInUse, checkImage, createImage, readImageInfo, type ImageInfo } from '../qemu/img.js';
@@ -213,7 +214,8 @@ async function copyToOutput(
     workDir: state.workDir!,
   });
   try {
-    state.copy = await copyBlocks({ source: device, sink: output.sink, skip: ExtentSet.empty, signal: ctx.signal, onProgress });
+    const skip = ExtentSet.from(state.examined!.plans.flatMap((p) => (p.action === 'map' ? diskFreeRanges(p.volume, p.freeMap!).ranges : [])));
+    state.copy = await copyBlocks({ source: device, sink: output.sink, skip, signal: ctx.signal, onProgress });
     await output.finish();
   } catch (err) {
     throw asNoSpace(err, options.output) ?? err;

@@ -41,6 +41,7 @@ function volumeMessage(plan: VolumePlan, inPlace: boolean): string {
     keep: 'Leave alone',
     zero: 'Zeroing',
     swap: 'Clearing Linux swap on',
+    map: inPlace ? 'Discarding the free blocks of' : 'Reading the free map of',
     mount: inPlace ? 'Trimming' : 'Trim free space in',
   }[plan.action];
   return `${verb} ${plan.volume.name}`;

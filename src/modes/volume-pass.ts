@@ -1,8 +1,9 @@
 import type { RunContext } from '../context.js';
 import { readZeroExtents } from '../disk/zero-map.js';
-import { sliceReader, type BlockDevice } from '../disk/types.js';
+import { sliceReader, type BlockDevice, type BlockReader } from '../disk/types.js';
+import { diskFreeRanges, readVolumeFreeMap } from '../engines/map.js';
 import { trimByMount } from '../engines/mount.js';
-import { planVolumes, unmatchedNames, type PlanInput, type VolumePlan } from '../engines/plan.js';
+import { planVolumes, unmatchedNames, type PlanInput, type ProbedVolume, type VolumePlan } from '../engines/plan.js';
 import { probeVolume } from '../fs/probe.js';
 import { readLayout } from '../layout/read-layout.js';
 import type { Layout } from '../layout/types.js';
@@ -17,14 +18,21 @@ export interface Examined {
   readonly plans: readonly VolumePlan[];
 }
 
-/** Reads the partition table, probes every volume and plans what to do with each. */
-export async function examineDisk(ctx: RunContext, device: BlockDevice, input: PlanInput & { ignore: readonly string[]; zero: readonly string[] }): Promise<Examined> {
+/**
+ * Reads the partition table, probes every volume, reads the free map of each volume the map
+ * engine knows (unless --engine mount or --no-zero), and plans what to do with each.
+ */
+export async function examineDisk(ctx: RunContext, device: BlockReader, input: PlanInput): Promise<Examined> {
   const layout = await readLayout(device);
   for (const note of layout.notes) ctx.log.warn(note);
-  const probed = [];
+  const wantMaps = input.engine !== 'mount' && !input.noZero;
+  const probed: ProbedVolume[] = [];
   for (const volume of layout.volumes) {
     const fs = await probeVolume(sliceReader(device, volume.offsetBytes, volume.sizeBytes));
-    probed.push({ volume, fs });
+    const skipMap = !wantMaps || input.ignore.includes(volume.name) || input.zero.includes(volume.name);
+    const freeMap = skipMap ? undefined : await readVolumeFreeMap(device, volume, fs);
+    if (freeMap && !freeMap.trusted) ctx.log.debug(`${volume.name}: ${fs.type} map not trusted: ${freeMap.reason}`);
+    probed.push({ volume, fs, ...(freeMap ? { freeMap } : {}) });
   }
   for (const name of unmatchedNames([...input.ignore, ...input.zero], layout.volumes)) {
     ctx.log.warn(`${name}: no such filesystem on this disk (volumes: ${layout.volumes.map((v) => v.name).join(', ')})`);
@@ -36,6 +44,8 @@ export async function examineDisk(ctx: RunContext, device: BlockDevice, input: P
 export interface VolumeOutcome {
   readonly handled: string;
   readonly reason: string;
+  /** Set when the zero sweep after the pass cannot see it (copy mode skips mapped free space). */
+  readonly reclaimedBytes?: number;
 }
 
 /** Where the volume pass runs: the copy overlay, or the image itself. */
@@ -67,6 +77,8 @@ export async function runVolumePlan(ctx: RunContext, plan: VolumePlan, target: P
         await target.device.writeZeroes(volume.offsetBytes + SWAP_HEADER_BYTES, volume.sizeBytes - SWAP_HEADER_BYTES, true);
       }
       return { handled: 'swap cleared', reason: plan.reason };
+    case 'map':
+      return useFreeMap(plan, target);
     case 'mount': {
       if (!target.fuseFile) return keep('the mount engine is not available here');
       const outcome = await trimByMount(ctx, {
@@ -84,6 +96,19 @@ export async function runVolumePlan(ctx: RunContext, plan: VolumePlan, target: P
       return keep(why, target.inPlace ? notTrimmedWarning(plan, why) : `${volume.name}: ${why}: ${kept}`);
     }
   }
+}
+
+/**
+ * The map engine's part: in copy mode the free ranges join the copier's skip set (nothing is
+ * written now); in place they are discarded with write-zeroes that may punch holes.
+ */
+async function useFreeMap(plan: VolumePlan, target: PassTarget): Promise<VolumeOutcome> {
+  const free = diskFreeRanges(plan.volume, plan.freeMap!);
+  const zeros = await readZeroExtents(target.device, plan.volume.offsetBytes, plan.volume.sizeBytes);
+  const reclaimedBytes = free.subtract(zeros).totalBytes;
+  if (!target.inPlace) return { handled: 'free blocks skipped', reason: plan.reason, reclaimedBytes };
+  for (const r of free.subtract(zeros).ranges) await target.device.writeZeroes(r.start, r.end - r.start, true);
+  return { handled: 'free blocks discarded', reason: plan.reason, reclaimedBytes };
 }
 
 /** virt-sparsify's in-place warning, with the reason added. */
@@ -120,6 +145,6 @@ export function volumeReports(
     action: p.action,
     handled: outcomes[i]?.handled ?? 'not reached',
     reason: outcomes[i]?.reason ?? p.reason,
-    reclaimedBytes: Math.max(0, (zeroAfter[i] ?? 0) - (zeroBefore[i] ?? 0)),
+    reclaimedBytes: outcomes[i]?.reclaimedBytes ?? Math.max(0, (zeroAfter[i] ?? 0) - (zeroBefore[i] ?? 0)),
   }));
 }

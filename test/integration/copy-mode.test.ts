@@ -62,8 +62,8 @@ describeIntegration('copy mode end to end: GPT with ext4, xfs, ntfs, vfat, swap,
     qcow2 = await fixture('gpt', ALL_FS, 'qcow2');
   });
 
-  it('raw → qcow2: files identical, fsck clean, input unchanged, vfat reported as copied as is', async () => {
-    const { report, outAllocated } = await sparsifyAndCheck(raw, 'qcow2');
+  it('raw → qcow2 with --engine mount: files identical, fsck clean, input unchanged, vfat reported as copied as is', async () => {
+    const { report, outAllocated } = await sparsifyAndCheck(raw, 'qcow2', ['--engine', 'mount']);
     const byName = Object.fromEntries(report.volumes.map((v: { name: string }) => [v.name, v]));
     const vfat = report.volumes.find((v: { type: string }) => v.type === 'vfat');
     expect(vfat.handled).toBe('copied as is');
@@ -77,8 +77,13 @@ describeIntegration('copy mode end to end: GPT with ext4, xfs, ntfs, vfat, swap,
     expect(report.input.allocatedBytes - outAllocated).toBeGreaterThan(4 * GARBAGE_MIB * 1024 * 1024);
   });
 
-  it('qcow2 → qcow2', async () => {
+  it('qcow2 → qcow2 (default engine: vfat and swap from their own maps, nothing copied as is)', async () => {
     const { report, outAllocated } = await sparsifyAndCheck(qcow2, 'qcow2');
+    const byType = (t: string) => report.volumes.find((v: { type: string }) => v.type === t);
+    expect(byType('vfat')).toMatchObject({ action: 'map', handled: 'free blocks skipped' });
+    expect(byType('vfat').reclaimedBytes).toBeGreaterThan(GARBAGE_MIB * 1024 * 1024 * 0.9);
+    expect(byType('swap')).toMatchObject({ action: 'map', handled: 'free blocks skipped' });
+    expect(report.volumes.filter((v: { handled: string }) => v.handled === 'copied as is')).toEqual([]);
     expect(outAllocated).toBeLessThanOrEqual(await allowedBytes(qcow2, report));
   });
 

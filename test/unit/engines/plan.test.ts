@@ -2,13 +2,19 @@ import { describe, expect, it } from 'vitest';
 import { planVolumes, unmatchedNames } from '../../../src/engines/plan.js';
 import type { ProbeResult } from '../../../src/fs/types.js';
 import type { Volume } from '../../../src/layout/types.js';
+import type { FreeMap } from '../../../src/fs/types.js';
+import type { EngineChoice } from '../../../src/options.js';
+import { ExtentSet } from '../../../src/disk/extent-set.js';
 
 const vol = (n: number): Volume => ({ name: `/dev/sda${n}`, offsetBytes: n * 1e6, sizeBytes: 1e6, kind: 'partition', partitionNumber: n });
-const input = { ignore: [] as string[], zero: [] as string[], noZero: false, canMount: true };
+const input = { ignore: [] as string[], zero: [] as string[], noZero: false, canMount: true, engine: 'auto' as EngineChoice };
 
-function planOne(fs: ProbeResult, over: Partial<typeof input> = {}) {
-  return planVolumes([{ volume: vol(1), fs }], { ...input, ...over })[0]!;
+function planOne(fs: ProbeResult, over: Partial<typeof input> = {}, freeMap?: FreeMap) {
+  return planVolumes([{ volume: vol(1), fs, ...(freeMap ? { freeMap } : {}) }], { ...input, ...over })[0]!;
 }
+
+const trusted: FreeMap = { trusted: true, free: ExtentSet.of(4096, 8192), unitBytes: 4096, counterFreeBytes: 8192 };
+const untrusted: FreeMap = { trusted: false, reason: 'the journal needs recovery' };
 
 describe('planVolumes', () => {
   it('mounts the filesystems the kernel or ntfs-3g can trim', () => {
@@ -43,5 +49,28 @@ describe('planVolumes', () => {
 
   it('names given to --ignore/--zero that match nothing are reported', () => {
     expect(unmatchedNames(['/dev/sda1', '/dev/sdb9'], [vol(1)])).toEqual(['/dev/sdb9']);
+  });
+
+  it('a trusted free map makes it a map volume, unless --engine mount', () => {
+    expect(planOne({ type: 'ext4' }, {}, trusted)).toMatchObject({ action: 'map', freeMap: trusted });
+    expect(planOne({ type: 'vfat' }, { canMount: false }, trusted).action).toBe('map');
+    expect(planOne({ type: 'swap' }, {}, trusted).action).toBe('map');
+    expect(planOne({ type: 'ext4' }, { engine: 'mount' }, trusted).action).toBe('mount');
+    expect(planOne({ type: 'swap' }, { engine: 'mount' }).action).toBe('swap');
+  });
+
+  it('an untrusted map is never used: the mount engine replays the journal, or the volume is left as it is', () => {
+    const mounted = planOne({ type: 'ext4' }, {}, untrusted);
+    expect(mounted.action).toBe('mount');
+    expect(mounted.reason).toMatch(/journal needs recovery.*trimmed through a mount instead/);
+    const kept = planOne({ type: 'ext4' }, { canMount: false }, untrusted);
+    expect(kept).toMatchObject({ action: 'keep', warn: true });
+    expect(kept.reason).toMatch(/journal needs recovery/);
+    expect(planOne({ type: 'ext4' }, { engine: 'map' }, untrusted).action).toBe('keep');
+    expect(planOne({ type: 'swap' }, {}, { trusted: false, reason: 'old SWAP-SPACE format' }).action).toBe('keep');
+  });
+
+  it('--engine map never mounts', () => {
+    expect(planOne({ type: 'btrfs' }, { engine: 'map' })).toMatchObject({ action: 'keep', reason: expect.stringMatching(/--engine map/) });
   });
 });
