@@ -1,4 +1,5 @@
 import { lstat, mkdtemp, open, rename, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import type { ListrTask } from 'listr2';
 import type { RunContext } from '../context.js';
@@ -6,7 +7,6 @@ import { copyBlocks } from '../copy/copier.js';
 import type { BlockDevice } from '../disk/types.js';
 import { ExtentSet } from '../disk/extent-set.js';
 import { SparsifyError } from '../errors.js';
-import { diskFreeRanges } from '../engines/map.js';
 import { openNbdClient } from '../nbd/client.js';
 import { OUTPUT_FORMATS, type CopyOptions, type OutputFormat } from '../options.js';
 import { assertNotInUse, checkImage, createImage, readImageInfo, type ImageInfo } from '../qemu/img.js';
@@ -20,13 +20,14 @@ import type { PhaseClock } from './phase-clock.js';
 import { startRun, volumeTasks, warnIfProbedRaw } from './run-setup.js';
 import { checkTmpSpace, estimateOverlayBytes } from './tmp-check.js';
 import { progressBar, runTasks, type RunUi } from './ui.js';
-import { examineDisk, runVolumePlan, volumeReports, zeroBytesPerVolume, type Examined, type VolumeOutcome } from './volume-pass.js';
+import { examineDisk, runVolumePlan, volumeReports, zeroBytesPerVolume, zeroingRanges, type Examined, type VolumeOutcome } from './volume-pass.js';
 
 /** State shared by the copy tasks. */
 interface CopyState {
   info?: ImageInfo;
   outputFormat?: OutputFormat;
   overlay?: string;
+  /** What the copier reads: the input served read-only, or the overlay after a mount pass. */
   device?: BlockDevice;
   fuseFile?: string;
   workDir?: string;
@@ -39,9 +40,11 @@ interface CopyState {
 }
 
 /**
- * Copy mode: `sparsify IN OUT`. The input is never written: every change lands in a qcow2
- * overlay (backing = IN) in the temporary place; the overlay is served over NBD (and as a FUSE
- * file for the mount engine); then the block copier writes OUT, skipping what reads as zero.
+ * Copy mode: `sparsify IN OUT`. The input is never written. It is served read-only and examined;
+ * volumes whose free space is known without writing (trusted free maps, --zero, swap) only add
+ * ranges to the copier's skip set. Only when a volume needs the mount engine is a qcow2 overlay
+ * (backing = IN) created in the temporary place, served over NBD and as a FUSE file, and
+ * trimmed through mounts. Then the block copier writes OUT, skipping what reads as zero.
  */
 export async function sparsifyCopy(options: CopyOptions, ctx: RunContext, ui: RunUi): Promise<RunReport> {
   const start = await startRun(ctx, ui, options.engine, !options.noZero);
@@ -61,14 +64,11 @@ export async function sparsifyCopy(options: CopyOptions, ctx: RunContext, ui: Ru
   const tasks: ListrTask<CopyState>[] = [
     {
       title: 'Examine source disk',
-      task: () => clock.time('examine', () => examineInput(run, ui, options, state, canMount)),
-    },
-    {
-      title: 'Create overlay file to protect source disk',
-      task: async (_, task) => {
-        say(task.title);
-        await clock.time('overlay', () => createOverlay(run, options, state, stack));
-      },
+      task: () =>
+        clock.time('examine', async () => {
+          await examineInput(run, ui, options, state);
+          await serveInput(run, options, state, stack);
+        }),
     },
     {
       title: 'Examine filesystems',
@@ -79,6 +79,20 @@ export async function sparsifyCopy(options: CopyOptions, ctx: RunContext, ui: Ru
           state.examined = await examineDisk(run, device, { ...options, canMount });
           state.zeroBefore = await zeroBytesPerVolume(device, state.examined.plans);
           task.title = `Examine filesystems: ${describeVolumes(state.examined)}`;
+        });
+      },
+    },
+    {
+      title: 'Create overlay file to protect source disk',
+      skip: () => !needsOverlay(state) && 'no volume needs a mount: the input is read as it is',
+      task: async (_, task) => {
+        say(task.title);
+        await clock.time('overlay', async () => {
+          if (options.tmp.kind === 'dir') {
+            const bytes = estimateOverlayBytes(state.info!.virtualSizeBytes, mountCount(state));
+            await checkTmpSpace(run, ui, options.tmp.path, bytes, options.checkTmpdir);
+          }
+          await createOverlay(run, options, state, stack);
         });
       },
     },
@@ -129,7 +143,7 @@ async function refuseExistingOutput(options: CopyOptions): Promise<void> {
   }
 }
 
-async function examineInput(ctx: RunContext, ui: RunUi, options: CopyOptions, state: CopyState, canMount: boolean): Promise<void> {
+async function examineInput(ctx: RunContext, ui: RunUi, options: CopyOptions, state: CopyState): Promise<void> {
   ui.message?.('Examine source disk');
   const info = await readImageInfo(ctx, options.input, options.format ? { format: options.format } : {});
   warnIfProbedRaw(ctx, info, options.input);
@@ -151,18 +165,30 @@ async function examineInput(ctx: RunContext, ui: RunUi, options: CopyOptions, st
   }
   state.info = info;
   state.outputFormat = outputFormat as OutputFormat;
-  if (options.tmp.kind === 'dir') {
-    const mounts = options.noZero || !canMount ? 0 : 8;
-    await checkTmpSpace(ctx, ui, options.tmp.path, estimateOverlayBytes(info.virtualSizeBytes, mounts), options.checkTmpdir);
-  }
+}
+
+/** Serves the input read-only (qemu's shared lock) in a private work directory. */
+async function serveInput(ctx: RunContext, options: CopyOptions, state: CopyState, stack: AsyncStack): Promise<void> {
+  const workDir = await mkdtemp(join(options.tmp.kind === 'dir' ? options.tmp.path : tmpdir(), 'sparsify-'));
+  stack.defer(() => rm(workDir, { recursive: true, force: true }));
+  state.workDir = workDir;
+  const served = stack.use(
+    await serveImage(ctx, { file: options.input, format: state.info!.format, readOnly: true, discard: false, dir: workDir }),
+  );
+  state.device = stack.use(await openNbdClient({ socketPath: served.socketPath, exportName: served.exportName, signal: ctx.signal }));
+}
+
+function mountCount(state: CopyState): number {
+  return state.examined!.plans.filter((p) => p.action === 'mount').length;
+}
+
+function needsOverlay(state: CopyState): boolean {
+  return mountCount(state) > 0;
 }
 
 async function createOverlay(ctx: RunContext, options: CopyOptions, state: CopyState, stack: AsyncStack): Promise<void> {
   const info = state.info!;
-  const base = options.tmp.kind === 'dir' ? options.tmp.path : dirname(options.output);
-  const workDir = await mkdtemp(join(options.tmp.kind === 'dir' ? base : '/tmp', 'sparsify-'));
-  stack.defer(() => rm(workDir, { recursive: true, force: true }));
-  state.workDir = workDir;
+  const workDir = state.workDir!;
   let overlay: string;
   if (options.tmp.kind === 'prebuilt') {
     overlay = options.tmp.path;
@@ -188,7 +214,7 @@ async function createOverlay(ctx: RunContext, options: CopyOptions, state: CopyS
       readOnly: false,
       discard: true,
       detectZeroes: 'unmap',
-      fuse: isRoot() && !options.noZero,
+      fuse: true,
       dir: workDir,
     }),
   );
@@ -214,7 +240,7 @@ async function copyToOutput(
     workDir: state.workDir!,
   });
   try {
-    const skip = ExtentSet.from(state.examined!.plans.flatMap((p) => (p.action === 'map' ? diskFreeRanges(p.volume, p.freeMap!).ranges : [])));
+    const skip = ExtentSet.from(state.examined!.plans.flatMap((p) => zeroingRanges(p).ranges));
     state.copy = await copyBlocks({ source: device, sink: output.sink, skip, signal: ctx.signal, onProgress });
     await output.finish();
   } catch (err) {

@@ -1,6 +1,7 @@
 import type { RunContext } from '../context.js';
 import { readZeroExtents } from '../disk/zero-map.js';
 import { sliceReader, type BlockDevice, type BlockReader } from '../disk/types.js';
+import { ExtentSet } from '../disk/extent-set.js';
 import { diskFreeRanges, readVolumeFreeMap } from '../engines/map.js';
 import { trimByMount } from '../engines/mount.js';
 import { planVolumes, unmatchedNames, type PlanInput, type ProbedVolume, type VolumePlan } from '../engines/plan.js';
@@ -69,16 +70,9 @@ export async function runVolumePlan(ctx: RunContext, plan: VolumePlan, target: P
     case 'keep':
       return keep(plan.reason, plan.warn ? `${volume.name}: ${plan.reason}: ${kept}` : undefined);
     case 'zero':
-      // WRITE_ZEROES without NO_HOLE: reads back as zero, and the server may deallocate.
-      await target.device.writeZeroes(volume.offsetBytes, volume.sizeBytes, true);
-      return { handled: 'zeroed', reason: plan.reason };
     case 'swap':
-      if (volume.sizeBytes > SWAP_HEADER_BYTES) {
-        await target.device.writeZeroes(volume.offsetBytes + SWAP_HEADER_BYTES, volume.sizeBytes - SWAP_HEADER_BYTES, true);
-      }
-      return { handled: 'swap cleared', reason: plan.reason };
     case 'map':
-      return useFreeMap(plan, target);
+      return makeZero(plan, target);
     case 'mount': {
       if (!target.fuseFile) return keep('the mount engine is not available here');
       const outcome = await trimByMount(ctx, {
@@ -99,16 +93,40 @@ export async function runVolumePlan(ctx: RunContext, plan: VolumePlan, target: P
 }
 
 /**
- * The map engine's part: in copy mode the free ranges join the copier's skip set (nothing is
- * written now); in place they are discarded with write-zeroes that may punch holes.
+ * The byte ranges (disk offsets) a plan makes read as zero without a filesystem pass: a trusted
+ * free map, a --zero volume whole, swap after its header. Empty for the other actions.
  */
-async function useFreeMap(plan: VolumePlan, target: PassTarget): Promise<VolumeOutcome> {
-  const free = diskFreeRanges(plan.volume, plan.freeMap!);
+export function zeroingRanges(plan: VolumePlan): ExtentSet {
+  const { volume } = plan;
+  switch (plan.action) {
+    case 'map':
+      return diskFreeRanges(volume, plan.freeMap!);
+    case 'zero':
+      return ExtentSet.of(volume.offsetBytes, volume.sizeBytes);
+    case 'swap':
+      return ExtentSet.of(volume.offsetBytes + SWAP_HEADER_BYTES, Math.max(0, volume.sizeBytes - SWAP_HEADER_BYTES));
+    default:
+      return ExtentSet.empty;
+  }
+}
+
+const HANDLED: Record<'map' | 'zero' | 'swap', [copy: string, inPlace: string]> = {
+  map: ['free blocks skipped', 'free blocks discarded'],
+  zero: ['zeroed', 'zeroed'],
+  swap: ['swap cleared', 'swap cleared'],
+};
+
+/**
+ * In copy mode the ranges join the copier's skip set: nothing is written now, and they are
+ * never read. In place they are discarded with write-zeroes that may punch holes, so they read
+ * back as zero whatever the format.
+ */
+async function makeZero(plan: VolumePlan, target: PassTarget): Promise<VolumeOutcome> {
   const zeros = await readZeroExtents(target.device, plan.volume.offsetBytes, plan.volume.sizeBytes);
-  const reclaimedBytes = free.subtract(zeros).totalBytes;
-  if (!target.inPlace) return { handled: 'free blocks skipped', reason: plan.reason, reclaimedBytes };
-  for (const r of free.subtract(zeros).ranges) await target.device.writeZeroes(r.start, r.end - r.start, true);
-  return { handled: 'free blocks discarded', reason: plan.reason, reclaimedBytes };
+  const todo = zeroingRanges(plan).subtract(zeros);
+  if (target.inPlace) for (const r of todo.ranges) await target.device.writeZeroes(r.start, r.end - r.start, true);
+  const handled = HANDLED[plan.action as 'map' | 'zero' | 'swap'][target.inPlace ? 1 : 0];
+  return { handled, reason: plan.reason, reclaimedBytes: todo.totalBytes };
 }
 
 /** virt-sparsify's in-place warning, with the reason added. */
