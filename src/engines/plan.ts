@@ -63,8 +63,10 @@ function decide(volume: Volume, fs: ProbeResult, freeMap: FreeMap | undefined, i
   if (input.zero.includes(volume.name)) return { action: 'zero', reason: 'zeroed as asked (--zero)' };
   if (input.noZero) return { action: 'keep', reason: 'no filesystem pass (--no-zero)' };
   if (fs.type === 'swap' && fs.detail?.includes('hibernation')) return { action: 'keep', reason: 'swap holds a hibernation image' };
-  if (input.engine !== 'mount' && freeMap?.trusted) {
-    return { action: 'map', reason: `${fs.type}: free blocks from its own allocation map`, freeMap };
+  // A PV's free extents are known from LVM's metadata alone, whatever the engine.
+  if ((input.engine !== 'mount' || fs.type === 'lvm-pv') && freeMap?.trusted) {
+    const reason = fs.type === 'lvm-pv' ? 'LVM: extents no logical volume uses' : `${fs.type}: free blocks from its own allocation map`;
+    return { action: 'map', reason, freeMap };
   }
   const untrusted = freeMap && !freeMap.trusted ? `${fs.type} map not trusted (${freeMap.reason})` : undefined;
   if (fs.type === 'swap') {
@@ -83,7 +85,7 @@ function cannotMount(type: FsType, input: PlanInput): string | undefined {
     case 'luks':
       return 'encrypted (LUKS)';
     case 'lvm-pv':
-      return 'LVM physical volume: logical volumes are not handled yet';
+      return 'LVM physical volume without volume group metadata';
     case 'unknown':
       return 'no filesystem recognised';
   }

@@ -1,4 +1,5 @@
 import type { RunContext } from '../context.js';
+import { isSparsifyError } from '../errors.js';
 import { readZeroExtents } from '../disk/zero-map.js';
 import { sliceReader, type BlockDevice, type BlockReader } from '../disk/types.js';
 import { ExtentSet } from '../disk/extent-set.js';
@@ -7,7 +8,9 @@ import { trimByMount } from '../engines/mount.js';
 import { planVolumes, unmatchedNames, type PlanInput, type ProbedVolume, type VolumePlan } from '../engines/plan.js';
 import { probeVolume } from '../fs/probe.js';
 import { readLayout } from '../layout/read-layout.js';
-import type { Layout } from '../layout/types.js';
+import { readLvm } from '../layout/lvm.js';
+import type { Layout, Volume } from '../layout/types.js';
+import type { FreeMap } from '../fs/types.js';
 import type { VolumeReport } from '../report/types.js';
 
 /** Swap keeps its first page: the header with label, UUID and version (as virt-sparsify). */
@@ -26,19 +29,58 @@ export interface Examined {
 export async function examineDisk(ctx: RunContext, device: BlockReader, input: PlanInput): Promise<Examined> {
   const layout = await readLayout(device);
   for (const note of layout.notes) ctx.log.warn(note);
-  const wantMaps = input.engine !== 'mount' && !input.noZero;
+  const ignore = [...input.ignore];
   const probed: ProbedVolume[] = [];
-  for (const volume of layout.volumes) {
+  const probe = async (volume: Volume) => {
     const fs = await probeVolume(sliceReader(device, volume.offsetBytes, volume.sizeBytes));
-    const skipMap = !wantMaps || input.ignore.includes(volume.name) || input.zero.includes(volume.name);
-    const freeMap = skipMap ? undefined : await readVolumeFreeMap(device, volume, fs);
-    if (freeMap && !freeMap.trusted) ctx.log.debug(`${volume.name}: ${fs.type} map not trusted: ${freeMap.reason}`);
-    probed.push({ volume, fs, ...(freeMap ? { freeMap } : {}) });
+    probed.push({ volume, fs });
+    return fs;
+  };
+  const vgNames: string[] = [];
+  for (const volume of layout.volumes) {
+    if ((await probe(volume)).type !== 'lvm-pv') continue;
+    const lvm = await readPhysicalVolume(ctx, device, volume);
+    probed[probed.length - 1] = { ...probed[probed.length - 1]!, freeMap: lvm.pvFreeMap };
+    vgNames.push(lvm.vgName);
+    // --ignore VG leaves the whole group alone: its logical volumes and its free extents.
+    if (input.ignore.includes(lvm.vgName)) ignore.push(volume.name, ...lvm.volumes.map((v) => v.name));
+    for (const lv of lvm.volumes) await probe(lv);
   }
-  for (const name of unmatchedNames([...input.ignore, ...input.zero], layout.volumes)) {
-    ctx.log.warn(`${name}: no such filesystem on this disk (volumes: ${layout.volumes.map((v) => v.name).join(', ')})`);
+  const wantMaps = input.engine !== 'mount' && !input.noZero;
+  for (const [i, p] of probed.entries()) {
+    const skipMap = !wantMaps || p.freeMap || ignore.includes(p.volume.name) || input.zero.includes(p.volume.name);
+    const freeMap = skipMap ? p.freeMap : await readVolumeFreeMap(device, p.volume, p.fs);
+    if (freeMap && !freeMap.trusted) ctx.log.debug(`${p.volume.name}: ${p.fs.type} map not trusted: ${freeMap.reason}`);
+    probed[i] = { ...p, ...(freeMap ? { freeMap } : {}) };
   }
-  return { layout, plans: planVolumes(probed, input) };
+  const names = probed.map((p) => p.volume.name);
+  for (const name of unmatchedNames([...input.ignore, ...input.zero], probed.map((p) => p.volume)).filter((n) => !vgNames.includes(n))) {
+    ctx.log.warn(`${name}: no such filesystem or volume group on this disk (volumes: ${names.join(', ')})`);
+  }
+  return { layout, plans: planVolumes(probed, { ...input, ignore }) };
+}
+
+/** A PV's logical volumes (disk offsets) and its VG's free extents on it as a trusted free map. */
+async function readPhysicalVolume(ctx: RunContext, device: BlockReader, pv: Volume): Promise<{ vgName: string; volumes: Volume[]; pvFreeMap: FreeMap }> {
+  let lvm;
+  try {
+    lvm = await readLvm(sliceReader(device, pv.offsetBytes, pv.sizeBytes), pv.name);
+  } catch (err) {
+    if (!isSparsifyError(err, 'BAD_LAYOUT')) throw err;
+    // Damaged LVM metadata: nothing on this PV is touched.
+    return { vgName: '', volumes: [], pvFreeMap: { trusted: false, reason: err.message } };
+  }
+  for (const note of lvm.notes) ctx.log.warn(note);
+  for (const lv of lvm.unhandled) ctx.log.warn(`/dev/${lvm.vgName}/${lv.name}: ${lv.reason}: left as it is`);
+  const volumes: Volume[] = lvm.volumes.map((lv) => ({ ...lv, offsetBytes: pv.offsetBytes + lv.offsetBytes }));
+  const pvFreeMap: FreeMap = {
+    trusted: true,
+    free: lvm.freeOnPv,
+    unitBytes: lvm.extentSizeBytes || 512,
+    counterFreeBytes: lvm.freeOnPv.totalBytes,
+    detail: lvm.vgName ? `VG ${lvm.vgName}: free extents` : 'no volume group metadata',
+  };
+  return { vgName: lvm.vgName, volumes, pvFreeMap };
 }
 
 /** What happened to one volume. */

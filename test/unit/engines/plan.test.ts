@@ -73,4 +73,9 @@ describe('planVolumes', () => {
   it('--engine map never mounts', () => {
     expect(planOne({ type: 'btrfs' }, { engine: 'map' })).toMatchObject({ action: 'keep', reason: expect.stringMatching(/--engine map/) });
   });
+
+  it("an LVM PV's free extents are used whatever the engine", () => {
+    expect(planOne({ type: 'lvm-pv' }, { engine: 'mount' }, trusted)).toMatchObject({ action: 'map', reason: expect.stringMatching(/LVM/) });
+    expect(planOne({ type: 'lvm-pv' }, {}, untrusted)).toMatchObject({ action: 'keep', warn: true });
+  });
 });
