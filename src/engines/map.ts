@@ -7,6 +7,7 @@
 import { ExtentSet } from '../disk/extent-set.js';
 import { sliceReader, type BlockReader } from '../disk/types.js';
 import { isSparsifyError } from '../errors.js';
+import { readExtFreeMap } from '../fs/ext.js';
 import { readFatFreeMap } from '../fs/fat.js';
 import { readSwapFreeMap } from '../fs/swap.js';
 import type { FreeMap, FsType, ProbeResult } from '../fs/types.js';
@@ -16,6 +17,9 @@ import type { Volume } from '../layout/types.js';
 export type FreeMapReader = (reader: BlockReader) => Promise<FreeMap>;
 
 const READERS: Partial<Record<FsType, FreeMapReader>> = {
+  ext2: readExtFreeMap,
+  ext3: readExtFreeMap,
+  ext4: readExtFreeMap,
   vfat: readFatFreeMap,
   swap: readSwapFreeMap,
 };

@@ -74,8 +74,8 @@ function pushByteRanges(s: ExtSuper, group: number, runs: FreeRuns, out: Range[]
 }
 
 /**
- * Reads the block bitmaps of initialized groups (in block order, coalesced) and computes the
- * others; stops at the first group whose bitmap and descriptor disagree.
+ * Reads the block bitmaps of initialized groups in block order (adjacent ones in one read) and
+ * computes the others; stops at the first group whose bitmap and descriptor disagree.
  */
 export async function scanGroups(
   reader: BlockReader,
@@ -101,7 +101,9 @@ export async function scanGroups(
       const reason = take(group, undefined);
       if (reason) return { ok: false, reason };
     } else {
-      groupsByBitmap.set(d.blockBitmap, [...(groupsByBitmap.get(d.blockBitmap) ?? []), group]);
+      const sharing = groupsByBitmap.get(d.blockBitmap);
+      if (sharing) sharing.push(group);
+      else groupsByBitmap.set(d.blockBitmap, [group]);
     }
   }
   const reason = await visitBlocks(reader, s.blockSizeBytes, [...groupsByBitmap.keys()], 'block bitmap', (block, bytes) => {

@@ -5,7 +5,7 @@
  * BAD_IMAGE for any value the kernel would refuse to mount.
  */
 import { SparsifyError } from '../errors.js';
-import { viewOf } from '../layout/bytes.js';
+import { isPowerOfTwo, viewOf } from '../layout/bytes.js';
 import { crc32cUpdate } from './ext-checksum.js';
 import { EXT_SUPERBLOCK_OFFSET, parseExtSuperblock } from './probe-ext.js';
 
@@ -136,10 +136,6 @@ function bad(what: string): SparsifyError {
   });
 }
 
-function isPow2(n: number): boolean {
-  return n > 0 && (n & (n - 1)) === 0;
-}
-
 interface Sizes {
   blockSizeBytes: number;
   clusterRatio: number;
@@ -175,7 +171,7 @@ function parseSizes(v: DataView, roCompat: number, blockSizeBytes: number): Size
 function parseDescriptorBytes(v: DataView, incompat: number): number {
   if (!(incompat & INCOMPAT.is64bit)) return DESC_32_BYTES;
   const size = v.getUint16(SB.descSize, true);
-  if (size < DESC_64_MIN_BYTES || size > DESC_MAX_BYTES || !isPow2(size)) throw bad(`s_desc_size ${size} is impossible`);
+  if (size < DESC_64_MIN_BYTES || size > DESC_MAX_BYTES || !isPowerOfTwo(size)) throw bad(`s_desc_size ${size} is impossible`);
   return size;
 }
 
@@ -206,7 +202,7 @@ export function parseExtSuper(sb: Uint8Array): ExtSuper {
   const freeBlocksCount = u32(SB.freeBlocksLo) + (is64 ? u32(SB.freeBlocksHi) * 2 ** 32 : 0);
   const inodesPerGroup = u32(SB.inodesPerGroup);
   const inodeBytes = u32(SB.revLevel) === 0 ? GOOD_OLD_INODE_BYTES : v.getUint16(SB.inodeSize, true);
-  if (inodeBytes < GOOD_OLD_INODE_BYTES || inodeBytes > sizes.blockSizeBytes || !isPow2(inodeBytes)) {
+  if (inodeBytes < GOOD_OLD_INODE_BYTES || inodeBytes > sizes.blockSizeBytes || !isPowerOfTwo(inodeBytes)) {
     throw bad(`s_inode_size ${inodeBytes} is impossible`);
   }
   if (inodesPerGroup > 8 * sizes.blockSizeBytes) throw bad(`s_inodes_per_group ${inodesPerGroup} is impossible`);
