@@ -9,6 +9,7 @@ import { sliceReader, type BlockReader } from '../disk/types.js';
 import { isSparsifyError } from '../errors.js';
 import { readExtFreeMap } from '../fs/ext.js';
 import { readFatFreeMap } from '../fs/fat.js';
+import { readNtfsFreeMap } from '../fs/ntfs.js';
 import { readSwapFreeMap } from '../fs/swap.js';
 import type { FreeMap, FsType, ProbeResult } from '../fs/types.js';
 import type { Volume } from '../layout/types.js';
@@ -20,6 +21,7 @@ const READERS: Partial<Record<FsType, FreeMapReader>> = {
   ext2: readExtFreeMap,
   ext3: readExtFreeMap,
   ext4: readExtFreeMap,
+  ntfs: readNtfsFreeMap,
   vfat: readFatFreeMap,
   swap: readSwapFreeMap,
 };

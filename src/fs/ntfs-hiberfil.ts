@@ -14,7 +14,18 @@
  * root directory holds tens of entries.
  */
 import { hasAscii, isPowerOfTwo, utf16le, viewOf } from '../layout/bytes.js';
-import { ATTR_FLAG, ATTR_TYPE, MFT_RECORD, NTFS_BLOCK_BYTES, badNtfs, mftReference, s64le, untrusted, type MftReference, type Where } from './ntfs-common.js';
+import {
+  ATTR_FLAG,
+  ATTR_TYPE,
+  MFT_RECORD,
+  NTFS_BLOCK_BYTES,
+  badNtfs,
+  mftReference,
+  s64le,
+  untrusted,
+  type MftReference,
+  type Where,
+} from './ntfs-common.js';
 import { applyUpdateSequence } from './ntfs-record.js';
 import { readAttributeStream } from './ntfs-stream.js';
 import type { NtfsVolume, RunStream } from './ntfs-volume.js';
@@ -49,7 +60,9 @@ export interface IndexNode {
 
 function parseEntry(bytes: Uint8Array, view: DataView, at: number, length: number, where: Where): string {
   const keyLength = view.getUint16(at + IE.keyLength, true);
-  if (keyLength < FN.name || IE.key + keyLength > length) badNtfs(where, at + IE.keyLength, `index key of ${keyLength} bytes does not fit the entry`);
+  if (keyLength < FN.name || IE.key + keyLength > length) {
+    badNtfs(where, at + IE.keyLength, `index key of ${keyLength} bytes does not fit the entry`);
+  }
   const nameLength = bytes[at + IE.key + FN.nameLength]!;
   if (FN.name + 2 * nameLength > keyLength) badNtfs(where, at + IE.key + FN.nameLength, 'file name runs past its index key');
   return utf16le(bytes, at + IE.key + FN.name, 2 * nameLength);
@@ -67,7 +80,9 @@ export function parseIndexNode(bytes: Uint8Array, headerAt: number, limit: numbe
   for (let at = start; at + IE_MIN_BYTES <= end; ) {
     const length = view.getUint16(at + IE.length, true);
     const flags = view.getUint16(at + IE.flags, true);
-    if (length < IE_MIN_BYTES || length % 8 !== 0 || at + length > end) badNtfs(where, at + IE.length, `index entry length ${length} does not fit`);
+    if (length < IE_MIN_BYTES || length % 8 !== 0 || at + length > end) {
+      badNtfs(where, at + IE.length, `index entry length ${length} does not fit`);
+    }
     if (flags & INDEX_ENTRY_NODE) {
       const vcn = length >= IE_MIN_BYTES + 8 ? s64le(view, at + length - 8) : undefined;
       if (vcn === undefined || vcn < 0) badNtfs(where, at, 'index entry has no valid child VCN');
@@ -80,13 +95,19 @@ export function parseIndexNode(bytes: Uint8Array, headerAt: number, limit: numbe
   return badNtfs(where, end, 'index has no end entry');
 }
 
-async function readIndexBlock(volume: NtfsVolume, allocation: RunStream, vcn: number, blockBytes: number): Promise<IndexNode> {
+async function readIndexBlock(
+  volume: NtfsVolume,
+  allocation: RunStream,
+  vcn: number,
+  blockBytes: number,
+): Promise<IndexNode> {
+  // Child VCNs count clusters, or 512-byte units when a cluster is larger than an index block.
   const vcnBytes = volume.geometry.clusterBytes <= blockBytes ? volume.geometry.clusterBytes : NTFS_BLOCK_BYTES;
   const offset = vcn * vcnBytes;
-  const where: Where = { what: `root directory index block at VCN ${vcn}`, offsetBytes: volume.volumeOffset(allocation, offset) };
   if (!Number.isSafeInteger(offset) || offset + blockBytes > allocation.dataBytes) {
     badNtfs(allocation.where, 0, `index block VCN ${vcn} lies beyond the ${allocation.dataBytes}-byte index allocation`);
   }
+  const where: Where = { what: `root directory index block at VCN ${vcn}`, offsetBytes: volume.volumeOffset(allocation, offset) };
   const block = await volume.readStream(allocation, offset, blockBytes);
   if (!hasAscii(block, 0, 'INDX')) badNtfs(where, 0, 'no INDX signature');
   if (!applyUpdateSequence(block, where, IB_HEADER_BYTES)) badNtfs(where, 0, 'update sequence mismatch (torn write)');
@@ -106,7 +127,8 @@ export async function findInRootDirectory(volume: NtfsVolume, name: string): Pro
   if (!isPowerOfTwo(blockBytes) || blockBytes < NTFS_BLOCK_BYTES || blockBytes > MAX_INDEX_BLOCK_BYTES) {
     badNtfs(root.where, 0, `index block size ${blockBytes} is not a power of two from 512 to 64 KiB`);
   }
-  const top = parseIndexNode(value, IR.header, value.length, { what: 'root directory $INDEX_ROOT', offsetBytes: root.where.offsetBytes });
+  const rootWhere = { what: 'root directory $INDEX_ROOT', offsetBytes: root.where.offsetBytes };
+  const top = parseIndexNode(value, IR.header, value.length, rootWhere);
   const found = top.files.filter((f) => f.name.toLowerCase() === name);
   if (top.children.length === 0) return found.map((f) => f.reference);
   const allocation = await readAttributeStream(volume, root, ATTR_TYPE.indexAllocation, DIRECTORY_INDEX);
@@ -132,7 +154,9 @@ export async function readHibernationReason(volume: NtfsVolume): Promise<string 
     if (!live) untrusted(`the root directory names hiberfil.sys in MFT record ${reference.record}, which is not in use`);
     const data = await readAttributeStream(volume, record, ATTR_TYPE.data, '');
     if (!data) untrusted('hiberfil.sys has no data to check for a hibernation signature');
-    if (data.flags & (ATTR_FLAG.compressionMask | ATTR_FLAG.encrypted)) untrusted('hiberfil.sys is compressed or encrypted: its signature cannot be checked');
+    if (data.flags & (ATTR_FLAG.compressionMask | ATTR_FLAG.encrypted)) {
+      untrusted('hiberfil.sys is compressed or encrypted: its signature cannot be checked');
+    }
     if (data.dataBytes < HIBERFIL_HEADER_BYTES) {
       untrusted(`hiberfil.sys is shorter than ${HIBERFIL_HEADER_BYTES} bytes (ntfs-3g: a hibernated non-system partition)`);
     }

@@ -78,6 +78,7 @@ export interface NonResidentAttribute extends AttributeCommon {
   readonly runsEnd: number;
 }
 
+/** One attribute record of an MFT record. */
 export type Attribute = ResidentAttribute | NonResidentAttribute;
 
 /** A fixed-up MFT record. */

@@ -11,7 +11,8 @@ import { parseMftRecord, type MftRecord } from './ntfs-record.js';
 import { findRun, type DataRun } from './ntfs-runs.js';
 
 const BOOT_SECTOR_BYTES = 512;
-/** Boot sector: LCN of $MFTMirr (Linux-NTFS "Files: $Boot"). */
+/** Boot sector: total sectors, LCN of $MFTMirr (Linux-NTFS "Files: $Boot"). */
+const BS_TOTAL_SECTORS = 0x28;
 const BS_MFT_MIRR_LCN = 0x38;
 /** MFT record sizes Windows and mkntfs create (1 KiB; 4 KiB on 4Kn disks). */
 const MFT_RECORD_SIZES: readonly number[] = [1024, 2048, 4096];
@@ -50,6 +51,7 @@ export type Stream =
       readonly initializedBytes: number;
     };
 
+/** A stream stored in clusters. */
 export type RunStream = Extract<Stream, { resident: false }>;
 
 /** Decodes and checks the boot sector; BAD_IMAGE when it is not NTFS, untrusted when its geometry is odd. */
@@ -61,7 +63,8 @@ export function parseNtfsGeometry(sector: Uint8Array, volumeBytes: number): Ntfs
   }
   if (bs.clusterBytes > MAX_CLUSTER_BYTES) untrusted(`cluster size ${bs.clusterBytes} is larger than NTFS allows`);
   const filesystemBytes = bs.totalSectors * bs.bytesPerSector;
-  if (!Number.isSafeInteger(filesystemBytes) || filesystemBytes > volumeBytes) {
+  if (!Number.isSafeInteger(filesystemBytes)) badNtfs({ what: 'boot sector', offsetBytes: 0 }, BS_TOTAL_SECTORS, 'total sectors out of range');
+  if (filesystemBytes > volumeBytes) {
     untrusted(`the boot sector says ${bs.totalSectors} sectors, more than the ${volumeBytes}-byte volume holds`);
   }
   const clusterCount = Math.floor(filesystemBytes / bs.clusterBytes);

