@@ -1,0 +1,98 @@
+/**
+ * The map engine needs no privileges: copy mode and in place as an ordinary user, with
+ * --engine map, on a disk whose volumes are all mapped (ext4, vfat, swap).
+ */
+import { execFileSync } from 'node:child_process';
+import { chown, mkdir, readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { buildImage, copyImage, type BuiltImage } from '../helpers/image.js';
+import { CLI, leftoversUnder, makeRunTmp } from '../helpers/cli.js';
+import { describeIntegration } from '../helpers/require.js';
+import { allocatedBytes, sha256File, verifyImage } from '../helpers/verify.js';
+
+const USER = 'sparsify-test';
+const MiB = 1024 * 1024;
+
+/** Runs the CLI as USER; never throws on a non-zero exit. */
+function runAsUser(args: string[], env: Record<string, string>): { exitCode: number; stdout: string; stderr: string } {
+  try {
+    const stdout = execFileSync('runuser', ['-u', USER, '--', 'env', ...Object.entries(env).map(([k, v]) => `${k}=${v}`), process.execPath, CLI, ...args], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    return { exitCode: 0, stdout, stderr: '' };
+  } catch (err) {
+    const e = err as { status: number; stdout: string; stderr: string };
+    return { exitCode: e.status, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+interface Row {
+  name: string;
+  type: string;
+  action: string;
+  handled: string;
+}
+
+describeIntegration('rootless: --engine map as an ordinary user', { tools: ['runuser', 'useradd', 'qemu-img', 'qemu-storage-daemon'], root: true }, () => {
+  let image: BuiltImage;
+  let dir: string;
+  let uid: number;
+
+  beforeAll(async () => {
+    image = await buildImage({ layout: 'gpt', fs: ['ext4', 'vfat', 'swap'], size: '1G', fillMiB: 16, garbageMiB: 64, seed: 13 });
+    try {
+      execFileSync('id', ['-u', USER], { stdio: 'ignore' });
+    } catch {
+      execFileSync('useradd', ['--system', '--no-create-home', '--shell', '/usr/sbin/nologin', USER]);
+    }
+    uid = Number(execFileSync('id', ['-u', USER], { encoding: 'utf8' }).trim());
+    dir = await makeRunTmp();
+    await chown(dir, uid, uid);
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  async function privateCopy(name: string): Promise<string> {
+    const path = join(dir, name);
+    await copyImage(image.imagePath, path);
+    await chown(path, uid, uid);
+    return path;
+  }
+
+  async function userTmp(name: string): Promise<string> {
+    const tmp = join(dir, name);
+    await mkdir(tmp);
+    await chown(tmp, uid, uid);
+    return tmp;
+  }
+
+  it('copy mode', async () => {
+    const input = await privateCopy('in.raw');
+    const sha = await sha256File(input);
+    const out = join(dir, 'out.qcow2');
+    const json = join(dir, 'copy.json');
+    const tmp = await userTmp('tmp-copy');
+    const r = runAsUser(['--engine', 'map', '--format', 'raw', '--convert', 'qcow2', '--json', json, input, out], { TMPDIR: tmp });
+    expect(r.exitCode, r.stderr).toBe(0);
+    const rows = (JSON.parse(await readFile(json, 'utf8')) as { volumes: Row[] }).volumes;
+    expect(rows.map((v) => v.action)).toEqual(['map', 'map', 'map']);
+    expect(await sha256File(input)).toBe(sha);
+    expect(await leftoversUnder(tmp)).toEqual([]);
+    expect((await verifyImage(out, 'qcow2', image.manifestPath)).problems).toEqual([]);
+    expect(await allocatedBytes(out)).toBeLessThan((await allocatedBytes(input)) - 2.7 * 64 * MiB);
+  });
+
+  it('in place', async () => {
+    const disk = await privateCopy('inplace.raw');
+    const before = await allocatedBytes(disk);
+    const tmp = await userTmp('tmp-inplace');
+    const r = runAsUser(['--in-place', '--engine', 'map', '--format', 'raw', disk], { TMPDIR: tmp });
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(before - (await allocatedBytes(disk))).toBeGreaterThan(0.9 * 3 * 64 * MiB);
+    expect(await leftoversUnder(tmp)).toEqual([]);
+    expect((await verifyImage(disk, 'raw', image.manifestPath)).problems).toEqual([]);
+  });
+});
