@@ -7,7 +7,7 @@
 import { SparsifyError } from '../errors.js';
 import { isPowerOfTwo, u64be, viewOf } from '../layout/bytes.js';
 import { parseXfsSuperblock } from './probe-linux.js';
-import { BB_BYTES, crcMatches } from './xfs-common.js';
+import { crcMatches } from './xfs-common.js';
 
 /** Field offsets in struct xfs_dsb. */
 const SB = {
@@ -217,9 +217,4 @@ function v5FeatureRefusal(g: XfsGeometry): string | undefined {
   const unknownLog = g.logIncompat & ~LOG_INCOMPAT_KNOWN;
   if (unknownLog) return `xfs has log-incompatible features this reader does not know (${hex(unknownLog)})`;
   return undefined;
-}
-
-/** Basic blocks per filesystem block. */
-export function bbPerBlock(g: XfsGeometry): number {
-  return g.blockSizeBytes / BB_BYTES;
 }

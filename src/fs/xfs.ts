@@ -56,7 +56,9 @@ export async function readXfsFreeMap(reader: BlockReader): Promise<FreeMap> {
   if (reader.sizeBytes < FIRST_SECTOR_BYTES) throw new SparsifyError('BAD_IMAGE', `xfs superblock: a ${reader.sizeBytes}-byte volume`);
   const head = await reader.read(0, FIRST_SECTOR_BYTES);
   const sectorBytes = parseXfsSectorSize(head);
-  if (sectorBytes > reader.sizeBytes) throw new SparsifyError('BAD_IMAGE', `xfs superblock: ${sectorBytes}-byte sectors on a smaller volume`);
+  if (sectorBytes > reader.sizeBytes) {
+    throw new SparsifyError('BAD_IMAGE', `xfs superblock: ${sectorBytes}-byte sectors on a smaller volume`);
+  }
   const sb = sectorBytes === FIRST_SECTOR_BYTES ? head : await reader.read(0, sectorBytes);
   if (isXfsV5(sb) && !xfsSuperblockCrcOk(sb)) return untrusted('xfs superblock: CRC mismatch');
   const g = parseXfsGeometry(sb);
@@ -100,7 +102,9 @@ function checkCounters(agno: number, extents: readonly XfsFreeExtent[], agf: Xfs
     longest = Math.max(longest, e.blockCount);
   }
   if (sum !== agf.freeBlocks) damage(`AG ${agno}`, `the bnobt holds ${sum} free blocks but agf_freeblks says ${agf.freeBlocks}`);
-  if (longest !== agf.longestFree) damage(`AG ${agno}`, `the longest free extent is ${longest} blocks but agf_longest says ${agf.longestFree}`);
+  if (longest !== agf.longestFree) {
+    damage(`AG ${agno}`, `the longest free extent is ${longest} blocks but agf_longest says ${agf.longestFree}`);
+  }
 }
 
 /** Whether [agbno, agbno+blocks) meets any extent (extents sorted and disjoint). */
