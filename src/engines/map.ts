@@ -11,6 +11,7 @@ import { readExtFreeMap } from '../fs/ext.js';
 import { readFatFreeMap } from '../fs/fat.js';
 import { readNtfsFreeMap } from '../fs/ntfs.js';
 import { readSwapFreeMap } from '../fs/swap.js';
+import { readXfsFreeMap } from '../fs/xfs.js';
 import type { FreeMap, FsType, ProbeResult } from '../fs/types.js';
 import type { Volume } from '../layout/types.js';
 
@@ -24,6 +25,7 @@ const READERS: Partial<Record<FsType, FreeMapReader>> = {
   ntfs: readNtfsFreeMap,
   vfat: readFatFreeMap,
   swap: readSwapFreeMap,
+  xfs: readXfsFreeMap,
 };
 
 /** Whether the map engine can read this filesystem type. */
