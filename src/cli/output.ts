@@ -88,6 +88,7 @@ export function formatSummary(report: RunReport): string {
   if (report.allocatedBytesAfter !== undefined) {
     out.push(`After:  ${humanBytes(report.allocatedBytesAfter)} allocated`);
   }
+  for (const note of report.notes ?? []) out.push(`Note:   ${note}`);
   out.push(`Time:   ${(report.totalMs / 1000).toFixed(1)} s`);
   return out.join('\n');
 }

@@ -57,6 +57,8 @@ export interface RunReport {
   readonly partitionTable: string;
   readonly volumes: readonly VolumeReport[];
   readonly warnings: readonly string[];
+  /** What else was done, in one line each (e.g. the qcow2 refcount pass in place). */
+  readonly notes?: readonly string[];
   readonly copy?: CopySummary;
   readonly phases: readonly PhaseTiming[];
   readonly totalMs: number;

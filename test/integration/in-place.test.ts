@@ -119,6 +119,27 @@ describeIntegration('in-place mode', { tools: TOOLS, root: true }, () => {
     expect(await sha256File(path)).toBe(sha);
   });
 
+  it('qcow2: clusters freed in the refcounts but still allocated in the file are punched out', async () => {
+    const disk = join(dir, 'refcounts.qcow2');
+    execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', disk, '64M']);
+    execFileSync('qemu-io', ['-f', 'qcow2', '-c', 'write -P 0xab 0 16M', disk]);
+    // A discard on the qcow2 node only, as a VM without discard passed to the file does it.
+    const opts = `driver=qcow2,discard=unmap,file.driver=file,file.filename=${disk},file.discard=ignore`;
+    execFileSync('qemu-io', ['--image-opts', opts, '-c', 'discard 2M 8M']);
+    const reference = join(dir, 'refcounts-reference.raw');
+    execFileSync('qemu-img', ['convert', '-O', 'raw', disk, reference]);
+    const before = await allocatedBytes(disk);
+    const json = `${disk}.json`;
+    const r = await runCli(['--in-place', '--format', 'qcow2', '--json', json, disk], { TMPDIR: tmp });
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(before - (await allocatedBytes(disk))).toBeGreaterThanOrEqual(8 * MiB);
+    const report = JSON.parse(await readFile(json, 'utf8')) as { notes: string[] };
+    expect(report.notes.join(' ')).toMatch(/qcow2: the file's free clusters/);
+    execFileSync('qemu-img', ['check', '-q', disk]);
+    execFileSync('qemu-img', ['compare', '-q', '-f', 'qcow2', '-F', 'raw', disk, reference]);
+    expect(await leftoversUnder(tmp)).toEqual([]);
+  });
+
   it('an image format that cannot discard exits 3 and is left untouched', async () => {
     const path = join(dir, 'disk.vdi');
     execFileSync('qemu-img', ['convert', '-O', 'vdi', multi.imagePath, path]);
