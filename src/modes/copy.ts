@@ -17,10 +17,10 @@ import { VERSION } from '../version.js';
 import { openOutputImage } from './output-image.js';
 import { isRoot } from './preflight.js';
 import type { PhaseClock } from './phase-clock.js';
-import { startRun, volumeTasks, warnIfProbedRaw } from './run-setup.js';
+import { startRun, volumePassTask, warnIfProbedRaw } from './run-setup.js';
 import { checkTmpSpace, estimateOverlayBytes } from './tmp-check.js';
 import { progressBar, runTasks, type RunUi } from './ui.js';
-import { examineDisk, runVolumePlan, volumeReports, zeroBytesPerVolume, zeroingRanges, type Examined, type VolumeOutcome } from './volume-pass.js';
+import { examineDisk, volumeReports, zeroBytesPerVolume, zeroingRanges, type Examined, type VolumeOutcome } from './volume-pass.js';
 
 /** State shared by the copy tasks. */
 interface CopyState {
@@ -96,14 +96,7 @@ export async function sparsifyCopy(options: CopyOptions, ctx: RunContext, ui: Ru
         });
       },
     },
-    {
-      title: 'Free space in each filesystem',
-      task: (_, task) => {
-        const target = { device: state.device!, fuseFile: state.fuseFile, workDir: state.workDir!, inPlace: false };
-        const list = volumeTasks<CopyState>(start, state.examined!.plans, false, (plan) => runVolumePlan(run, plan, target), state.outcomes);
-        return task.newListr(list, { concurrent: false, exitOnError: true });
-      },
-    },
+    volumePassTask('Free space in each filesystem', start, state, run, false),
     {
       title: 'Copy to destination and make sparse',
       task: async (_, task) => {

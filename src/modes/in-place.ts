@@ -15,9 +15,9 @@ import { VERSION } from '../version.js';
 import { isRoot } from './preflight.js';
 import { punchFreeQcow2Clusters } from './qcow2-punch.js';
 import { humanBytes } from '../util/size.js';
-import { startRun, volumeTasks, warnIfProbedRaw } from './run-setup.js';
+import { startRun, volumePassTask, warnIfProbedRaw } from './run-setup.js';
 import { runTasks, type RunUi } from './ui.js';
-import { examineDisk, runVolumePlan, volumeReports, zeroBytesPerVolume, type Examined, type VolumeOutcome } from './volume-pass.js';
+import { examineDisk, volumeReports, zeroBytesPerVolume, type Examined, type VolumeOutcome } from './volume-pass.js';
 
 /** Formats whose discarded blocks qemu gives back to the host file. */
 const DISCARDING_FORMATS: ReadonlySet<string> = new Set(['raw', 'qcow2']);
@@ -65,14 +65,7 @@ export async function sparsifyInPlace(options: InPlaceOptions, ctx: RunContext, 
         });
       },
     },
-    {
-      title: 'Give free space back to the host',
-      task: (_, task) => {
-        const target = { device: state.device!, fuseFile: state.fuseFile, workDir: state.workDir!, inPlace: true };
-        const list = volumeTasks<InPlaceState>(start, state.examined!.plans, true, (plan) => runVolumePlan(work, plan, target), state.outcomes);
-        return task.newListr(list, { concurrent: false, exitOnError: true });
-      },
-    },
+    volumePassTask('Give free space back to the host', start, state, work, true),
     {
       title: 'Flush',
       task: async () => {

@@ -7,7 +7,8 @@ import type { ImageInfo } from '../qemu/img.js';
 import { PhaseClock } from './phase-clock.js';
 import { BASE_TOOLS, MOUNT_TOOLS, isRoot, preflight } from './preflight.js';
 import type { RunUi } from './ui.js';
-import type { VolumeOutcome } from './volume-pass.js';
+import type { BlockDevice } from '../disk/types.js';
+import { runVolumePlan, type Examined, type VolumeOutcome } from './volume-pass.js';
 
 /** What every mode starts with: a context whose warnings are collected for the report, and a clock. */
 export interface RunStart {
@@ -68,4 +69,25 @@ export function volumeTasks<Ctx>(
       task.title = `${plan.volume.name} (${plan.fs.type}): ${outcome.handled}`;
     },
   }));
+}
+
+/** What the volume pass needs from a mode's state. */
+export interface PassState {
+  device?: BlockDevice;
+  fuseFile?: string;
+  workDir?: string;
+  examined?: Examined;
+  outcomes: VolumeOutcome[];
+}
+
+/** The listr2 task that runs the plan of every volume, in copy mode or in place. */
+export function volumePassTask<Ctx extends PassState>(title: string, start: RunStart, state: Ctx, ctx: RunContext, inPlace: boolean): ListrTask<Ctx> {
+  return {
+    title,
+    task: (_, task) => {
+      const target = { device: state.device!, fuseFile: state.fuseFile, workDir: state.workDir!, inPlace };
+      const list = volumeTasks<Ctx>(start, state.examined!.plans, inPlace, (plan) => runVolumePlan(ctx, plan, target), state.outcomes);
+      return task.newListr(list, { concurrent: false, exitOnError: true });
+    },
+  };
 }
