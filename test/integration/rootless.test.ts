@@ -1,6 +1,7 @@
 /**
  * The map engine needs no privileges: copy mode and in place as an ordinary user, with
- * --engine map, on a disk whose volumes are all mapped (ext4, vfat, swap).
+ * --engine map, on the multi-filesystem image (ext4, xfs, ntfs, vfat, swap mapped; btrfs has no
+ * map reader yet and is left as it is).
  */
 import { execFileSync } from 'node:child_process';
 import { chown, mkdir, readFile, rm } from 'node:fs/promises';
@@ -41,7 +42,7 @@ describeIntegration('rootless: --engine map as an ordinary user', { tools: ['run
   let uid: number;
 
   beforeAll(async () => {
-    image = await buildImage({ layout: 'gpt', fs: ['ext4', 'vfat', 'swap'], size: '1G', fillMiB: 16, garbageMiB: 64, seed: 13 });
+    image = await buildImage({ layout: 'gpt', fs: ['ext4', 'xfs', 'ntfs', 'vfat', 'swap', 'btrfs'], size: '2G', fillMiB: 24, garbageMiB: 96, seed: 3 });
     try {
       execFileSync('id', ['-u', USER], { stdio: 'ignore' });
     } catch {
@@ -78,11 +79,11 @@ describeIntegration('rootless: --engine map as an ordinary user', { tools: ['run
     const r = runAsUser(['--engine', 'map', '--format', 'raw', '--convert', 'qcow2', '--json', json, input, out], { TMPDIR: tmp });
     expect(r.exitCode, r.stderr).toBe(0);
     const rows = (JSON.parse(await readFile(json, 'utf8')) as { volumes: Row[] }).volumes;
-    expect(rows.map((v) => v.action)).toEqual(['map', 'map', 'map']);
+    expect(rows.map((v) => `${v.type}:${v.action}`)).toEqual(['ext4:map', 'xfs:map', 'ntfs:map', 'vfat:map', 'swap:map', 'btrfs:keep']);
     expect(await sha256File(input)).toBe(sha);
     expect(await leftoversUnder(tmp)).toEqual([]);
     expect((await verifyImage(out, 'qcow2', image.manifestPath)).problems).toEqual([]);
-    expect(await allocatedBytes(out)).toBeLessThan((await allocatedBytes(input)) - 2.7 * 64 * MiB);
+    expect(await allocatedBytes(out)).toBeLessThan((await allocatedBytes(input)) - 0.9 * 5 * 96 * MiB);
   });
 
   it('in place', async () => {
@@ -91,7 +92,7 @@ describeIntegration('rootless: --engine map as an ordinary user', { tools: ['run
     const tmp = await userTmp('tmp-inplace');
     const r = runAsUser(['--in-place', '--engine', 'map', '--format', 'raw', disk], { TMPDIR: tmp });
     expect(r.exitCode, r.stderr).toBe(0);
-    expect(before - (await allocatedBytes(disk))).toBeGreaterThan(0.9 * 3 * 64 * MiB);
+    expect(before - (await allocatedBytes(disk))).toBeGreaterThan(0.9 * 5 * 96 * MiB);
     expect(await leftoversUnder(tmp)).toEqual([]);
     expect((await verifyImage(disk, 'raw', image.manifestPath)).problems).toEqual([]);
   });
