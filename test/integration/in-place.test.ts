@@ -1,5 +1,5 @@
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { buildImage, copyImage, type BuiltImage } from '../helpers/image.js';
@@ -117,6 +117,26 @@ describeIntegration('in-place mode', { tools: TOOLS, root: true }, () => {
       await new Promise((resolve) => vm.once('exit', resolve));
     }
     expect(await sha256File(path)).toBe(sha);
+  });
+
+  it('--zero: the whole volume reads back as zero, and its space goes back to the host', async () => {
+    const path = await copyAs(multi, 'raw', 'zeroed');
+    const vol = multi.manifest.volumes.find((v) => v.fs === 'ext4')!;
+    const before = await allocatedBytes(path);
+    const { r, report } = await inPlace(path, ['--format', 'raw', '--zero', vol.name]);
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(report!.volumes.find((v) => v.name === vol.name)!.handled).toBe('zeroed');
+    const fh = await open(path, 'r');
+    try {
+      const chunk = Buffer.alloc(4 * MiB);
+      for (let off = 0; off < vol.sizeBytes; off += chunk.length) {
+        const { bytesRead } = await fh.read(chunk, 0, Math.min(chunk.length, vol.sizeBytes - off), vol.offsetBytes + off);
+        expect(chunk.subarray(0, bytesRead).every((b) => b === 0), `byte run at ${off}`).toBe(true);
+      }
+    } finally {
+      await fh.close();
+    }
+    expect(before - (await allocatedBytes(path))).toBeGreaterThan(vol.liveBytes);
   });
 
   it('qcow2: clusters freed in the refcounts but still allocated in the file are punched out', async () => {
