@@ -245,7 +245,7 @@ export async function readGpt(reader: BlockReader, sectorBytes: number, diskName
         'BAD_LAYOUT',
         `GPT header at LBA ${GPT_PRIMARY_LBA}: ${primary.reason}, and the backup at LBA ${lastLba} is damaged too: ${backup.reason}`,
         {
-          hint: "repair the partition table (gdisk's recovery menu, or testdisk); a truncated image needs its missing end back",
+          hint: "repair the partition table (gdisk's recovery menu, or testdisk), or copy the disk as it is with --no-zero",
         },
       );
     }

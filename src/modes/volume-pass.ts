@@ -27,7 +27,7 @@ export interface Examined {
  * engine knows (unless --engine mount or --no-zero), and plans what to do with each.
  */
 export async function examineDisk(ctx: RunContext, device: BlockReader, input: PlanInput): Promise<Examined> {
-  const layout = await readLayout(device);
+  const layout = await readLayoutOrNothing(ctx, device, input.noZero);
   for (const note of layout.notes) ctx.log.warn(note);
   const ignore = [...input.ignore];
   const probed: ProbedVolume[] = [];
@@ -58,6 +58,20 @@ export async function examineDisk(ctx: RunContext, device: BlockReader, input: P
     ctx.log.warn(`${name}: no such filesystem or volume group on this disk (volumes: ${names.join(', ')})`);
   }
   return { layout, plans: planVolumes(probed, { ...input, ignore }) };
+}
+
+/**
+ * The partition table; with --no-zero a table that cannot be read is no error (nothing is
+ * done per volume anyway): the disk is copied as it is, with a warning.
+ */
+async function readLayoutOrNothing(ctx: RunContext, device: BlockReader, noZero: boolean): Promise<Layout> {
+  try {
+    return await readLayout(device);
+  } catch (err) {
+    if (!noZero || !isSparsifyError(err, 'BAD_LAYOUT')) throw err;
+    ctx.log.warn(`${err.message}: the disk is copied as it is (--no-zero)`);
+    return { table: 'none', diskSizeBytes: device.sizeBytes, sectorSizeBytes: 512, volumes: [], notes: [] };
+  }
 }
 
 /** A PV's logical volumes (disk offsets) and its VG's free extents on it as a trusted free map. */

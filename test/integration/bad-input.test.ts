@@ -80,6 +80,13 @@ describeIntegration('bad input: one-line error, documented exit code, nothing lo
     expect(r.exitCode).toBe(1);
     expect(r.stderr).toMatch(/GPT/);
     expect(await sha256File(img)).toBe(sha);
+    // The hint's way out: --no-zero copies the disk as it is.
+    const out = join(dir, 'broken-gpt-copy.raw');
+    const copied = await runCli(['--tmp', work, '--format', 'raw', '--no-zero', img, out]);
+    expect(copied.exitCode, copied.stderr).toBe(0);
+    expect(copied.stderr).toMatch(/GPT .*copied as it is \(--no-zero\)/);
+    execFileSync('qemu-img', ['compare', '-q', '-f', 'raw', '-F', 'raw', img, out]);
+    await rm(out);
   });
 
   it('a damaged primary GPT header is not an error: the backup is used, with a warning', async () => {
