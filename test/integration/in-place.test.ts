@@ -152,7 +152,9 @@ describeIntegration('in-place mode', { tools: TOOLS, root: true }, () => {
     const json = `${disk}.json`;
     const r = await runCli(['--in-place', '--format', 'qcow2', '--json', json, disk], { TMPDIR: tmp });
     expect(r.exitCode, r.stderr).toBe(0);
-    expect(before - (await allocatedBytes(disk))).toBeGreaterThanOrEqual(8 * MiB);
+    // 8 MiB of clusters are freed; the host filesystem may spend a block or two of its own
+    // extent tree on the new holes, so allow 64 KiB of slack.
+    expect(before - (await allocatedBytes(disk))).toBeGreaterThanOrEqual(8 * MiB - 64 * 1024);
     const report = JSON.parse(await readFile(json, 'utf8')) as { notes: string[] };
     expect(report.notes.join(' ')).toMatch(/qcow2: the file's free clusters/);
     execFileSync('qemu-img', ['check', '-q', disk]);
