@@ -8,6 +8,7 @@ import { logBlockCycle, parseLogRecordHeader } from '../../../src/fs/xfs-log.js'
 import { parseXfsGeometry } from '../../../src/fs/xfs-sb.js';
 import { readXfsFreeMap } from '../../../src/fs/xfs.js';
 import type { FreeMap } from '../../../src/fs/types.js';
+import { prng } from '../../helpers/copy-fakes.js';
 import {
   buildXfs,
   crc32cBitwise,
@@ -372,18 +373,6 @@ describe('log state', () => {
     expect(await reasonOf(l)).toMatch(/another filesystem/);
   });
 });
-
-/** mulberry32: a small seeded PRNG, so a failing fuzz case can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** A structure worth mutating: its bytes, the parts that carry meaning, and its CRC field (v5) for re-sealing. */
 interface Region {

@@ -6,6 +6,7 @@ import { lvmCrc } from '../../../src/layout/lvm-mda.js';
 import { lvmLabelCrc } from '../../../src/layout/lvm-pv.js';
 import { readLvm, type LvmResult } from '../../../src/layout/lvm.js';
 import { flip, memReader, putAscii, view } from './fixtures.js';
+import { prng } from '../../helpers/copy-fakes.js';
 
 // A synthetic PV laid out as pvcreate does, shrunk: label in sector 1, one metadata area at
 // 4 KiB, extents of 4 KiB (8 sectors) from pe_start 64 KiB (128 sectors).
@@ -383,16 +384,7 @@ describe('readLvm refuses damaged metadata', () => {
 });
 
 describe('readLvm on mutated metadata (seeded fuzz)', () => {
-  function rng(seed: number): () => number {
-    let a = seed >>> 0;
-    return () => {
-      a = (a + 0x6d2b79f5) >>> 0;
-      let t = a;
-      t = Math.imul(t ^ (t >>> 15), t | 1);
-      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-    };
-  }
+  const rng = prng;
   const BASE = vgText([
     lv('a', [{ count: 3, stripes: [['pv0', 0]] }, { count: 2, stripes: [['pv0', 3]] }]),
     linear('b', 10, 4),
