@@ -53,7 +53,8 @@ export async function openOutputImage(ctx: RunContext, spec: OutputSpec): Promis
       }),
     );
     const nbd = stack.use(await openNbdClient({ socketPath: served.socketPath, exportName: served.exportName, signal: ctx.signal }));
-    const alignment = spec.compress ? (info.clusterSizeBytes ?? 65536) : 1;
+    // Compressed clusters are written whole and once; any export also sets its own minimum.
+    const alignment = Math.max(spec.compress ? (info.clusterSizeBytes ?? 65536) : 1, nbd.info.blockSizes.minimumBytes);
     const sink: BlockSink = {
       sizeBytes: nbd.sizeBytes,
       zeroInitialized: true,

@@ -150,7 +150,7 @@ const isPowerOfTwo = (n: number): boolean => n > 0 && (n & (n - 1)) === 0;
 function checkBlockSizes(minimumBytes: number, preferredBytes: number, maximumBytes: number): InfoReply {
   const sizes = `block sizes ${minimumBytes}/${preferredBytes}/${maximumBytes}`;
   if (!isPowerOfTwo(minimumBytes) || minimumBytes > MAX_MINIMUM_BLOCK_BYTES) {
-    throw nbdProtocolError(`${sizes}: the minimum is not a power of 2 up to 64 KiB`);
+    throw nbdProtocolError(`${sizes}: the minimum is not a power of 2 up to 32 MiB`);
   }
   if (!isPowerOfTwo(preferredBytes) || preferredBytes < Math.max(minimumBytes, 512)) {
     throw nbdProtocolError(`${sizes}: the preferred size is not a power of 2 ≥ max(minimum, 512)`);

@@ -131,8 +131,12 @@ export const MAX_BLOCK_STATUS_BYTES = 4 + 8 * 2 ** 20;
 export const MAX_ERROR_CHUNK_BYTES = 64 * 1024;
 /** §Size constraints: the default maximum payload, and the most any client must accept. */
 export const DEFAULT_MAX_PAYLOAD_BYTES = 2 ** 25;
-/** §Size constraints: the minimum block size MUST NOT be larger than 2^16. */
-export const MAX_MINIMUM_BLOCK_BYTES = 2 ** 16;
+/**
+ * §Size constraints says the minimum block size MUST NOT be larger than 2^16, but qemu 7.2's
+ * compress filter advertises the qcow2 cluster size (up to 2 MiB) as its minimum. We accept a
+ * power of two up to the default maximum payload and honour it (the copier aligns to it).
+ */
+export const MAX_MINIMUM_BLOCK_BYTES = DEFAULT_MAX_PAYLOAD_BYTES;
 
 /** A protocol violation; it ends the connection. */
 export class NbdProtocolError extends SparsifyError {

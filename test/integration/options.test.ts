@@ -83,6 +83,30 @@ describeIntegration('copy-mode options on a real image', { tools: ['qemu-img', '
     expect((await verifyImage(out, 'qcow2', image.manifestPath)).ok).toBe(true);
   });
 
+  it.each(['vmdk', 'vdi', 'vhdx', 'vpc'] as const)('--convert %s: the output is that format, same size, every file intact', async (format) => {
+    const out = join(dir, `converted.${format}`);
+    const r = await runCli(['--tmp', work, '--convert', format, '-q', image.imagePath, out]);
+    expect(r.exitCode, r.stderr).toBe(0);
+    const info = JSON.parse(execFileSync('qemu-img', ['info', '--output=json', out], { encoding: 'utf8' })) as { format: string; 'virtual-size': number };
+    expect(info.format).toBe(format);
+    expect(info['virtual-size']).toBe(image.manifest.virtualSizeBytes);
+    const raw = join(dir, `converted-${format}.raw`);
+    execFileSync('qemu-img', ['convert', '-f', format, '-O', 'raw', out, raw]);
+    expect((await verifyImage(raw, 'raw', image.manifestPath)).problems).toEqual([]);
+    await rm(raw);
+  });
+
+  it('-o passes creation options to the output image, also with --compress', async () => {
+    for (const extra of [[], ['--compress']]) {
+      const out = join(dir, `opts${extra.length}.qcow2`);
+      const r = await runCli(['--tmp', work, '--convert', 'qcow2', '-o', 'cluster_size=131072', '-q', ...extra, image.imagePath, out]);
+      expect(r.exitCode, r.stderr).toBe(0);
+      const info = JSON.parse(execFileSync('qemu-img', ['info', '--output=json', out], { encoding: 'utf8' })) as { 'cluster-size': number };
+      expect(info['cluster-size']).toBe(131072);
+      expect((await verifyImage(out, 'qcow2', image.manifestPath)).problems).toEqual([]);
+    }
+  });
+
   it('--machine-readable: capability lines with no disks; status and N/D progress lines with disks', async () => {
     const caps = await runCli(['--machine-readable']);
     expect(caps.exitCode).toBe(0);
