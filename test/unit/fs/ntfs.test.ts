@@ -5,7 +5,6 @@
  * a root directory index with an INDX block, $LogFile restart pages, and a $Bitmap.
  */
 import { describe, expect, it } from 'vitest';
-import { ExtentSet, type Range } from '../../../src/disk/extent-set.js';
 import { isSparsifyError } from '../../../src/errors.js';
 import { freeClusterRuns } from '../../../src/fs/ntfs-bitmap.js';
 import { parseLogFileState } from '../../../src/fs/ntfs-logfile.js';
