@@ -8,6 +8,7 @@ import { isSparsifyError } from '../../../src/errors.js';
 import { readFatFreeMap } from '../../../src/fs/fat.js';
 import type { FreeMap } from '../../../src/fs/types.js';
 import { prng } from '../../helpers/copy-fakes.js';
+import { memoryReader } from '../../helpers/mem-reader.js';
 
 type FatType = 'FAT12' | 'FAT16' | 'FAT32';
 const SECTOR = 512;
@@ -326,17 +327,7 @@ function mutate(base: FatVolume, rand: () => number): BlockReader {
     meta[at] = rand() < 0.3 ? 0 : rand() < 0.5 ? 0xff : Math.floor(rand() * 256);
   }
   const sizeBytes = rand() < 0.2 ? Math.floor(rand() * base.sizeBytes) : base.sizeBytes;
-  return {
-    sizeBytes,
-    read(offsetBytes, lengthBytes) {
-      if (offsetBytes < 0 || lengthBytes < 0 || offsetBytes + lengthBytes > sizeBytes) {
-        return Promise.reject(new RangeError(`read ${offsetBytes}+${lengthBytes} outside ${sizeBytes}`));
-      }
-      const out = new Uint8Array(lengthBytes);
-      if (offsetBytes < meta.length) out.set(meta.subarray(offsetBytes, offsetBytes + lengthBytes));
-      return Promise.resolve(out);
-    },
-  };
+  return memoryReader(meta, sizeBytes);
 }
 
 describe('readFatFreeMap: fuzz', () => {

@@ -4,22 +4,11 @@ import type { BlockReader } from '../../../src/disk/types.js';
 import { isSparsifyError } from '../../../src/errors.js';
 import { readSwapFreeMap } from '../../../src/fs/swap.js';
 import { prng } from '../../helpers/copy-fakes.js';
+import { memoryReader } from '../../helpers/mem-reader.js';
 
 const MiB = 1024 * 1024;
 
-function reader(bytes: Uint8Array, sizeBytes = bytes.length): BlockReader {
-  return {
-    sizeBytes,
-    read(offsetBytes, lengthBytes) {
-      if (offsetBytes < 0 || lengthBytes < 0 || offsetBytes + lengthBytes > sizeBytes) {
-        return Promise.reject(new RangeError(`read ${offsetBytes}+${lengthBytes} outside ${sizeBytes}`));
-      }
-      const out = new Uint8Array(lengthBytes);
-      if (offsetBytes < bytes.length) out.set(bytes.subarray(offsetBytes, offsetBytes + lengthBytes));
-      return Promise.resolve(out);
-    },
-  };
-}
+const reader = memoryReader;
 
 interface SwapOptions {
   pageBytes?: number;

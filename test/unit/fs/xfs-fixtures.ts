@@ -3,6 +3,7 @@
  * AGF, AGFL and a by-block B+tree of any shape over the free extents asked for, and an internal
  * log ending in an unmount record. Checksums use an independent bitwise CRC32c.
  */
+import { memoryReader } from '../../helpers/mem-reader.js';
 
 export const UUID = Uint8Array.from({ length: 16 }, (_, i) => 0x10 + i);
 const BB = 512;
@@ -332,22 +333,4 @@ export function putLogRecord(l: XfsLayout, bb: number, sizeBB: number, cycleOf: 
 }
 
 /** A BlockReader over the image that rejects any read outside it with a RangeError. */
-export function imageReader(bytes: Uint8Array, sizeBytes = bytes.length) {
-  let reads = 0;
-  return {
-    sizeBytes,
-    get reads() {
-      return reads;
-    },
-    read(offsetBytes: number, lengthBytes: number): Promise<Uint8Array> {
-      reads++;
-      const inside = Number.isSafeInteger(offsetBytes) && Number.isSafeInteger(lengthBytes) && offsetBytes >= 0 && lengthBytes >= 0;
-      if (!inside || offsetBytes + lengthBytes > sizeBytes) {
-        return Promise.reject(new RangeError(`read ${offsetBytes}+${lengthBytes} outside ${sizeBytes}`));
-      }
-      const out = new Uint8Array(lengthBytes);
-      out.set(bytes.subarray(offsetBytes, Math.min(offsetBytes + lengthBytes, bytes.length)));
-      return Promise.resolve(out);
-    },
-  };
-}
+export const imageReader = memoryReader;
