@@ -4,7 +4,6 @@ import { basename, dirname, join } from 'node:path';
 import type { ListrTask } from 'listr2';
 import type { RunContext } from '../context.js';
 import { copyBlocks } from '../copy/copier.js';
-import type { BlockDevice } from '../disk/types.js';
 import { ExtentSet } from '../disk/extent-set.js';
 import { SparsifyError } from '../errors.js';
 import { openNbdClient } from '../nbd/client.js';
@@ -17,24 +16,15 @@ import { VERSION } from '../version.js';
 import { openOutputImage } from './output-image.js';
 import { isRoot } from './preflight.js';
 import type { PhaseClock } from './phase-clock.js';
-import { startRun, volumePassTask, warnIfProbedRaw } from './run-setup.js';
+import { startRun, volumePassTask, warnIfProbedRaw, type PassState } from './run-setup.js';
 import { checkTmpSpace, estimateOverlayBytes } from './tmp-check.js';
 import { progressBar, runTasks, type RunUi } from './ui.js';
-import { examineDisk, volumeReports, zeroBytesPerVolume, zeroingRanges, type Examined, type VolumeOutcome } from './volume-pass.js';
+import { examineDisk, volumeReports, zeroBytesPerVolume, zeroingRanges, type Examined } from './volume-pass.js';
 
 /** State shared by the copy tasks. */
-interface CopyState {
+interface CopyState extends PassState {
   info?: ImageInfo;
   outputFormat?: OutputFormat;
-  overlay?: string;
-  /** What the copier reads: the input served read-only, or the overlay after a mount pass. */
-  device?: BlockDevice;
-  fuseFile?: string;
-  workDir?: string;
-  examined?: Examined;
-  outcomes: VolumeOutcome[];
-  zeroBefore: number[];
-  zeroAfter: number[];
   copy?: CopySummary;
   outputAllocatedBytes?: number;
 }
@@ -199,7 +189,6 @@ async function createOverlay(ctx: RunContext, options: CopyOptions, state: CopyS
       backing: { path: options.input, format: info.format },
     });
   }
-  state.overlay = overlay;
   const served = stack.use(
     await serveImage(ctx, {
       file: overlay,

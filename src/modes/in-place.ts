@@ -3,7 +3,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ListrTask } from 'listr2';
 import { uninterruptible, type RunContext } from '../context.js';
-import type { BlockDevice } from '../disk/types.js';
 import { SparsifyError, throwIfCancelled } from '../errors.js';
 import { openNbdClient } from '../nbd/client.js';
 import type { InPlaceOptions } from '../options.js';
@@ -15,23 +14,16 @@ import { VERSION } from '../version.js';
 import { isRoot } from './preflight.js';
 import { punchFreeQcow2Clusters } from './qcow2-punch.js';
 import { humanBytes } from '../util/size.js';
-import { startRun, volumePassTask, warnIfProbedRaw } from './run-setup.js';
+import { startRun, volumePassTask, warnIfProbedRaw, type PassState } from './run-setup.js';
 import { runTasks, type RunUi } from './ui.js';
-import { examineDisk, volumeReports, zeroBytesPerVolume, type Examined, type VolumeOutcome } from './volume-pass.js';
+import { examineDisk, volumeReports, zeroBytesPerVolume } from './volume-pass.js';
 
 /** Formats whose discarded blocks qemu gives back to the host file. */
 const DISCARDING_FORMATS: ReadonlySet<string> = new Set(['raw', 'qcow2']);
 
-interface InPlaceState {
+interface InPlaceState extends PassState {
   info?: ImageInfo;
   allocatedBefore?: number;
-  device?: BlockDevice;
-  fuseFile?: string;
-  workDir?: string;
-  examined?: Examined;
-  outcomes: VolumeOutcome[];
-  zeroBefore: number[];
-  zeroAfter: number[];
 }
 
 /**

@@ -71,13 +71,16 @@ export function volumeTasks<Ctx>(
   }));
 }
 
-/** What the volume pass needs from a mode's state. */
+/** What the volume pass needs from a mode's state, and what it leaves there for the report. */
 export interface PassState {
   device?: BlockDevice;
   fuseFile?: string;
   workDir?: string;
   examined?: Examined;
   outcomes: VolumeOutcome[];
+  /** Per volume, bytes that read as zero before and after the pass (block status only). */
+  zeroBefore: number[];
+  zeroAfter: number[];
 }
 
 /** The listr2 task that runs the plan of every volume, in copy mode or in place. */

@@ -14,6 +14,9 @@ const execFileAsync = promisify(execFile);
 /** The CLI's entry point; `npm test` builds it first (scripts/setup). */
 export const CLI = join(REPO_ROOT, 'dist', 'cli', 'main.js');
 
+/** The longest one CLI run may take in a test (the slowest, --compress on 2 GiB, takes ~40 s). */
+const CLI_TIMEOUT_MS = 100_000;
+
 /** What one run of the CLI did. */
 export interface CliResult {
   readonly exitCode: number;
@@ -32,9 +35,11 @@ export function runCli(args: readonly string[], env: Record<string, string> = {}
     execFile(
       process.execPath,
       [CLI, ...args],
-      { env: { ...process.env, ...env }, maxBuffer: 64 << 20 },
+      // Killed before vitest's own timeout, so a hang shows the run's output instead of nothing.
+      { env: { ...process.env, ...env }, maxBuffer: 64 << 20, timeout: CLI_TIMEOUT_MS, killSignal: 'SIGKILL' },
       (error, stdout, stderr) => {
         const exitCode = error ? (typeof error.code === 'number' ? error.code : -1) : 0;
+        if (error?.killed) stderr += `\n[test] sparsify killed after ${CLI_TIMEOUT_MS} ms`;
         resolve({ exitCode, stdout, stderr });
       },
     );

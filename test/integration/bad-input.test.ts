@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdir, open, readdir, rm, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -7,6 +7,7 @@ import { buildImage, copyImage, type BuiltImage } from '../helpers/image.js';
 import { leftoversUnder, makeRunTmp, runCli, type CliResult } from '../helpers/cli.js';
 import { describeIntegration } from '../helpers/require.js';
 import { sha256File } from '../helpers/verify.js';
+import { startVmHolding, stopVm, waitUntilLocked } from '../helpers/vm.js';
 
 const TOOLS = ['qemu-img', 'qemu-storage-daemon', 'qemu-system-x86_64', 'losetup', 'fstrim', 'sgdisk'];
 
@@ -109,20 +110,14 @@ describeIntegration('bad input: one-line error, documented exit code, nothing lo
     const img = join(dir, `busy.${format}`);
     execFileSync('qemu-img', ['convert', '-O', format, base.imagePath, img]);
     const sha = await sha256File(img);
-    // A paused VM with the disk on a virtio-blk device: the device is what takes the write lock.
-    const vm = spawn(
-      'qemu-system-x86_64',
-      ['-accel', 'tcg', '-machine', 'pc', '-S', '-nodefaults', '-display', 'none', '-drive', `file=${img},if=none,format=${format},id=d0`, '-device', 'virtio-blk-pci,drive=d0'],
-      { stdio: 'ignore' },
-    );
+    const vm = startVmHolding(img, format);
     try {
-      await waitForLock(img, format);
+      await waitUntilLocked(vm, img, format);
       const r = await fails(img, ['--format', format]);
       expect(r.exitCode).toBe(1);
       expect(r.stderr).toMatch(/in use by another process/);
     } finally {
-      vm.kill('SIGKILL');
-      await new Promise((resolve) => vm.once('exit', resolve));
+      await stopVm(vm);
     }
     expect(await sha256File(img)).toBe(sha);
   });
@@ -187,16 +182,3 @@ function sha256OfText(text: string): string {
   return createHash('sha256').update(text).digest('hex');
 }
 
-/** Waits until the VM holds the image's write lock (a writable open by qemu-io then fails). */
-async function waitForLock(img: string, format: string): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    try {
-      execFileSync('qemu-io', ['-r', '-U', '-f', format, '-c', 'quit', img], { stdio: 'pipe' });
-      execFileSync('qemu-io', ['-f', format, '-c', 'quit', img], { stdio: 'pipe' });
-    } catch {
-      return;
-    }
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  throw new Error('the VM never locked the image');
-}

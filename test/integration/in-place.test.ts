@@ -1,4 +1,4 @@
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdir, open, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -6,6 +6,7 @@ import { buildImage, copyImage, type BuiltImage } from '../helpers/image.js';
 import { leftoversUnder, makeRunTmp, runCli, spawnCli, waitForExit, waitForOutput } from '../helpers/cli.js';
 import { describeIntegration } from '../helpers/require.js';
 import { allocatedBytes, sha256File, verifyImage } from '../helpers/verify.js';
+import { startVmHolding, stopVm, waitUntilLocked } from '../helpers/vm.js';
 
 const MiB = 1024 * 1024;
 const TOOLS = ['qemu-img', 'qemu-io', 'qemu-storage-daemon', 'qemu-system-x86_64', 'losetup', 'fstrim', 'ntfs-3g', 'nbdfuse'];
@@ -102,19 +103,14 @@ describeIntegration('in-place mode', { tools: TOOLS, root: true }, () => {
   it.each(['raw', 'qcow2'] as const)('an image held open for writing by another qemu is refused and unchanged (%s)', async (format) => {
     const path = await copyAs(multi, format, `busy-${format}`);
     const sha = await sha256File(path);
-    const vm = spawn(
-      'qemu-system-x86_64',
-      ['-accel', 'tcg', '-machine', 'pc', '-S', '-nodefaults', '-display', 'none', '-drive', `file=${path},if=none,format=${format},id=d0`, '-device', 'virtio-blk-pci,drive=d0'],
-      { stdio: 'ignore' },
-    );
+    const vm = startVmHolding(path, format);
     try {
-      await waitUntilLocked(path, format);
+      await waitUntilLocked(vm, path, format);
       const { r } = await inPlace(path, ['--format', format]);
       expect(r.exitCode).toBe(1);
       expect(r.stderr).toMatch(/in use by another process/);
     } finally {
-      vm.kill('SIGKILL');
-      await new Promise((resolve) => vm.once('exit', resolve));
+      await stopVm(vm);
     }
     expect(await sha256File(path)).toBe(sha);
   });
@@ -188,15 +184,3 @@ describeIntegration('in-place mode', { tools: TOOLS, root: true }, () => {
   });
 });
 
-/** Waits until another process holds the image's write lock. */
-async function waitUntilLocked(path: string, format: string): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    try {
-      execFileSync('qemu-io', ['-f', format, '-c', 'quit', path], { stdio: 'pipe' });
-    } catch {
-      return;
-    }
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  throw new Error('the VM never locked the image');
-}
