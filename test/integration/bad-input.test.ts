@@ -7,7 +7,7 @@ import { buildImage, copyImage, type BuiltImage } from '../helpers/image.js';
 import { leftoversUnder, makeRunTmp, runCli, type CliResult } from '../helpers/cli.js';
 import { describeIntegration } from '../helpers/require.js';
 import { sha256File } from '../helpers/verify.js';
-import { startVmHolding, stopVm, waitUntilLocked } from '../helpers/vm.js';
+import { startVmHolding, stopVm } from '../helpers/vm.js';
 
 const TOOLS = ['qemu-img', 'qemu-storage-daemon', 'qemu-system-x86_64', 'losetup', 'fstrim', 'sgdisk'];
 
@@ -110,9 +110,8 @@ describeIntegration('bad input: one-line error, documented exit code, nothing lo
     const img = join(dir, `busy.${format}`);
     execFileSync('qemu-img', ['convert', '-O', format, base.imagePath, img]);
     const sha = await sha256File(img);
-    const vm = startVmHolding(img, format);
+    const vm = await startVmHolding(img, format);
     try {
-      await waitUntilLocked(vm, img, format);
       const r = await fails(img, ['--format', format]);
       expect(r.exitCode).toBe(1);
       expect(r.stderr).toMatch(/in use by another process/);

@@ -6,7 +6,7 @@ import { buildImage, copyImage, type BuiltImage } from '../helpers/image.js';
 import { leftoversUnder, makeRunTmp, runCli, spawnCli, waitForExit, waitForOutput } from '../helpers/cli.js';
 import { describeIntegration } from '../helpers/require.js';
 import { allocatedBytes, sha256File, verifyImage } from '../helpers/verify.js';
-import { startVmHolding, stopVm, waitUntilLocked } from '../helpers/vm.js';
+import { startVmHolding, stopVm } from '../helpers/vm.js';
 
 const MiB = 1024 * 1024;
 const TOOLS = ['qemu-img', 'qemu-io', 'qemu-storage-daemon', 'qemu-system-x86_64', 'losetup', 'fstrim', 'ntfs-3g', 'nbdfuse'];
@@ -103,9 +103,8 @@ describeIntegration('in-place mode', { tools: TOOLS, root: true }, () => {
   it.each(['raw', 'qcow2'] as const)('an image held open for writing by another qemu is refused and unchanged (%s)', async (format) => {
     const path = await copyAs(multi, format, `busy-${format}`);
     const sha = await sha256File(path);
-    const vm = startVmHolding(path, format);
+    const vm = await startVmHolding(path, format);
     try {
-      await waitUntilLocked(vm, path, format);
       const { r } = await inPlace(path, ['--format', format]);
       expect(r.exitCode).toBe(1);
       expect(r.stderr).toMatch(/in use by another process/);
