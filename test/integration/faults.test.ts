@@ -166,8 +166,8 @@ async function calibrate(): Promise<void> {
   console.log(`fault injection: phase lengths ${[...phaseMs].map(([n, ms]) => `${n} ${Math.round(ms)} ms`).join(', ')}`);
 }
 
-function start(scenario: Scenario, input: string, dirs: CaseDirs, extra: string[] = []): TimedRun {
-  return new TimedRun(['--machine-readable', ...extra, ...SCENARIOS[scenario].args(input, join(dirs.out, 'o'))], { TMPDIR: dirs.work });
+function start(scenario: Scenario, input: string, dirs: CaseDirs): TimedRun {
+  return new TimedRun(['--machine-readable', ...SCENARIOS[scenario].args(input, join(dirs.out, 'o'))], { TMPDIR: dirs.work });
 }
 
 function outputOf(scenario: Scenario, dirs: CaseDirs): string {
