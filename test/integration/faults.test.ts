@@ -9,7 +9,7 @@
  * .cache/faults/summary.txt (every case's problems to .cache/faults/cases.json).
  */
 import { execFile } from 'node:child_process';
-import { access, appendFile, open, truncate } from 'node:fs/promises';
+import { access, appendFile, open, rm, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
@@ -20,6 +20,7 @@ import {
 } from '../helpers/faults.js';
 import { prng, randInt } from '../helpers/copy-fakes.js';
 import { buildImage, copyImage, type BuiltImage } from '../helpers/image.js';
+import { makeRunTmp } from '../helpers/cli.js';
 import { describeIntegration } from '../helpers/require.js';
 import { sha256File, verifyImage } from '../helpers/verify.js';
 
@@ -107,6 +108,9 @@ function pct(fraction: number): string {
 }
 
 let image: BuiltImage;
+/** The suite's own copy of the fixture: other suites may hold the shared one (a writable qemu-io probe makes it IN_USE). */
+let suiteInput: string;
+let suiteDir: string;
 let inputSha: string;
 const phaseMs = new Map<PhaseName, number>();
 const tally = new FaultTally(seed);
@@ -115,10 +119,14 @@ describeIntegration('fault injection', { tools: TOOLS, root: true }, () => {
   beforeAll(async () => {
     console.log(`fault injection: seed ${seed} (SPARSIFY_FAULT_SEED=${seed} replays this schedule)`);
     image = await buildImage({ layout: 'gpt', fs: ['ext4', 'swap'], size: '512M', fillMiB: 16, garbageMiB: 64, seed: 11 });
-    inputSha = await sha256File(image.imagePath);
+    suiteDir = await makeRunTmp();
+    suiteInput = join(suiteDir, 'input.raw');
+    await copyImage(image.imagePath, suiteInput);
+    inputSha = await sha256File(suiteInput);
     await calibrate();
   });
   afterAll(async () => {
+    await rm(suiteDir, { recursive: true, force: true });
     console.log(await tally.write());
   });
 
@@ -174,11 +182,11 @@ function outputOf(scenario: Scenario, dirs: CaseDirs): string {
   return join(dirs.out, `o${SCENARIOS[scenario].ext}`);
 }
 
-/** The shared fixture for copies (read-only for them); a private copy for anything that writes it. */
+/** The suite's input for copies (read-only for them); a private copy for anything that writes it. */
 async function inputFor(dirs: CaseDirs, scenario: Scenario, privateCopy = false): Promise<string> {
-  if (scenario !== 'inplace' && !privateCopy) return image.imagePath;
+  if (scenario !== 'inplace' && !privateCopy) return suiteInput;
   const path = join(dirs.root, 'disk.raw');
-  await copyImage(image.imagePath, path);
+  await copyImage(suiteInput, path);
   return path;
 }
 
@@ -260,7 +268,7 @@ async function daemonCase(c: CaseCheck, dirs: CaseDirs, phase: PhaseName, role: 
 /** A tmpfs of `sizeBytes` as TMPDIR; with `at`, filled up at that point of the mount pass. */
 async function tmpSpaceCase(c: CaseCheck, dirs: CaseDirs, sizeBytes: number, at?: number): Promise<void> {
   await mountTmpfs(dirs.work, sizeBytes);
-  const run = start('mount', image.imagePath, dirs);
+  const run = start('mount', suiteInput, dirs);
   let filler: string | undefined;
   if (at !== undefined) {
     c.injected = await reach(run, 'mount pass', at);
@@ -268,27 +276,27 @@ async function tmpSpaceCase(c: CaseCheck, dirs: CaseDirs, sizeBytes: number, at?
   }
   const end = await run.end();
   c.failed(end, /no space/i);
-  await checkInput(c, image.imagePath, false);
+  await checkInput(c, suiteInput, false);
   c.found(await leftoversOf(dirs, [dirs.work], filler ? [filler] : []));
 }
 
 async function outSpaceCase(c: CaseCheck, dirs: CaseDirs, format: 'raw' | 'qcow2', sizeBytes: number): Promise<void> {
   await mountTmpfs(dirs.out, sizeBytes);
-  const end = await runToEnd(['-f', 'raw', '--convert', format, image.imagePath, join(dirs.out, `o.${format}`)], { TMPDIR: dirs.work });
+  const end = await runToEnd(['-f', 'raw', '--convert', format, suiteInput, join(dirs.out, `o.${format}`)], { TMPDIR: dirs.work });
   c.failed(end, /no space left/i);
-  await checkInput(c, image.imagePath, false);
+  await checkInput(c, suiteInput, false);
   c.found(await leftoversOf(dirs, [dirs.out]));
 }
 
 async function readOnlyCase(c: CaseCheck, dirs: CaseDirs, format: 'raw' | 'qcow2'): Promise<void> {
   await mountTmpfs(dirs.out, MiB, true);
   const output = join(dirs.out, `o.${format}`);
-  const end = await runToEnd(['-f', 'raw', '--convert', format, image.imagePath, output], { TMPDIR: dirs.work });
+  const end = await runToEnd(['-f', 'raw', '--convert', format, suiteInput, output], { TMPDIR: dirs.work });
   c.failed(end, /read-only/i);
   // The user named the output; a raw errno, a tool's text or the partial's name is not for them.
   c.that(!/\bE[A-Z]{3,}\b:|exited with code|\.partial/.test(end.stderr), `raw error text: ${end.stderr.trim()}`);
   c.that(end.stderr.includes(dirs.out), `the error does not name the output: ${end.stderr.trim()}`);
-  await checkInput(c, image.imagePath, false);
+  await checkInput(c, suiteInput, false);
   c.found(await leftoversOf(dirs, [dirs.out]));
 }
 
