@@ -38,8 +38,11 @@ export interface TrimByMountOptions {
    */
   readonly zeroFill?: boolean;
   /**
-   * Byte ranges of the volume (volume offsets) fstrim must not reach: partition-table structures
-   * in the filesystem's free space. Zero-fill cannot avoid them; the volume pass restores them.
+   * Byte ranges of the volume (volume offsets) fstrim should not reach: partition-table
+   * structures in the filesystem's free space. fstrim is given the ranges between them; XFS,
+   * btrfs and FAT trim exactly those, but ext4 discards a whole free extent that starts inside
+   * a range, past its end (Linux 6.18), and zero-fill cannot avoid anything: the volume pass
+   * writes back whatever they reached.
    */
   readonly keep?: ExtentSet;
 }
