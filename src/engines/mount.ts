@@ -39,10 +39,10 @@ export interface TrimByMountOptions {
   readonly zeroFill?: boolean;
   /**
    * Byte ranges of the volume (volume offsets) fstrim should not reach: partition-table
-   * structures in the filesystem's free space. fstrim is given the ranges between them; XFS,
-   * btrfs and FAT trim exactly those, but ext4 discards a whole free extent that starts inside
-   * a range, past its end (Linux 6.18), and zero-fill cannot avoid anything: the volume pass
-   * writes back whatever they reached.
+   * structures in the filesystem's free space. fstrim is given the ranges between them. XFS
+   * trims exactly those; ext4 discards a whole free extent that starts inside a range, past its
+   * end, and btrfs trims its unallocated device space whatever the range (both seen on Linux
+   * 6.18); zero-fill cannot avoid anything: the volume pass writes back whatever they reached.
    */
   readonly keep?: ExtentSet;
 }
