@@ -1,4 +1,4 @@
-import { statSync } from 'node:fs';
+import { statSync, type Stats } from 'node:fs';
 import { resolve } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { SparsifyError } from '../errors.js';
@@ -161,6 +161,14 @@ function parseTmp(value: string | undefined): TmpPlace {
 
 type Raw = Record<string, unknown>;
 
+function statOrUndefined(path: string): Stats | undefined {
+  try {
+    return statSync(path, { throwIfNoEntry: false });
+  } catch {
+    return undefined;
+  }
+}
+
 function validate(o: Raw, disks: string[]): Options {
   const common = {
     format: o.format as string | undefined,
@@ -173,7 +181,8 @@ function validate(o: Raw, disks: string[]): Options {
   if (disks.length !== 2) throw usage('usage: sparsify [--options] indisk outdisk');
   const [input, output] = disks.map((d) => resolve(d)) as [string, string];
   if (input === output) throw usage('you cannot use the same disk image for input and output');
-  if (statSync(output, { throwIfNoEntry: false })?.isCharacterDevice()) {
+  // Any other problem with the output path (ENAMETOOLONG, EACCES…) is the copy mode's to explain.
+  if (statOrUndefined(output)?.isCharacterDevice()) {
     throw usage(`output ‘${output}’ cannot be a character device, it must be a regular file`);
   }
   const convert = o.convert === undefined ? undefined : parseOutputFormat(o.convert as string);
