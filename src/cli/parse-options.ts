@@ -29,7 +29,8 @@ export type Command_ =
 const EXIT_CODES_HELP = `
 Exit codes:
   0  success (free space may or may not have been found)
-  1  error: the message says what to do; nothing was written
+  1  error: the message says what to do; no output file is left
+     (a block device given as output may have been partly written)
   2  --check-tmpdir=fail: not enough temporary space
   3  --in-place: the image cannot discard; use copy mode
 

@@ -1,6 +1,6 @@
-import { mkdtemp, open, rename, rm, stat } from 'node:fs/promises';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import type { ListrTask } from 'listr2';
 import type { RunContext } from '../context.js';
 import { copyBlocks } from '../copy/copier.js';
@@ -16,7 +16,7 @@ import { PathError, pathError, renamePathError } from '../util/errno.js';
 import { VERSION } from '../version.js';
 import { explainDaemonDeath, type WatchedDaemon } from './daemon-death.js';
 import { openOutputImage } from './output-image.js';
-import { checkOutputFits, resolveOutputTarget, type OutputTarget } from './output-target.js';
+import { checkOutputFits, commitOutput, resolveOutputTarget, type OutputTarget } from './output-target.js';
 import { isRoot } from './preflight.js';
 import type { PhaseClock } from './phase-clock.js';
 import type { RunHooks } from './run-hooks.js';
@@ -119,15 +119,6 @@ export async function sparsifyCopy(options: CopyOptions, ctx: RunContext, ui: Ru
   finished = true;
   say('Sparsify operation completed with no errors.');
   return report;
-}
-
-/** A file is renamed into place and its directory fsynced; a block device was written in place. */
-async function commitOutput(target: OutputTarget): Promise<void> {
-  if (target.kind !== 'file') return;
-  await rename(target.partialPath, target.path).catch((err: unknown) => {
-    throw pathError(err, 'output', target.path);
-  });
-  await fsyncDir(dirname(target.path));
 }
 
 async function examineInput(ctx: RunContext, ui: RunUi, options: CopyOptions, state: CopyState, target: OutputTarget): Promise<void> {
@@ -261,15 +252,6 @@ async function copyToOutput(
 function asOutputError(err: unknown, output: string): unknown {
   const named = renamePathError(err, 'output', output);
   return isSparsifyError(named, 'NO_SPACE') && !(named instanceof PathError) ? pathError(named, 'output', output, 'ENOSPC') : named;
-}
-
-async function fsyncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
 }
 
 function describeVolumes(examined: Examined): string {

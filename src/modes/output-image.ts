@@ -101,7 +101,7 @@ async function openRawOutput(spec: OutputSpec): Promise<OutputImage> {
   };
 }
 
-/** fsync a file the daemon wrote, so success is reported only for bytes on disk. */
+/** fsync a file the daemon wrote (or a directory, for a new name), so success is reported only for bytes on disk. */
 export async function fsyncFile(path: string): Promise<void> {
   const fh = await open(path, 'r');
   try {

@@ -5,11 +5,12 @@
  * else (a directory, a character device, a FIFO, a socket) is refused before any work.
  */
 import { constants, type Stats } from 'node:fs';
-import { access, lstat, open, readFile, realpath, stat } from 'node:fs/promises';
+import { access, lstat, open, readFile, realpath, rename, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { SparsifyError } from '../errors.js';
 import type { CopyOptions, OutputFormat } from '../options.js';
 import { pathError } from '../util/errno.js';
+import { fsyncFile } from './output-image.js';
 
 /** Where the output goes. */
 export type OutputTarget =
@@ -64,6 +65,15 @@ export async function resolveOutputTarget(options: CopyOptions): Promise<OutputT
   await refuseInput(options.input, given, st);
   if (st.isBlockDevice()) return { kind: 'block-device', path: given, sizeBytes: await blockDeviceSize(given, st) };
   return newFileTarget(real);
+}
+
+/** A file is renamed into place and its directory fsynced; a block device was written in place. */
+export async function commitOutput(target: OutputTarget): Promise<void> {
+  if (target.kind !== 'file') return;
+  await rename(target.partialPath, target.path).catch((err: unknown) => {
+    throw pathError(err, 'output', target.path);
+  });
+  await fsyncFile(dirname(target.path));
 }
 
 /** The checks that need the output format and the input's virtual size (after the input is examined). */

@@ -50,6 +50,8 @@ function explain(errno: string, role: PathRole, path: string): Explanation | und
       };
     case 'EEXIST':
       return { reason: 'it already exists', hint: 'remove it, or choose another name' };
+    case 'EPIPE':
+      return { reason: 'the reader went away (broken pipe)', hint: 'keep the reading end open until sparsify exits' };
     case 'EIO':
       return { reason: 'input/output error', hint: 'check the disk and the kernel log (dmesg)' };
     default:

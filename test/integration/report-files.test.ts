@@ -88,6 +88,16 @@ describeIntegration('report files: checked first, never the input or the output'
     await rm(out);
   });
 
+  it('a machine-readable reader that goes away mid-run fails the run before the output is put in place', async () => {
+    const out = join(dir, 'mr-gone.raw');
+    const child = spawn(process.execPath, [CLI, '--tmp', work, '-f', 'raw', '--machine-readable=fd:3', input, out], { stdio: ['ignore', 'pipe', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr!.on('data', (d) => (stderr += String(d)));
+    child.stdio[3]!.once('data', () => child.stdio[3]!.destroy());
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    await refused({ exitCode: code ?? -1, stdout: '', stderr }, /machine-readable output fd:3: the reader went away \(broken pipe\)/, out);
+  });
+
   it('a JSON report that cannot be written (full filesystem) fails the run before the output is put in place', async () => {
     const full = join(dir, 'full');
     await mkdir(full);
