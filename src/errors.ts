@@ -11,8 +11,10 @@ export type ErrorCode =
   | 'BAD_LAYOUT' // broken partition table
   | 'IN_USE' // image locked by another process (a running VM)
   | 'OUTPUT_EXISTS' // output exists and --overwrite not given
+  | 'BAD_PATH' // a path given cannot be used: missing directory, permission, read-only, name too long
   | 'UNSUPPORTED' // a combination or feature we do not handle
   | 'NBD_PROTOCOL' // the NBD server broke the protocol
+  | 'DAEMON_DIED' // a qemu-storage-daemon sparsify started died mid-run
   | 'NO_SPACE' // no room for temp files or output
   | 'TMP_CHECK' // --check-tmpdir=fail refused the run
   | 'NO_DISCARD' // in-place: the image cannot discard

@@ -1,10 +1,11 @@
 #!/usr/bin/env node
-import { writeFile } from 'node:fs/promises';
 import { makeContext } from '../context.js';
 import { SparsifyError, exitCodeOf, isSparsifyError } from '../errors.js';
 import { runSparsify } from '../index.js';
+import { explainSystemError } from '../util/errno.js';
 import { formatSummary, makeCliLogger, makeCliUi } from './output.js';
 import { parseCommandLine, type Presentation } from './parse-options.js';
+import { openReportFiles } from './report-files.js';
 
 /** The capability lines of `--machine-readable` with no disks (as virt-sparsify). */
 const CAPABILITIES = ['virt-sparsify', 'linux-swap', 'zero', 'check-tmpdir', 'in-place', 'tmp-option', 'ntfs', 'btrfs'];
@@ -22,10 +23,12 @@ async function main(argv: readonly string[]): Promise<number> {
     const controller = new AbortController();
     installSignalHandlers(controller);
     const ctx = makeContext(makeCliLogger(presentation), controller.signal);
-    const ui = makeCliUi(presentation);
+    const reports = await openReportFiles(command.options, presentation.machineReadable);
+    let failed = true;
     try {
-      const report = await runSparsify(command.options, ctx, ui);
-      if (command.options.jsonFile) await writeFile(command.options.jsonFile, `${JSON.stringify(report, null, 2)}\n`);
+      const ui = makeCliUi(presentation, reports.machine);
+      const report = await runSparsify(command.options, ctx, ui, { onReport: (r) => reports.beforeCommit(r) });
+      failed = false;
       if (!presentation.quiet && !presentation.machineReadable) {
         process.stdout.write(`\n${formatSummary(report)}\n`);
         if (report.mode === 'copy') {
@@ -34,7 +37,7 @@ async function main(argv: readonly string[]): Promise<number> {
       }
       return 0;
     } finally {
-      await ui.close();
+      await reports.close(failed);
     }
   } catch (err) {
     printError(err, presentation);
@@ -54,7 +57,9 @@ function installSignalHandlers(controller: AbortController): void {
   process.on('SIGTERM', onSignal);
 }
 
-function printError(err: unknown, p: Presentation): void {
+function printError(error: unknown, p: Presentation): void {
+  // Last resort: a system error nobody explained still gets a one-line message naming its path.
+  const err = explainSystemError(error);
   const e = isSparsifyError(err) ? err : new SparsifyError('INTERNAL', err instanceof Error ? err.message : String(err), { cause: err });
   const firstLine = e.message.split('\n')[0];
   process.stderr.write(`sparsify: error: ${firstLine}\n`);

@@ -1,22 +1,9 @@
-import { createWriteStream, type WriteStream } from 'node:fs';
 import type { Logger } from '../context.js';
-import type { MachineReadableTarget } from '../options.js';
 import type { RunUi } from '../modes/ui.js';
 import type { RunReport } from '../report/types.js';
 import { humanBytes } from '../util/size.js';
 import type { Presentation } from './parse-options.js';
-
-/** Where machine-readable lines go. */
-function openMachineStream(target: MachineReadableTarget): NodeJS.WritableStream {
-  switch (target.kind) {
-    case 'stream':
-      return target.stream === 'stdout' ? process.stdout : process.stderr;
-    case 'file':
-      return createWriteStream(target.path, { flags: 'w' });
-    case 'fd':
-      return createWriteStream('', { fd: target.fd, autoClose: false });
-  }
-}
+import type { LineSink } from './report-files.js';
 
 /** The logger the CLI gives a run: warnings on stderr, -v debug, -x command lines. */
 export function makeCliLogger(p: Presentation): Logger {
@@ -33,10 +20,10 @@ function shellQuote(arg: string): string {
   return /^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
 }
 
-/** The run's UI: listr2 on a terminal, plain lines otherwise, machine lines with --machine-readable. */
-export function makeCliUi(p: Presentation): RunUi & { close(): Promise<void> } {
-  if (p.machineReadable) {
-    const stream = openMachineStream(p.machineReadable);
+/** The run's UI: listr2 on a terminal, plain lines otherwise, machine lines (to `machine`) with --machine-readable. */
+export function makeCliUi(p: Presentation, machine: LineSink | undefined): RunUi {
+  if (machine) {
+    const stream = machine;
     let lastPercent = -1;
     return {
       renderer: 'silent',
@@ -47,20 +34,13 @@ export function makeCliUi(p: Presentation): RunUi & { close(): Promise<void> } {
         lastPercent = percent;
         stream.write(`${done}/${total}\n`);
       },
-      close: () => closeStream(stream),
     };
   }
   const tty = Boolean(process.stdout.isTTY) && !p.verbose && !p.trace;
   return {
     renderer: p.quiet ? 'silent' : tty ? 'default' : 'simple',
     ...(process.stdin.isTTY && !p.quiet ? { waitForReturn: waitForReturn } : {}),
-    close: async () => {},
   };
-}
-
-async function closeStream(stream: NodeJS.WritableStream): Promise<void> {
-  if (stream === process.stdout || stream === process.stderr) return;
-  await new Promise<void>((resolve) => (stream as WriteStream).end(resolve));
 }
 
 async function waitForReturn(prompt: string): Promise<void> {

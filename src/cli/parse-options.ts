@@ -1,4 +1,4 @@
-import { statSync } from 'node:fs';
+import { statSync, type Stats } from 'node:fs';
 import { resolve } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { SparsifyError } from '../errors.js';
@@ -29,7 +29,8 @@ export type Command_ =
 const EXIT_CODES_HELP = `
 Exit codes:
   0  success (free space may or may not have been found)
-  1  error: the message says what to do; nothing was written
+  1  error: the message says what to do; no output file is left
+     (a block device given as output may have been partly written)
   2  --check-tmpdir=fail: not enough temporary space
   3  --in-place: the image cannot discard; use copy mode
 
@@ -161,6 +162,14 @@ function parseTmp(value: string | undefined): TmpPlace {
 
 type Raw = Record<string, unknown>;
 
+function statOrUndefined(path: string): Stats | undefined {
+  try {
+    return statSync(path, { throwIfNoEntry: false });
+  } catch {
+    return undefined;
+  }
+}
+
 function validate(o: Raw, disks: string[]): Options {
   const common = {
     format: o.format as string | undefined,
@@ -173,7 +182,8 @@ function validate(o: Raw, disks: string[]): Options {
   if (disks.length !== 2) throw usage('usage: sparsify [--options] indisk outdisk');
   const [input, output] = disks.map((d) => resolve(d)) as [string, string];
   if (input === output) throw usage('you cannot use the same disk image for input and output');
-  if (statSync(output, { throwIfNoEntry: false })?.isCharacterDevice()) {
+  // Any other problem with the output path (ENAMETOOLONG, EACCES…) is the copy mode's to explain.
+  if (statOrUndefined(output)?.isCharacterDevice()) {
     throw usage(`output ‘${output}’ cannot be a character device, it must be a regular file`);
   }
   const convert = o.convert === undefined ? undefined : parseOutputFormat(o.convert as string);

@@ -1,11 +1,12 @@
-import { writeSync } from 'node:fs';
+import { constants, writeSync } from 'node:fs';
 import { open, rm, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { BlockSink } from '../disk/types.js';
 import { SparsifyError } from '../errors.js';
 import { once } from '../util/async-stack.js';
+import { errnoOf, pathError } from '../util/errno.js';
 
-/** Bytes of zeros written per request by the `writeZeroes` fallback. */
+/** Bytes of zeros written per request by `writeZeroes` (a device's zero runs, or the fallback). */
 const ZERO_WRITE_BYTES = 1024 * 1024;
 
 /**
@@ -41,7 +42,22 @@ export async function openRawFileSink(
     await rm(path, { force: true });
     throw ioError(path, err);
   }
-  return makeRawFileSink(path, fh, sizeBytes);
+  return makeRawFileSink(path, fh, sizeBytes, { zeroInitialized: true });
+}
+
+/**
+ * An existing block device as a raw destination: opened exclusively (refused while mounted or
+ * held), written from offset 0 up to `sizeBytes`, never truncated or renamed. A device is not
+ * zero-initialised, so the copier writes the zero runs too; flush is an fsync of the device.
+ */
+export async function openRawDeviceSink(path: string, sizeBytes: number): Promise<RawFileSink> {
+  let fh: FileHandle;
+  try {
+    fh = await open(path, constants.O_WRONLY | constants.O_EXCL);
+  } catch (err) {
+    throw ioError(path, err);
+  }
+  return makeRawFileSink(path, fh, sizeBytes, { zeroInitialized: false });
 }
 
 async function createFile(path: string, overwrite: boolean): Promise<FileHandle> {
@@ -58,13 +74,14 @@ async function createFile(path: string, overwrite: boolean): Promise<FileHandle>
   }
 }
 
-function makeRawFileSink(path: string, fh: FileHandle, sizeBytes: number): RawFileSink {
-  let syncedDir = false;
+function makeRawFileSink(path: string, fh: FileHandle, sizeBytes: number, kind: { zeroInitialized: boolean }): RawFileSink {
+  // A new file's name must be made durable too; a device has no new name.
+  let syncedDir = !kind.zeroInitialized;
   const close = once(() => fh.close());
   return {
     path,
     sizeBytes,
-    zeroInitialized: true,
+    zeroInitialized: kind.zeroInitialized,
     writeAlignmentBytes: 1,
     write: (offsetBytes, data) => writeAll(fh, path, sizeBytes, offsetBytes, data),
     writeZeroes: (offsetBytes, lengthBytes) => writeZeroBytes(fh, path, sizeBytes, offsetBytes, lengthBytes),
@@ -102,9 +119,9 @@ async function writeAll(fh: FileHandle, path: string, sizeBytes: number, offsetB
 }
 
 /**
- * Writes real zeros in bounded buffers. Node has no fallocate(PUNCH_HOLE), so `punch` cannot be
- * honoured; the copier never calls this on a zero-initialized sink, so it is only a correct
- * fallback for direct callers.
+ * Writes real zeros in bounded buffers. Node has no fallocate(PUNCH_HOLE) nor BLKZEROOUT, so
+ * `punch` cannot be honoured; the copier calls this only on a block device (not zero-initialised),
+ * where plain zero writes are what is known to leave zeros (a discard may not).
  */
 async function writeZeroBytes(fh: FileHandle, path: string, sizeBytes: number, offsetBytes: number, lengthBytes: number) {
   checkRange(path, sizeBytes, offsetBytes, lengthBytes);
@@ -131,17 +148,7 @@ function checkRange(path: string, sizeBytes: number, offsetBytes: number, length
   }
 }
 
+/** The one-line error for a failed write to the output (NO_SPACE for a full filesystem). */
 function ioError(path: string, err: unknown): unknown {
-  const code = errnoOf(err);
-  if (code === 'ENOSPC' || code === 'EDQUOT') {
-    return new SparsifyError('NO_SPACE', `no space left for the output ${path}`, {
-      cause: err,
-      hint: 'free space on the output filesystem or write the output elsewhere',
-    });
-  }
-  return err;
-}
-
-function errnoOf(err: unknown): unknown {
-  return typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined;
+  return pathError(err, 'output', path);
 }

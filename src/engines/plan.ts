@@ -1,3 +1,4 @@
+import { ExtentSet } from '../disk/extent-set.js';
 import type { FreeMap, FsType, ProbeResult } from '../fs/types.js';
 import type { Volume } from '../layout/types.js';
 import type { EngineChoice } from '../options.js';
@@ -25,6 +26,11 @@ export interface VolumePlan {
   readonly warn: boolean;
   /** The trusted free map, for action 'map'. */
   readonly freeMap?: FreeMap & { trusted: true };
+  /**
+   * Partition-table and LVM structures inside the volume (disk offsets): whatever the action,
+   * these bytes stay as they are (an EBR may sit in a logical partition's free blocks).
+   */
+  readonly protectedRanges: ExtentSet;
 }
 
 /** A probed volume and, when the map engine could read it, its free map. */
@@ -49,12 +55,20 @@ const MOUNTABLE: ReadonlySet<FsType> = new Set(['ext2', 'ext3', 'ext4', 'xfs', '
 
 type Decision = { action: Action; reason: string; freeMap?: FreeMap & { trusted: true } };
 
-/** Decides, for each probed volume, the action and the reason the report will show. */
-export function planVolumes(volumes: readonly ProbedVolume[], input: PlanInput): VolumePlan[] {
+/**
+ * Decides, for each probed volume, the action and the reason the report will show; each plan
+ * carries the part of `protectedRanges` (disk offsets) that lies inside its volume.
+ */
+export function planVolumes(
+  volumes: readonly ProbedVolume[],
+  input: PlanInput,
+  protectedRanges: ExtentSet = ExtentSet.empty,
+): VolumePlan[] {
   return volumes.map(({ volume, fs, freeMap }) => {
     const decision = decide(volume, fs, freeMap, input);
     const chosen = input.ignore.includes(volume.name) || input.noZero;
-    return { volume, fs, ...decision, warn: decision.action === 'keep' && !chosen };
+    const inside = protectedRanges.intersect(ExtentSet.of(volume.offsetBytes, volume.sizeBytes));
+    return { volume, fs, ...decision, warn: decision.action === 'keep' && !chosen, protectedRanges: inside };
   });
 }
 

@@ -3,6 +3,7 @@
  * Pure decoders over one header sector and one entry array, and `readGpt` which picks the
  * primary copy or, when it is damaged, the backup at the last LBA.
  */
+import { ExtentSet, type Range } from '../disk/extent-set.js';
 import type { BlockReader } from '../disk/types.js';
 import { SparsifyError } from '../errors.js';
 import { guidText, hasAscii, isAllZero, u64le, utf16le, viewOf } from './bytes.js';
@@ -121,13 +122,25 @@ function headerFieldProblem(h: GptHeader, atLba: number, diskLbas: number, secto
   if (arrayBytes > MAX_ENTRY_ARRAY_BYTES) {
     return `${h.entryCount} partition entries of ${h.entrySizeBytes} bytes is too many`;
   }
-  const arrayEndLba = h.entriesLba + Math.ceil(arrayBytes / sectorBytes);
+  const arrayEndLba = h.entriesLba + entryArraySectors(h, sectorBytes);
   if (arrayEndLba > diskLbas) return `partition entry array at LBA ${h.entriesLba} runs past the end of the disk`;
-  const overlapsUsable = h.entriesLba <= h.lastUsableLba && arrayEndLba > h.firstUsableLba;
-  if (arrayBytes > 0 && (overlapsUsable || (h.entriesLba <= atLba && atLba < arrayEndLba))) {
-    return `partition entry array at LBA ${h.entriesLba} overlaps the header or the usable LBAs`;
+  // An array over the usable LBAs is valid for Linux (block/partitions/efi.c does not check it):
+  // it is read, noted, and protected from the volume pass like every other structure.
+  if (arrayBytes > 0 && h.entriesLba <= atLba && atLba < arrayEndLba) {
+    return `partition entry array at LBA ${h.entriesLba} overlaps the header`;
   }
   return undefined;
+}
+
+/** Logical blocks the entry array of `h` occupies. */
+function entryArraySectors(h: GptHeader, sectorBytes: number): number {
+  return Math.ceil((h.entryCount * h.entrySizeBytes) / sectorBytes);
+}
+
+/** Whether the entry array of `h` lies (partly) inside its own usable LBAs. */
+function arrayInUsableLbas(h: GptHeader, sectorBytes: number): boolean {
+  const endLba = h.entriesLba + entryArraySectors(h, sectorBytes);
+  return endLba > h.entriesLba && h.entriesLba <= h.lastUsableLba && endLba > h.firstUsableLba;
 }
 
 /** Why the entry array does not match the header's CRC, or undefined when it does. */
@@ -202,20 +215,31 @@ interface GptCopy {
   readonly entries: GptEntry[];
 }
 
-async function readGptCopy(
-  reader: BlockReader,
-  lba: number,
-  sectorBytes: number,
-): Promise<{ ok: true; copy: GptCopy } | { ok: false; reason: string }> {
+/** A copy read at `lba`: usable, or why not (with its header when only the entry array is bad). */
+type CopyRead = { lba: number } & ({ ok: true; copy: GptCopy } | { ok: false; reason: string; header?: GptHeader });
+
+async function readGptCopy(reader: BlockReader, lba: number, sectorBytes: number): Promise<CopyRead> {
   const diskLbas = Math.floor(reader.sizeBytes / sectorBytes);
-  if (lba < 0 || lba >= diskLbas) return { ok: false, reason: 'beyond the end of the disk' };
+  if (lba < 0 || lba >= diskLbas) return { lba, ok: false, reason: 'beyond the end of the disk' };
   const checked = parseGptHeader(await reader.read(lba * sectorBytes, sectorBytes), lba, diskLbas);
-  if (!checked.ok) return checked;
+  if (!checked.ok) return { lba, ...checked };
   const { header } = checked;
   const array = await reader.read(header.entriesLba * sectorBytes, header.entryCount * header.entrySizeBytes);
   const problem = gptEntryArrayProblem(array, header);
-  if (problem) return { ok: false, reason: problem };
-  return { ok: true, copy: { header, entries: parseGptEntries(array, header) } };
+  if (problem) return { lba, ok: false, reason: problem, header };
+  return { lba, ok: true, copy: { header, entries: parseGptEntries(array, header) } };
+}
+
+/** The disk bytes a copy occupies: its header's block when on the disk, its entry array when decoded. */
+function copyRanges(read: CopyRead, sectorBytes: number, diskLbas: number): Range[] {
+  if (read.lba < 0 || read.lba >= diskLbas) return [];
+  const ranges: Range[] = [{ start: read.lba * sectorBytes, end: (read.lba + 1) * sectorBytes }];
+  const header = read.ok ? read.copy.header : read.header;
+  if (header) {
+    const endLba = header.entriesLba + entryArraySectors(header, sectorBytes);
+    ranges.push({ start: header.entriesLba * sectorBytes, end: endLba * sectorBytes });
+  }
+  return ranges;
 }
 
 /** The volumes of a GPT disk, and notes about which copy was used. */
@@ -223,6 +247,8 @@ export interface GptResult {
   readonly volumes: Volume[];
   readonly notes: string[];
   readonly header: GptHeader;
+  /** The protective MBR, both headers and both entry arrays (as far as they could be read), as disk byte ranges. */
+  readonly structures: ExtentSet;
 }
 
 /**
@@ -232,14 +258,17 @@ export interface GptResult {
  */
 export async function readGpt(reader: BlockReader, sectorBytes: number, diskName: string): Promise<GptResult> {
   const notes: string[] = [];
-  const lastLba = Math.floor(reader.sizeBytes / sectorBytes) - 1;
+  const diskLbas = Math.floor(reader.sizeBytes / sectorBytes);
+  const lastLba = diskLbas - 1;
   const primary = await readGptCopy(reader, GPT_PRIMARY_LBA, sectorBytes);
   let copy: GptCopy;
+  let backup: CopyRead;
   if (primary.ok) {
     copy = primary.copy;
-    notes.push(...(await backupNotes(reader, copy.header, sectorBytes, lastLba)));
+    backup = await readGptCopy(reader, copy.header.alternateLba, sectorBytes);
+    notes.push(...backupNotes(copy.header, backup, lastLba));
   } else {
-    const backup = await readGptCopy(reader, lastLba, sectorBytes);
+    backup = await readGptCopy(reader, lastLba, sectorBytes);
     if (!backup.ok) {
       throw new SparsifyError(
         'BAD_LAYOUT',
@@ -255,6 +284,13 @@ export async function readGpt(reader: BlockReader, sectorBytes: number, diskName
     );
   }
   checkGptEntries(copy.entries, copy.header, sectorBytes);
+  if (arrayInUsableLbas(copy.header, sectorBytes)) {
+    const h = copy.header;
+    notes.push(
+      `GPT partition entry array at LBA ${h.entriesLba}–${h.entriesLba + entryArraySectors(h, sectorBytes) - 1} ` +
+        `lies inside the usable LBAs ${h.firstUsableLba}–${h.lastUsableLba}: it is kept as it is`,
+    );
+  }
   const volumes = [...copy.entries]
     .sort((a, b) => a.firstLba - b.firstLba)
     .map((e): Volume => ({
@@ -265,22 +301,20 @@ export async function readGpt(reader: BlockReader, sectorBytes: number, diskName
       partitionNumber: e.index + 1,
       partitionType: e.typeGuid,
     }));
-  return { volumes, notes, header: copy.header };
+  const structures = ExtentSet.from([
+    { start: 0, end: sectorBytes },
+    ...copyRanges(primary, sectorBytes, diskLbas),
+    ...copyRanges(backup, sectorBytes, diskLbas),
+  ]);
+  return { volumes, notes, header: copy.header, structures };
 }
 
 /** Notes when the primary is fine but the backup is misplaced (disk resized) or damaged. */
-async function backupNotes(
-  reader: BlockReader,
-  primary: GptHeader,
-  sectorBytes: number,
-  lastLba: number,
-): Promise<string[]> {
+function backupNotes(primary: GptHeader, backup: CopyRead, lastLba: number): string[] {
   if (primary.alternateLba !== lastLba) {
     return [
       `backup GPT header is at LBA ${primary.alternateLba}, not at the disk's last LBA ${lastLba} (disk resized?)`,
     ];
   }
-  const sector = await reader.read(lastLba * sectorBytes, sectorBytes);
-  const backup = parseGptHeader(sector, lastLba, lastLba + 1);
   return backup.ok ? [] : [`backup GPT header at LBA ${lastLba} is damaged (${backup.reason}); the primary is fine`];
 }

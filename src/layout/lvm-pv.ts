@@ -4,6 +4,7 @@
  * the PV header with the PV UUID and the lists of data and metadata areas. Enough for the
  * probe; the metadata text itself is decoded elsewhere.
  */
+import { ExtentSet } from '../disk/extent-set.js';
 import type { BlockReader } from '../disk/types.js';
 import { hasAscii, u64le, viewOf } from './bytes.js';
 import { crc32Update } from './crc32.js';
@@ -110,4 +111,14 @@ export function findLvmPvLabel(head: Uint8Array): LvmPvLabel | undefined {
 export async function probeLvmPv(reader: BlockReader): Promise<LvmPvLabel | undefined> {
   const bytes = Math.min(LABEL_SCAN_SECTORS * LVM_LABEL_SECTOR_BYTES, reader.sizeBytes);
   return findLvmPvLabel(await reader.read(0, bytes - (bytes % LVM_LABEL_SECTOR_BYTES)));
+}
+
+/**
+ * The bytes of the PV that hold LVM's own structures: the label sector and every metadata area
+ * whole (each is a circular buffer: any of its bytes may hold the next text), clipped to the PV.
+ */
+export function lvmStructureRanges(label: LvmPvLabel, pvSizeBytes: number): ExtentSet {
+  const labelAt = label.labelSector * LVM_LABEL_SECTOR_BYTES;
+  const areas = label.metadataAreas.map((a) => ({ start: a.offsetBytes, end: a.offsetBytes + a.sizeBytes }));
+  return ExtentSet.from([{ start: labelAt, end: labelAt + LVM_LABEL_SECTOR_BYTES }, ...areas]).clip(pvSizeBytes);
 }

@@ -17,7 +17,7 @@ import {
   readMetadataText,
   type MetadataText,
 } from './lvm-mda.js';
-import { LVM_LABEL_SECTOR_BYTES, probeLvmPv, type LvmPvLabel, type PvArea } from './lvm-pv.js';
+import { LVM_LABEL_SECTOR_BYTES, lvmStructureRanges, probeLvmPv, type LvmPvLabel, type PvArea } from './lvm-pv.js';
 import { parseLvmVg, type Fail, type LvmPv, type LvmVg } from './lvm-vg.js';
 import type { Volume } from './types.js';
 
@@ -41,6 +41,8 @@ export interface LvmResult {
   readonly unhandled: { name: string; reason: string }[];
   /** Extents of this PV that no segment of any LV uses, as PV-relative bytes. */
   readonly freeOnPv: ExtentSet;
+  /** The label sector and the metadata areas, as PV-relative bytes (see lvmStructureRanges). */
+  readonly structures: ExtentSet;
   readonly notes: string[];
 }
 
@@ -60,7 +62,8 @@ export async function readLvm(pvReader: BlockReader, pvName: string): Promise<Lv
       `${pvName} holds no LVM volume group metadata (a PV in no VG, or one whose metadata areas are ` +
         'absent or ignored, its VG being described on another PV): nothing on it is treated as free',
     );
-    return { vgName: '', extentSizeBytes: 0, volumes: [], unhandled: [], freeOnPv: ExtentSet.empty, notes };
+    const structures = lvmStructureRanges(label, pvReader.sizeBytes);
+    return { vgName: '', extentSizeBytes: 0, volumes: [], unhandled: [], freeOnPv: ExtentSet.empty, structures, notes };
   }
   return resultFor(found, label, pvReader.sizeBytes, pvName, notes);
 }
@@ -179,6 +182,7 @@ function resultFor(
     volumes,
     unhandled: [...map.unhandled],
     freeOnPv: map.usedIsComplete ? allExtents.subtract(used) : ExtentSet.empty,
+    structures: lvmStructureRanges(label, pvSizeBytes),
     notes: [...notes, ...map.notes],
   };
 }

@@ -4,6 +4,7 @@
  * partitions 5, 6, … in chain order, and the extended container itself is not a volume.
  * Sector size is 512 bytes: LBAs in an MBR count logical blocks and raw images use 512.
  */
+import { ExtentSet } from '../disk/extent-set.js';
 import type { BlockReader } from '../disk/types.js';
 import { SparsifyError } from '../errors.js';
 import { isAllZero, viewOf } from './bytes.js';
@@ -150,9 +151,16 @@ function nextEbrLba(entries: readonly MbrEntry[], ebrLba: number, ext: Found): n
 /**
  * Walks the EBR chain of the extended container `ext` and returns its logical partitions,
  * numbered from `firstNumber`. Loops, links and partitions outside the container throw
- * BAD_LAYOUT; a chain whose next EBR has no signature ends there, as in Linux.
+ * BAD_LAYOUT; a chain whose next EBR has no signature ends there, as in Linux. Every sector
+ * read as an EBR, the one that ends the chain included, is added to `ebrLbas`.
  */
-async function readLogicals(reader: BlockReader, ext: Found, firstNumber: number, notes: string[]): Promise<Found[]> {
+async function readLogicals(
+  reader: BlockReader,
+  ext: Found,
+  firstNumber: number,
+  notes: string[],
+  ebrLbas: number[],
+): Promise<Found[]> {
   const endLba = ext.firstLba + ext.sectors;
   const logicals: Found[] = [];
   const visited = new Set<number>();
@@ -165,6 +173,7 @@ async function readLogicals(reader: BlockReader, ext: Found, firstNumber: number
       throw badLayout(`EBR at LBA ${ebrLba}: the EBR chain is longer than ${MAX_LOGICAL_PARTITIONS} links`);
     }
     visited.add(ebrLba);
+    ebrLbas.push(ebrLba);
     const sector = await reader.read(ebrLba * MBR_SECTOR_BYTES, MBR_SECTOR_BYTES);
     if (!hasMbrSignature(sector)) {
       if (!isAllZero(sector)) {
@@ -181,13 +190,18 @@ async function readLogicals(reader: BlockReader, ext: Found, firstNumber: number
   }
 }
 
+/** What {@link readMbr} found. */
+export interface MbrResult {
+  readonly volumes: Volume[];
+  readonly notes: string[];
+  /** Sector 0 and every EBR sector of the chains, as disk byte ranges. */
+  readonly structures: ExtentSet;
+}
+
 /** The volumes of an MBR disk: primaries, then logical partitions, sorted by offset. */
-export async function readMbr(
-  reader: BlockReader,
-  mbrSector: Uint8Array,
-  diskName: string,
-): Promise<{ volumes: Volume[]; notes: string[] }> {
+export async function readMbr(reader: BlockReader, mbrSector: Uint8Array, diskName: string): Promise<MbrResult> {
   const notes: string[] = [];
+  const ebrLbas: number[] = [];
   const diskSectors = Math.floor(reader.sizeBytes / MBR_SECTOR_BYTES);
   const primaries: Found[] = parseMbrEntries(mbrSector)
     .filter((e) => !isEmptyEntry(e))
@@ -203,7 +217,7 @@ export async function readMbr(
   const found = primaries.filter((p) => !isExtendedType(p.type));
   let nextLogical = FIRST_LOGICAL_NUMBER;
   for (const ext of primaries.filter((p) => isExtendedType(p.type))) {
-    const logicals = await readLogicals(reader, ext, nextLogical, notes);
+    const logicals = await readLogicals(reader, ext, nextLogical, notes, ebrLbas);
     checkNoOverlap(logicals);
     found.push(...logicals);
     nextLogical += logicals.length;
@@ -218,5 +232,8 @@ export async function readMbr(
       partitionNumber: p.number,
       partitionType: p.type.toString(16).padStart(2, '0'),
     }));
-  return { volumes, notes };
+  const structures = ExtentSet.from(
+    [0, ...ebrLbas].map((lba) => ({ start: lba * MBR_SECTOR_BYTES, end: (lba + 1) * MBR_SECTOR_BYTES })),
+  );
+  return { volumes, notes, structures };
 }

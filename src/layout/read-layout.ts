@@ -2,6 +2,7 @@
  * Finds the partition table of a disk and lists its volumes: GPT (when the MBR has a
  * protective 0xEE entry), MBR with logical partitions, or none (the whole disk is one volume).
  */
+import { ExtentSet } from '../disk/extent-set.js';
 import type { BlockReader } from '../disk/types.js';
 import { parseFatBootSector } from '../fs/probe-fat.js';
 import { parseNtfsBootSector } from '../fs/probe-ntfs.js';
@@ -36,6 +37,7 @@ function wholeDisk(reader: BlockReader, diskName: string, notes: string[]): Layo
     sectorSizeBytes: MBR_SECTOR_BYTES,
     volumes: [volume],
     notes,
+    protectedRanges: ExtentSet.empty,
   };
 }
 
@@ -90,7 +92,14 @@ export async function readLayout(reader: BlockReader, options: ReadLayoutOptions
     const sectorSizeBytes = await gptSectorSize(reader);
     const gpt = await readGpt(reader, sectorSizeBytes, diskName);
     notes.push(...gpt.notes);
-    return { table: 'gpt', diskSizeBytes: reader.sizeBytes, sectorSizeBytes, volumes: gpt.volumes, notes };
+    return {
+      table: 'gpt',
+      diskSizeBytes: reader.sizeBytes,
+      sectorSizeBytes,
+      volumes: gpt.volumes,
+      notes,
+      protectedRanges: gpt.structures,
+    };
   }
   const why = notATable(sector0);
   if (why) return wholeDisk(reader, diskName, [why]);
@@ -105,5 +114,6 @@ export async function readLayout(reader: BlockReader, options: ReadLayoutOptions
     sectorSizeBytes: MBR_SECTOR_BYTES,
     volumes: mbr.volumes,
     notes,
+    protectedRanges: mbr.structures,
   };
 }

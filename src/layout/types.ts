@@ -1,4 +1,5 @@
 /** What a partition table or LVM says about where volumes lie on the disk. */
+import type { ExtentSet } from '../disk/extent-set.js';
 
 /** A region of the disk that may hold a filesystem, named as libguestfs names it. */
 export interface Volume {
@@ -22,4 +23,10 @@ export interface Layout {
   readonly volumes: readonly Volume[];
   /** Things the report should mention (backup GPT header used, overlapping entries, …). */
   readonly notes: readonly string[];
+  /**
+   * Disk byte ranges of every partition-table structure the reader parsed (MBR, each EBR of the
+   * chain, GPT headers and entry arrays, both copies): they may lie inside a volume's free space,
+   * and are never zeroed, discarded or trimmed.
+   */
+  readonly protectedRanges: ExtentSet;
 }

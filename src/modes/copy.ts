@@ -1,21 +1,25 @@
-import { lstat, mkdtemp, open, rename, rm, stat } from 'node:fs/promises';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { basename, dirname, join } from 'node:path';
+import { join } from 'node:path';
 import type { ListrTask } from 'listr2';
 import type { RunContext } from '../context.js';
 import { copyBlocks } from '../copy/copier.js';
 import { ExtentSet } from '../disk/extent-set.js';
-import { SparsifyError } from '../errors.js';
+import { SparsifyError, isSparsifyError } from '../errors.js';
 import { openNbdClient } from '../nbd/client.js';
 import { OUTPUT_FORMATS, type CopyOptions, type OutputFormat } from '../options.js';
 import { assertNotInUse, checkImage, createImage, readImageInfo, type ImageInfo } from '../qemu/img.js';
 import { serveImage } from '../qemu/storage-daemon.js';
 import type { CopySummary, RunReport, VolumeReport } from '../report/types.js';
 import { AsyncStack } from '../util/async-stack.js';
+import { PathError, pathError, renamePathError } from '../util/errno.js';
 import { VERSION } from '../version.js';
+import { explainDaemonDeath, type WatchedDaemon } from './daemon-death.js';
 import { openOutputImage } from './output-image.js';
+import { checkOutputFits, commitOutput, resolveOutputTarget, type OutputTarget } from './output-target.js';
 import { isRoot } from './preflight.js';
 import type { PhaseClock } from './phase-clock.js';
+import type { RunHooks } from './run-hooks.js';
 import { startRun, volumePassTask, warnIfProbedRaw, type PassState } from './run-setup.js';
 import { checkTmpSpace, estimateOverlayBytes } from './tmp-check.js';
 import { progressBar, runTasks, type RunUi } from './ui.js';
@@ -27,6 +31,8 @@ interface CopyState extends PassState {
   outputFormat?: OutputFormat;
   copy?: CopySummary;
   outputAllocatedBytes?: number;
+  /** The daemons serving the input and the overlay, to explain a connection that broke. */
+  daemons: WatchedDaemon[];
 }
 
 /**
@@ -34,29 +40,29 @@ interface CopyState extends PassState {
  * volumes whose free space is known without writing (trusted free maps, --zero, swap) only add
  * ranges to the copier's skip set. Only when a volume needs the mount engine is a qcow2 overlay
  * (backing = IN) created in the temporary place, served over NBD and as a FUSE file, and
- * trimmed through mounts. Then the block copier writes OUT, skipping what reads as zero.
+ * trimmed through mounts. Then the block copier writes OUT, skipping what reads as zero. The
+ * report goes to `hooks.onReport` before the output is renamed into place.
  */
-export async function sparsifyCopy(options: CopyOptions, ctx: RunContext, ui: RunUi): Promise<RunReport> {
+export async function sparsifyCopy(options: CopyOptions, ctx: RunContext, ui: RunUi, hooks: RunHooks = {}): Promise<RunReport> {
   const start = await startRun(ctx, ui, options.engine, !options.noZero);
   const { run, warnings, clock, say } = start;
   const log = run.log;
   const canMount = isRoot();
-  await refuseExistingOutput(options);
+  const target = await resolveOutputTarget(options);
 
   await using stack = new AsyncStack((err) => log.debug(`cleanup: ${String(err)}`));
-  const partial = join(dirname(options.output), `.${basename(options.output)}.sparsify-${process.pid}.partial`);
   let finished = false;
   stack.defer(async () => {
-    if (!finished) await rm(partial, { force: true });
+    if (!finished && target.kind === 'file') await rm(target.partialPath, { force: true });
   });
-  const state: CopyState = { outcomes: [], zeroBefore: [], zeroAfter: [] };
+  const state: CopyState = { outcomes: [], zeroBefore: [], zeroAfter: [], daemons: [] };
 
   const tasks: ListrTask<CopyState>[] = [
     {
       title: 'Examine source disk',
       task: () =>
         clock.time('examine', async () => {
-          await examineInput(run, ui, options, state);
+          await examineInput(run, ui, options, state, target);
           await serveInput(run, options, state, stack);
         }),
     },
@@ -92,7 +98,7 @@ export async function sparsifyCopy(options: CopyOptions, ctx: RunContext, ui: Ru
       task: async (_, task) => {
         say(task.title);
         await clock.time('copy', () =>
-          copyToOutput(run, options, state, partial, (done, total) => {
+          copyToOutput(run, options, state, target, (done, total) => {
             if (ui.renderer === 'default') {
               const bar = progressBar(done, total);
               if (bar !== task.output) task.output = bar;
@@ -104,29 +110,18 @@ export async function sparsifyCopy(options: CopyOptions, ctx: RunContext, ui: Ru
       rendererOptions: { bottomBar: 1 },
     },
   ];
-  await runTasks(ui, tasks, state);
-  await rename(partial, options.output);
+  await runTasks(ui, tasks, state).catch(async (err: unknown) => {
+    throw await explainDaemonDeath(err, state.daemons);
+  });
+  const report = buildReport(options, state, warnings, clock);
+  await hooks.onReport?.(report);
+  await commitOutput(target);
   finished = true;
-  await fsyncDir(dirname(options.output));
   say('Sparsify operation completed with no errors.');
-  return buildReport(options, state, warnings, clock);
+  return report;
 }
 
-async function refuseExistingOutput(options: CopyOptions): Promise<void> {
-  const out = await lstat(options.output).catch(() => undefined);
-  if (out && !options.overwrite) {
-    throw new SparsifyError('OUTPUT_EXISTS', `output ${options.output} already exists`, {
-      hint: 'choose another name, or add --overwrite to replace it',
-    });
-  }
-  const inp = await stat(options.input).catch(() => undefined);
-  const outResolved = await stat(options.output).catch(() => undefined);
-  if (inp && outResolved && inp.ino === outResolved.ino && inp.dev === outResolved.dev) {
-    throw new SparsifyError('USAGE', 'you cannot use the same disk image for input and output');
-  }
-}
-
-async function examineInput(ctx: RunContext, ui: RunUi, options: CopyOptions, state: CopyState): Promise<void> {
+async function examineInput(ctx: RunContext, ui: RunUi, options: CopyOptions, state: CopyState, target: OutputTarget): Promise<void> {
   ui.message?.('Examine source disk');
   const info = await readImageInfo(ctx, options.input, options.format ? { format: options.format } : {});
   warnIfProbedRaw(ctx, info, options.input);
@@ -146,18 +141,33 @@ async function examineInput(ctx: RunContext, ui: RunUi, options: CopyOptions, st
         : `--compress needs qcow2 output, not ${outputFormat}; use --convert qcow2`,
     );
   }
+  if (options.outputOptions !== undefined && outputFormat === 'raw') {
+    throw new SparsifyError('USAGE', '-o cannot be used for raw output: a raw image has no creation options', {
+      hint: 'remove -o, or add --convert qcow2 (or another format) for an image that takes them',
+    });
+  }
+  checkOutputFits(target, outputFormat as OutputFormat, info.virtualSizeBytes);
+  if (info.snapshotCount > 0) {
+    ctx.log.warn(
+      `${options.input} has ${info.snapshotCount} internal snapshot${info.snapshotCount === 1 ? '' : 's'}: copy mode copies the current state only, so ${info.snapshotCount === 1 ? 'it' : 'they'} will not be in the output`,
+    );
+  }
   state.info = info;
   state.outputFormat = outputFormat as OutputFormat;
 }
 
 /** Serves the input read-only (qemu's shared lock) in a private work directory. */
 async function serveInput(ctx: RunContext, options: CopyOptions, state: CopyState, stack: AsyncStack): Promise<void> {
-  const workDir = await mkdtemp(join(options.tmp.kind === 'dir' ? options.tmp.path : tmpdir(), 'sparsify-'));
+  const tmp = options.tmp.kind === 'dir' ? options.tmp.path : tmpdir();
+  const workDir = await mkdtemp(join(tmp, 'sparsify-')).catch((err: unknown) => {
+    throw pathError(err, 'temporary directory', tmp);
+  });
   stack.defer(() => rm(workDir, { recursive: true, force: true }));
   state.workDir = workDir;
   const served = stack.use(
     await serveImage(ctx, { file: options.input, format: state.info!.format, readOnly: true, discard: false, dir: workDir }),
   );
+  state.daemons.push({ serves: options.input, exited: served.exited });
   state.device = stack.use(await openNbdClient({ socketPath: served.socketPath, exportName: served.exportName, signal: ctx.signal }));
 }
 
@@ -200,6 +210,7 @@ async function createOverlay(ctx: RunContext, options: CopyOptions, state: CopyS
       dir: workDir,
     }),
   );
+  state.daemons.push({ serves: `the overlay ${overlay}`, exited: served.exited });
   state.fuseFile = served.fuseFile;
   state.device = stack.use(await openNbdClient({ socketPath: served.socketPath, exportName: served.exportName, signal: ctx.signal }));
 }
@@ -208,46 +219,39 @@ async function copyToOutput(
   ctx: RunContext,
   options: CopyOptions,
   state: CopyState,
-  partial: string,
+  target: OutputTarget,
   onProgress: (done: number, total: number) => void,
 ): Promise<void> {
   const device = state.device!;
   state.zeroAfter = await zeroBytesPerVolume(device, state.examined!.plans);
+  const path = target.kind === 'file' ? target.partialPath : target.path;
   await using output = await openOutputImage(ctx, {
-    path: partial,
+    path,
+    blockDevice: target.kind === 'block-device',
     format: state.outputFormat!,
     sizeBytes: state.info!.virtualSizeBytes,
     ...(options.outputOptions ? { createOptions: options.outputOptions } : {}),
     compress: options.compress,
     workDir: state.workDir!,
+  }).catch((err: unknown) => {
+    throw asOutputError(err, options.output);
   });
   try {
     const skip = ExtentSet.from(state.examined!.plans.flatMap((p) => zeroingRanges(p).ranges));
     state.copy = await copyBlocks({ source: device, sink: output.sink, skip, signal: ctx.signal, onProgress });
     await output.finish();
   } catch (err) {
-    throw asNoSpace(err, options.output) ?? err;
+    const daemons = output.daemonExited ? [...state.daemons, { serves: options.output, exited: output.daemonExited }] : state.daemons;
+    throw asOutputError(await explainDaemonDeath(err, daemons), options.output);
   }
-  state.outputAllocatedBytes = (await stat(partial)).blocks * 512;
+  // A device has no "allocated" size of its own: all of it up to the virtual size was written.
+  state.outputAllocatedBytes = target.kind === 'file' ? (await stat(path)).blocks * 512 : state.info!.virtualSizeBytes;
 }
 
-/** A full output filesystem, as the one-line error the user can act on. */
-function asNoSpace(err: unknown, output: string): SparsifyError | undefined {
-  const code = (err as { code?: unknown } | undefined)?.code;
-  if (code !== 'ENOSPC' && code !== 'EDQUOT' && code !== 'NO_SPACE') return undefined;
-  return new SparsifyError('NO_SPACE', `no space left for ${output}`, {
-    cause: err,
-    hint: 'free some space there, or write the output somewhere with more room',
-  });
-}
-
-async function fsyncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
+/** A failed write to the output, named by the output's own name rather than the temporary one. */
+function asOutputError(err: unknown, output: string): unknown {
+  const named = renamePathError(err, 'output', output);
+  return isSparsifyError(named, 'NO_SPACE') && !(named instanceof PathError) ? pathError(named, 'output', output, 'ENOSPC') : named;
 }
 
 function describeVolumes(examined: Examined): string {

@@ -1,10 +1,12 @@
 import { open } from 'node:fs/promises';
 import type { RunContext } from '../context.js';
-import { openRawFileSink } from '../copy/raw-file-sink.js';
+import { openRawDeviceSink, openRawFileSink } from '../copy/raw-file-sink.js';
 import type { BlockSink } from '../disk/types.js';
+import { SparsifyError } from '../errors.js';
 import { openNbdClient } from '../nbd/client.js';
 import type { OutputFormat } from '../options.js';
 import { createImage, readImageInfo } from '../qemu/img.js';
+import type { DaemonExit } from '../qemu/daemon.js';
 import { serveImage } from '../qemu/storage-daemon.js';
 import { AsyncStack } from '../util/async-stack.js';
 
@@ -13,12 +15,16 @@ export interface OutputImage extends AsyncDisposable {
   readonly sink: BlockSink;
   /** Flushes the sink, stops its server and fsyncs the file: after this the bytes are on disk. */
   finish(): Promise<void>;
+  /** How the daemon serving the output ended (formats other than raw): to explain a lost connection. */
+  readonly daemonExited?: Promise<DaemonExit>;
 }
 
 /** What the output should be. */
 export interface OutputSpec {
-  /** The file to create (a temporary name beside the final one). */
+  /** The file to create (a temporary name beside the final one), or the block device to write into. */
   readonly path: string;
+  /** `path` is an existing block device (raw only): written in place, not created. */
+  readonly blockDevice: boolean;
   readonly format: OutputFormat;
   readonly sizeBytes: number;
   /** -o creation options, as given. */
@@ -29,12 +35,13 @@ export interface OutputSpec {
 }
 
 /**
- * Creates the output image: raw → a sparse file written directly; any other format →
+ * Creates the output image: raw → a sparse file (or an existing block device) written directly; any other format →
  * `qemu-img create` served over NBD by qemu-storage-daemon (with qemu's compress filter for
  * --compress). A new image reads as zero everywhere, so the copier never writes zeros into it.
  */
 export async function openOutputImage(ctx: RunContext, spec: OutputSpec): Promise<OutputImage> {
   if (spec.format === 'raw') return openRawOutput(spec);
+  if (spec.blockDevice) throw new SparsifyError('INTERNAL', `${spec.format} output onto a block device`);
   const stack = new AsyncStack((err) => ctx.log.debug(`closing output: ${String(err)}`));
   try {
     const options = spec.createOptions ? [spec.createOptions] : [];
@@ -72,6 +79,7 @@ export async function openOutputImage(ctx: RunContext, spec: OutputSpec): Promis
         await fsyncFile(spec.path);
       },
       [Symbol.asyncDispose]: () => owned[Symbol.asyncDispose](),
+      daemonExited: served.exited,
     };
   } catch (err) {
     await stack[Symbol.asyncDispose]();
@@ -80,7 +88,9 @@ export async function openOutputImage(ctx: RunContext, spec: OutputSpec): Promis
 }
 
 async function openRawOutput(spec: OutputSpec): Promise<OutputImage> {
-  const sink = await openRawFileSink(spec.path, spec.sizeBytes, { overwrite: false });
+  const sink = spec.blockDevice
+    ? await openRawDeviceSink(spec.path, spec.sizeBytes)
+    : await openRawFileSink(spec.path, spec.sizeBytes, { overwrite: false });
   return {
     sink,
     async finish() {
@@ -91,7 +101,7 @@ async function openRawOutput(spec: OutputSpec): Promise<OutputImage> {
   };
 }
 
-/** fsync a file the daemon wrote, so success is reported only for bytes on disk. */
+/** fsync a file the daemon wrote (or a directory, for a new name), so success is reported only for bytes on disk. */
 export async function fsyncFile(path: string): Promise<void> {
   const fh = await open(path, 'r');
   try {

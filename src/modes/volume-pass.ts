@@ -3,12 +3,14 @@ import { isSparsifyError } from '../errors.js';
 import { readZeroExtents } from '../disk/zero-map.js';
 import { sliceReader, type BlockDevice, type BlockReader } from '../disk/types.js';
 import { ExtentSet } from '../disk/extent-set.js';
+import { restoreChangedBytes, saveBytes } from '../disk/saved-bytes.js';
 import { diskFreeRanges, readVolumeFreeMap } from '../engines/map.js';
 import { trimByMount } from '../engines/mount.js';
 import { planVolumes, unmatchedNames, type PlanInput, type ProbedVolume, type VolumePlan } from '../engines/plan.js';
 import { probeVolume } from '../fs/probe.js';
 import { readLayout } from '../layout/read-layout.js';
 import { readLvm } from '../layout/lvm.js';
+import { lvmStructureRanges, probeLvmPv } from '../layout/lvm-pv.js';
 import type { Layout, Volume } from '../layout/types.js';
 import type { FreeMap } from '../fs/types.js';
 import type { VolumeReport } from '../report/types.js';
@@ -20,6 +22,11 @@ export const SWAP_HEADER_BYTES = 4096;
 export interface Examined {
   readonly layout: Layout;
   readonly plans: readonly VolumePlan[];
+  /**
+   * Every partition-table and LVM structure found (disk offsets): the layout's, and each PV's
+   * label and metadata areas. Subtracted from whatever a plan zeroes, trims or discards.
+   */
+  readonly protectedRanges: ExtentSet;
 }
 
 /**
@@ -37,9 +44,11 @@ export async function examineDisk(ctx: RunContext, device: BlockReader, input: P
     return fs;
   };
   const vgNames: string[] = [];
+  let protectedRanges = layout.protectedRanges;
   for (const volume of layout.volumes) {
     if ((await probe(volume)).type !== 'lvm-pv') continue;
     const lvm = await readPhysicalVolume(ctx, device, volume);
+    protectedRanges = protectedRanges.union(lvm.structures);
     probed[probed.length - 1] = { ...probed[probed.length - 1]!, freeMap: lvm.pvFreeMap };
     vgNames.push(lvm.vgName);
     // --ignore VG leaves the whole group alone: its logical volumes and its free extents.
@@ -57,7 +66,7 @@ export async function examineDisk(ctx: RunContext, device: BlockReader, input: P
   for (const name of unmatchedNames([...input.ignore, ...input.zero], probed.map((p) => p.volume)).filter((n) => !vgNames.includes(n))) {
     ctx.log.warn(`${name}: no such filesystem or volume group on this disk (volumes: ${names.join(', ')})`);
   }
-  return { layout, plans: planVolumes(probed, { ...input, ignore }) };
+  return { layout, plans: planVolumes(probed, { ...input, ignore }, protectedRanges), protectedRanges };
 }
 
 /**
@@ -70,19 +79,31 @@ async function readLayoutOrNothing(ctx: RunContext, device: BlockReader, noZero:
   } catch (err) {
     if (!noZero || !isSparsifyError(err, 'BAD_LAYOUT')) throw err;
     ctx.log.warn(`${err.message}: the disk is copied as it is (--no-zero)`);
-    return { table: 'none', diskSizeBytes: device.sizeBytes, sectorSizeBytes: 512, volumes: [], notes: [] };
+    const nothing = { volumes: [], notes: [], protectedRanges: ExtentSet.empty };
+    return { table: 'none', diskSizeBytes: device.sizeBytes, sectorSizeBytes: 512, ...nothing };
   }
 }
 
+/** What one PV holds: its VG, its logical volumes and LVM's own structures (disk offsets). */
+interface PhysicalVolume {
+  readonly vgName: string;
+  readonly volumes: Volume[];
+  readonly pvFreeMap: FreeMap;
+  readonly structures: ExtentSet;
+}
+
 /** A PV's logical volumes (disk offsets) and its VG's free extents on it as a trusted free map. */
-async function readPhysicalVolume(ctx: RunContext, device: BlockReader, pv: Volume): Promise<{ vgName: string; volumes: Volume[]; pvFreeMap: FreeMap }> {
+async function readPhysicalVolume(ctx: RunContext, device: BlockReader, pv: Volume): Promise<PhysicalVolume> {
+  const pvReader = sliceReader(device, pv.offsetBytes, pv.sizeBytes);
   let lvm;
   try {
-    lvm = await readLvm(sliceReader(device, pv.offsetBytes, pv.sizeBytes), pv.name);
+    lvm = await readLvm(pvReader, pv.name);
   } catch (err) {
     if (!isSparsifyError(err, 'BAD_LAYOUT')) throw err;
-    // Damaged LVM metadata: nothing on this PV is touched.
-    return { vgName: '', volumes: [], pvFreeMap: { trusted: false, reason: err.message } };
+    // Damaged LVM metadata: nothing on this PV is touched, its label and areas not even by --zero.
+    const label = await probeLvmPv(pvReader);
+    const structures = label ? lvmStructureRanges(label, pv.sizeBytes).shift(pv.offsetBytes) : ExtentSet.empty;
+    return { vgName: '', volumes: [], pvFreeMap: { trusted: false, reason: err.message }, structures };
   }
   for (const note of lvm.notes) ctx.log.warn(note);
   for (const lv of lvm.unhandled) ctx.log.warn(`/dev/${lvm.vgName}/${lv.name}: ${lv.reason}: left as it is`);
@@ -94,7 +115,7 @@ async function readPhysicalVolume(ctx: RunContext, device: BlockReader, pv: Volu
     counterFreeBytes: lvm.freeOnPv.totalBytes,
     detail: lvm.vgName ? `VG ${lvm.vgName}: free extents` : 'no volume group metadata',
   };
-  return { vgName: lvm.vgName, volumes, pvFreeMap };
+  return { vgName: lvm.vgName, volumes, pvFreeMap, structures: lvm.structures.shift(pv.offsetBytes) };
 }
 
 /** What happened to one volume. */
@@ -114,8 +135,35 @@ export interface PassTarget {
   readonly inPlace: boolean;
 }
 
-/** Runs the plan for one volume on the target. */
+/** The belt holds at most this many protected bytes of one volume in memory. */
+const MAX_SAVED_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Runs the plan for one volume on the target. The protected bytes inside the volume are left
+ * out of every range an action zeroes or trims; as a belt for any engine (zero-fill cannot be
+ * told which blocks to spare), they are also read before the action and written back after it
+ * wherever they changed, with a warning. Per volume, because an engine only reaches its own volume.
+ */
 export async function runVolumePlan(ctx: RunContext, plan: VolumePlan, target: PassTarget): Promise<VolumeOutcome> {
+  const guarded = plan.action !== 'keep' ? plan.protectedRanges : ExtentSet.empty;
+  if (guarded.totalBytes > MAX_SAVED_BYTES) {
+    ctx.log.debug(`${plan.volume.name}: ${guarded.totalBytes} protected bytes: too many to hold for the belt`);
+    return runAction(ctx, plan, target);
+  }
+  const saved = await saveBytes(target.device, guarded);
+  const outcome = await runAction(ctx, plan, target);
+  const restored = await restoreChangedBytes(target.device, saved);
+  if (!restored.isEmpty) {
+    const where = restored.ranges.map((r) => `${r.start}–${r.end - 1}`).join(', ');
+    ctx.log.warn(
+      `${plan.volume.name}: the ${plan.action} pass changed partition-table or LVM structures inside the volume ` +
+        `(bytes ${where}); they were written back`,
+    );
+  }
+  return outcome;
+}
+
+async function runAction(ctx: RunContext, plan: VolumePlan, target: PassTarget): Promise<VolumeOutcome> {
   const { volume } = plan;
   const kept = target.inPlace ? 'left alone' : 'copied as is';
   const keep = (reason: string, warning?: string): VolumeOutcome => {
@@ -137,6 +185,7 @@ export async function runVolumePlan(ctx: RunContext, plan: VolumePlan, target: P
         fs: plan.fs,
         workDir: target.workDir,
         zeroFill: !target.inPlace,
+        keep: plan.protectedRanges.shift(-volume.offsetBytes),
       });
       if (outcome.status === 'trimmed') {
         const how = outcome.method === 'fstrim' ? 'trimmed' : 'zero-filled';
@@ -150,9 +199,14 @@ export async function runVolumePlan(ctx: RunContext, plan: VolumePlan, target: P
 
 /**
  * The byte ranges (disk offsets) a plan makes read as zero without a filesystem pass: a trusted
- * free map, a --zero volume whole, swap after its header. Empty for the other actions.
+ * free map, a --zero volume whole, swap after its header; never a protected byte. Empty for the
+ * other actions.
  */
 export function zeroingRanges(plan: VolumePlan): ExtentSet {
+  return wholeZeroingRanges(plan).subtract(plan.protectedRanges);
+}
+
+function wholeZeroingRanges(plan: VolumePlan): ExtentSet {
   const { volume } = plan;
   switch (plan.action) {
     case 'map':

@@ -26,6 +26,10 @@ export interface ImageInfo {
   readonly qcow2Compat?: string;
   /** No format was given and qemu guessed raw (qemu itself warns about this). */
   readonly probedRaw: boolean;
+  /** The image is encrypted (qcow2 LUKS or AES): its data cannot be read without a secret. */
+  readonly encrypted: boolean;
+  /** Internal snapshots (qcow2): a copy holds only the current state. */
+  readonly snapshotCount: number;
 }
 
 /** The summary of `qemu-img check`. */
@@ -71,6 +75,8 @@ export function parseImageInfo(stdout: string, opts: { path: string; probed: boo
     ...(corrupt !== undefined ? { corrupt } : {}),
     ...(qcow2Compat !== undefined ? { qcow2Compat } : {}),
     probedRaw: opts.probed && format === 'raw',
+    encrypted: bool(top, 'encrypted') === true || (data !== undefined && optObject(data['encrypt']) !== undefined),
+    snapshotCount: Array.isArray(top['snapshots']) ? top['snapshots'].length : 0,
   };
 }
 

@@ -7,6 +7,7 @@ import { resolve } from 'node:path';
 import type { Stats } from 'node:fs';
 import type { RunContext } from '../context.js';
 import { SparsifyError, isSparsifyError } from '../errors.js';
+import { pathError } from '../util/errno.js';
 import { runTool, spawnTool, stderrTail, ToolFailedError } from '../util/run.js';
 import { keepFirstLines } from './daemon.js';
 import {
@@ -46,6 +47,7 @@ export async function readImageInfo(ctx: RunContext, path: string, opts: { forma
     throw await explainOpenFailure(ctx, err, path, opts.format);
   }
   const info = parseImageInfo(stdout, { path, probed: opts.format === undefined });
+  if (info.encrypted) throw encryptedError(path, info.format);
   if (info.format === 'raw') {
     const problem = rawSizeProblem(path, st.isFile() ? st.size : info.virtualSizeBytes);
     if (problem) throw problem;
@@ -134,9 +136,8 @@ export async function createImage(ctx: RunContext, opts: CreateImageOptions): Pr
         hint: `see 'qemu-img create -f ${opts.format} -o help'`,
       });
     }
-    if (/No space left/.test(err.stderr)) {
-      throw new SparsifyError('NO_SPACE', `no space left to create ${opts.path}`, { cause: err });
-    }
+    const errno = createErrno(err.stderr);
+    if (errno) throw pathError(err, 'file', opts.path, errno);
     throw err;
   }
 }
@@ -202,6 +203,33 @@ function describeDamage(summary: CheckResult | undefined, stderr: string, exitCo
   if (summary && summary.corruptions > 0) return `${summary.corruptions} corruptions${example}`;
   if (summary && summary.checkErrors > 0) return `${summary.checkErrors} check errors${example}`;
   return `check could not complete, exit code ${exitCode}: ${stderrTail(stderr, 1) || 'no output'}`;
+}
+
+/** qemu's strerror text in a failed create, as the errno it came from. */
+const CREATE_ERRNOS: readonly (readonly [RegExp, string])[] = [
+  [/No space left on device/, 'ENOSPC'],
+  [/Disk quota exceeded/, 'EDQUOT'],
+  [/Permission denied/, 'EACCES'],
+  [/Operation not permitted/, 'EPERM'],
+  [/Read-only file system/, 'EROFS'],
+  [/No such file or directory/, 'ENOENT'],
+  [/File name too long/, 'ENAMETOOLONG'],
+  [/Not a directory/, 'ENOTDIR'],
+  [/Is a directory/, 'EISDIR'],
+];
+
+function createErrno(stderr: string): string | undefined {
+  return CREATE_ERRNOS.find(([re]) => re.test(stderr))?.[1];
+}
+
+/**
+ * An encrypted image opens only with its secret (qemu's --object secret), which sparsify does
+ * not take: without this check qemu-img check fails and the image would be called damaged.
+ */
+function encryptedError(path: string, format: string): SparsifyError {
+  return new SparsifyError('UNSUPPORTED', `${path} is an encrypted ${format} image; sparsify cannot open encrypted images`, {
+    hint: `decrypt it first: qemu-img convert --object secret,id=sec0,file=KEYFILE --image-opts driver=${format},file.filename=${path},encrypt.key-secret=sec0 -O ${format} PLAIN, then sparsify PLAIN`,
+  });
 }
 
 function damagedError(path: string, what: string, cause: unknown): SparsifyError {

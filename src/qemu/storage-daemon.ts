@@ -48,6 +48,8 @@ export interface ServedImage extends AsyncDisposable {
   readonly exportName: string;
   readonly fuseFile?: string;
   readonly pid: number;
+  /** Resolves when the daemon has exited, however (to tell a daemon that died from a broken server). */
+  readonly exited: Promise<DaemonExit>;
 }
 
 /** Paths and drivers {@link daemonArgs} needs beside the options. */
@@ -144,6 +146,7 @@ export async function serveImage(ctx: RunContext, opts: ServeOptions): Promise<S
       exportName,
       ...(fuse ? { fuseFile: fuse.path } : {}),
       pid: daemon.pid,
+      exited: daemon.exited,
     });
   } catch (err) {
     await stack[Symbol.asyncDispose]();

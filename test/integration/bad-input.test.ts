@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { mkdir, open, readdir, rm, truncate, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { buildImage, copyImage, type BuiltImage } from '../helpers/image.js';
-import { leftoversUnder, makeRunTmp, runCli, type CliResult } from '../helpers/cli.js';
+import { leftoversUnder, makeRunTmp, runCli, spawnCli, waitForExit, waitForOutput, type CliResult } from '../helpers/cli.js';
 import { describeIntegration } from '../helpers/require.js';
 import { sha256File } from '../helpers/verify.js';
 import { startVmHolding, stopVm } from '../helpers/vm.js';
@@ -162,6 +162,60 @@ describeIntegration('bad input: one-line error, documented exit code, nothing lo
     }
   });
 
+  it('an encrypted qcow2 gets its own message (not "damaged"), with the way to decrypt it', async () => {
+    const enc = join(dir, 'encrypted.qcow2');
+    execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '--object', 'secret,id=sec0,data=letmein', '-o', 'encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10', enc, '64M']);
+    const sha = await sha256File(enc);
+    const r = await fails(enc);
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toMatch(/is an encrypted qcow2 image; sparsify cannot open encrypted images/);
+    expect(r.stderr).toMatch(/hint: decrypt it first: qemu-img convert --object secret/);
+    expect(r.stderr).not.toMatch(/damaged|check -r all/);
+    expect(await sha256File(enc)).toBe(sha);
+  });
+
+  it('-o with raw output is refused with one line saying what to do', async () => {
+    const r = await fails(base.imagePath, ['-f', 'raw', '-o', 'preallocation=full'], join(dir, 'out.raw'));
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toMatch(/-o cannot be used for raw output/);
+    expect(r.stderr).toMatch(/hint: remove -o, or add --convert qcow2/);
+  });
+
+  it('a qemu-storage-daemon killed mid-copy: one line saying it died, no output, nothing left', async () => {
+    const noisy = join(dir, 'noisy.raw');
+    execFileSync('dd', ['if=/dev/urandom', `of=${noisy}`, 'bs=1M', 'count=192', 'status=none']);
+    const out = join(dir, 'out.qcow2');
+    const child = spawnCli(['--tmp', work, '-f', 'raw', '--convert', 'qcow2', '--compress', '--machine-readable', noisy, out]);
+    const exit = waitForExit(child);
+    await waitForOutput(child, (o) => /^\d+\/\d+$/m.test(o));
+    const daemon = await pidOf('qemu-storage-daemon', noisy);
+    process.kill(daemon, 'SIGKILL');
+    const r = await exit;
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr.split('\n').filter((l) => l.startsWith('sparsify: error:'))).toEqual([
+      `sparsify: error: qemu-storage-daemon serving ${noisy} died (killed by SIGKILL)`,
+    ]);
+    expect(r.stderr).not.toMatch(/broke the protocol/);
+    expect(await leftoversUnder(work)).toEqual([]);
+    expect((await readdir(dir)).filter((n) => n.includes('out.'))).toEqual([]);
+    await rm(noisy);
+  });
+
+  it('a qcow2 with internal snapshots: copied, with a warning that they are not in the output', async () => {
+    const snap = join(dir, 'snapshots.qcow2');
+    execFileSync('qemu-img', ['convert', '-O', 'qcow2', base.imagePath, snap]);
+    execFileSync('qemu-img', ['snapshot', '-c', 'before-update', snap]);
+    execFileSync('qemu-img', ['snapshot', '-c', 'after-update', snap]);
+    const out = join(dir, 'snapshots-out.qcow2');
+    const r = await runCli(['--tmp', work, '-q', snap, out]);
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/warning: .*snapshots\.qcow2 has 2 internal snapshots: .* will not be in the output/);
+    const info = JSON.parse(execFileSync('qemu-img', ['info', '--output=json', out], { encoding: 'utf8' })) as { snapshots?: unknown[] };
+    expect(info.snapshots ?? []).toEqual([]);
+    await rm(out);
+    await rm(snap);
+  });
+
   it('a garbage superblock is not an error: copied as is with a warning naming the volume', async () => {
     const img = join(dir, 'garbage-sb.img');
     await copyImage(base.imagePath, img);
@@ -181,3 +235,12 @@ function sha256OfText(text: string): string {
   return createHash('sha256').update(text).digest('hex');
 }
 
+/** The pid of the running `program` whose command line names `arg` (a daemon this test's run started). */
+async function pidOf(program: string, arg: string): Promise<number> {
+  for (const pid of await readdir('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    const argv = (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0');
+    if (argv[0]?.endsWith(program) && argv.some((a) => a.includes(arg))) return Number(pid);
+  }
+  throw new Error(`no ${program} serving ${arg}`);
+}

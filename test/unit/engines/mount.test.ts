@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { mountPlanFor, parseFstrimBytes } from '../../../src/engines/mount.js';
+import { ExtentSet } from '../../../src/disk/extent-set.js';
+import { mountPlanFor, parseFstrimBytes, trimRanges } from '../../../src/engines/mount.js';
 import { mountFailureReason, parseMountInfo } from '../../../src/engines/mounts.js';
 
 describe('parseMountInfo', () => {
@@ -55,5 +56,26 @@ describe('tool output', () => {
     expect(mountFailureReason('NTFS signature is missing.\nFailed to mount \'/dev/loop0\': Invalid argument\n')).toBe(
       'NTFS signature is missing',
     );
+  });
+});
+
+describe('trimRanges', () => {
+  const MiB = 1024 * 1024;
+
+  it('trims everything in one call when nothing is kept', () => {
+    expect(trimRanges(64 * MiB, ExtentSet.empty)).toBeUndefined();
+  });
+
+  it('leaves out the MiB-aligned neighbourhood of each kept range', () => {
+    const keep = ExtentSet.from([{ start: 12_288_000, end: 12_288_512 }, { start: 40 * MiB, end: 41 * MiB + 1 }]);
+    expect(trimRanges(64 * MiB, keep)?.ranges).toEqual([
+      { start: 0, end: 11 * MiB },
+      { start: 12 * MiB, end: 40 * MiB },
+      { start: 42 * MiB, end: 64 * MiB },
+    ]);
+  });
+
+  it('gives no range at all when the kept bytes cover the volume', () => {
+    expect(trimRanges(MiB, ExtentSet.of(0, 512))?.ranges).toEqual([]);
   });
 });

@@ -3,7 +3,7 @@ import { ExtentSet } from '../../../src/disk/extent-set.js';
 import { SparsifyError } from '../../../src/errors.js';
 import { LvmConfigError, parseLvmConfig, type LvmConfigSection } from '../../../src/layout/lvm-config.js';
 import { lvmCrc } from '../../../src/layout/lvm-mda.js';
-import { lvmLabelCrc } from '../../../src/layout/lvm-pv.js';
+import { lvmLabelCrc, lvmStructureRanges, parseLvmPvLabel } from '../../../src/layout/lvm-pv.js';
 import { readLvm, type LvmResult } from '../../../src/layout/lvm.js';
 import { flip, memReader, putAscii, view } from './fixtures.js';
 import { prng } from '../../helpers/copy-fakes.js';
@@ -230,6 +230,20 @@ describe('readLvm on synthetic PVs', () => {
     expect(r.unhandled).toEqual([]);
     expect(r.freeOnPv.ranges).toEqual([extents(0, 4), extents(14, PE_COUNT)]);
     expect(r.notes).toEqual([]);
+  });
+
+  it('reports the label sector and each whole metadata area as structures, clipped to the PV', async () => {
+    const r = await read(makePv(vgText([linear('root', 4, 10)])));
+    expect(r.structures.ranges).toEqual([{ start: 512, end: 1024 }, { start: MDA_OFFSET, end: MDA_OFFSET + MDA_SIZE }]);
+    const orphan = await read(makePv(undefined));
+    expect(orphan.structures.ranges).toEqual(r.structures.ranges);
+    // A damaged label's areas may run past the PV: only the PV's own bytes are protected.
+    const label = parseLvmPvLabel(labelSector([{ offset: MDA_OFFSET, size: MDA_SIZE }, { offset: PV_SIZE - 4096, size: 8192 }]), 1)!;
+    expect(lvmStructureRanges(label, PV_SIZE).ranges).toEqual([
+      { start: 512, end: 1024 },
+      { start: MDA_OFFSET, end: MDA_OFFSET + MDA_SIZE },
+      { start: PV_SIZE - 4096, end: PV_SIZE },
+    ]);
   });
 
   it('joins segments that follow each other on the PV, and refuses a gap between them', async () => {

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { ExtentSet } from '../../../src/disk/extent-set.js';
 import { isSparsifyError } from '../../../src/errors.js';
 import { readLayout } from '../../../src/layout/read-layout.js';
 import { MiB, memReader, putAscii, putFatBootSector, putMbrEntries, view } from './fixtures.js';
@@ -151,6 +152,7 @@ describe('readLayout without a partition table', () => {
       sectorSizeBytes: 512,
       volumes: whole(SIZE),
       notes: [],
+      protectedRanges: ExtentSet.empty,
     });
   });
 

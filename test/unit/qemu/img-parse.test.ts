@@ -47,7 +47,17 @@ describe('parseImageInfo', () => {
       corrupt: false,
       qcow2Compat: '1.1',
       probedRaw: false,
+      encrypted: false,
+      snapshotCount: 0,
     });
+  });
+
+  it('sees an encrypted qcow2 and counts internal snapshots', () => {
+    const obj = JSON.parse(QCOW2_OVERLAY_CHAIN)[0];
+    obj['format-specific'].data.encrypt = { format: 'luks', 'cipher-alg': 'aes-256' };
+    obj.snapshots = [{ id: '1', name: 's1' }, { id: '2', name: 's2' }];
+    expect(parseImageInfo(JSON.stringify(obj), { path: 'a', probed: false })).toMatchObject({ encrypted: true, snapshotCount: 2 });
+    expect(parseImageInfo(JSON.stringify({ ...obj, encrypted: true, 'format-specific': undefined }), { path: 'a', probed: false }).encrypted).toBe(true);
   });
 
   it('marks a raw image found by probing', () => {

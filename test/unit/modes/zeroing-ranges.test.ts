@@ -1,0 +1,33 @@
+/** What a plan zeroes never includes a protected byte, whatever the action. */
+import { describe, expect, it } from 'vitest';
+import { ExtentSet } from '../../../src/disk/extent-set.js';
+import { planVolumes, type PlanInput } from '../../../src/engines/plan.js';
+import type { FreeMap } from '../../../src/fs/types.js';
+import type { Volume } from '../../../src/layout/types.js';
+import { SWAP_HEADER_BYTES, zeroingRanges } from '../../../src/modes/volume-pass.js';
+
+const MiB = 1024 * 1024;
+const volume: Volume = { name: '/dev/sda5', offsetBytes: 10 * MiB, sizeBytes: 20 * MiB, kind: 'partition', partitionNumber: 5 };
+/** An EBR in the volume's free space, and one sector outside the volume. */
+const ebr = { start: 22 * MiB, end: 22 * MiB + 512 };
+const PROTECTED = ExtentSet.from([ebr, { start: 0, end: 512 }]);
+const input: PlanInput = { ignore: [], zero: [], noZero: false, engine: 'auto', canMount: false };
+const freeMap: FreeMap = { trusted: true, free: ExtentSet.of(MiB, 18 * MiB), unitBytes: 4096, counterFreeBytes: 18 * MiB };
+
+describe('zeroingRanges', () => {
+  it('carries into each plan only the protected bytes inside its volume', () => {
+    const [plan] = planVolumes([{ volume, fs: { type: 'ext4' }, freeMap }], input, PROTECTED);
+    expect(plan!.protectedRanges.ranges).toEqual([ebr]);
+  });
+
+  it.each([
+    ['a trusted free map', { type: 'ext4' as const }, {}, ExtentSet.of(11 * MiB, 18 * MiB)],
+    ['--zero', { type: 'ext4' as const }, { zero: ['/dev/sda5'] }, ExtentSet.of(10 * MiB, 20 * MiB)],
+    ['swap', { type: 'swap' as const }, { engine: 'mount' as const }, ExtentSet.of(10 * MiB + SWAP_HEADER_BYTES, 20 * MiB - SWAP_HEADER_BYTES)],
+  ])('leaves the EBR out of %s', (_what, fs, extra, whole) => {
+    const [plan] = planVolumes([{ volume, fs, ...(fs.type === 'ext4' ? { freeMap } : {}) }], { ...input, ...extra }, PROTECTED);
+    const zeroed = zeroingRanges(plan!);
+    expect(zeroed.intersect(ExtentSet.from([ebr])).isEmpty).toBe(true);
+    expect(zeroed.ranges).toEqual(whole.subtract(ExtentSet.from([ebr])).ranges);
+  });
+});
