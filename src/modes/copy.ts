@@ -1,4 +1,4 @@
-import { lstat, mkdtemp, open, rename, rm, stat } from 'node:fs/promises';
+import { lstat, open, rename, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import type { ListrTask } from 'listr2';
@@ -6,6 +6,7 @@ import type { RunContext } from '../context.js';
 import { copyBlocks } from '../copy/copier.js';
 import { ExtentSet } from '../disk/extent-set.js';
 import { SparsifyError } from '../errors.js';
+import { makeWorkDir } from '../host/work-dir.js';
 import { openNbdClient } from '../nbd/client.js';
 import { OUTPUT_FORMATS, type CopyOptions, type OutputFormat } from '../options.js';
 import { assertNotInUse, checkImage, createImage, readImageInfo, type ImageInfo } from '../qemu/img.js';
@@ -37,7 +38,7 @@ interface CopyState extends PassState {
  * trimmed through mounts. Then the block copier writes OUT, skipping what reads as zero.
  */
 export async function sparsifyCopy(options: CopyOptions, ctx: RunContext, ui: RunUi): Promise<RunReport> {
-  const start = await startRun(ctx, ui, options.engine, !options.noZero);
+  const start = await startRun(ctx, ui, options, !options.noZero);
   const { run, warnings, clock, say } = start;
   const log = run.log;
   const canMount = isRoot();
@@ -152,7 +153,7 @@ async function examineInput(ctx: RunContext, ui: RunUi, options: CopyOptions, st
 
 /** Serves the input read-only (qemu's shared lock) in a private work directory. */
 async function serveInput(ctx: RunContext, options: CopyOptions, state: CopyState, stack: AsyncStack): Promise<void> {
-  const workDir = await mkdtemp(join(options.tmp.kind === 'dir' ? options.tmp.path : tmpdir(), 'sparsify-'));
+  const workDir = await makeWorkDir(options.tmp.kind === 'dir' ? options.tmp.path : tmpdir());
   stack.defer(() => rm(workDir, { recursive: true, force: true }));
   state.workDir = workDir;
   const served = stack.use(

@@ -8,12 +8,13 @@
  * --pidfile is documented to be written only after every export exists.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Stats } from 'node:fs';
 import type { RunContext } from '../context.js';
 import { SparsifyError, throwIfCancelled } from '../errors.js';
+import { makeWorkDir } from '../host/work-dir.js';
 import { AsyncStack, once } from '../util/async-stack.js';
 import { describeExit, startDaemon, type DaemonExit } from './daemon.js';
 import { classifyOpenFailure, wrongFormatError } from './img-parse.js';
@@ -180,7 +181,7 @@ async function socketPathFor(dir: string, name: string, stack: AsyncStack): Prom
   if (Buffer.byteLength(preferred) <= MAX_SOCKET_PATH) return preferred;
   for (const base of [tmpdir(), '/tmp']) {
     if (Buffer.byteLength(join(base, 'sparsify-XXXXXX', name)) > MAX_SOCKET_PATH) continue;
-    const short = await mkdtemp(join(base, 'sparsify-'));
+    const short = await makeWorkDir(base);
     stack.defer(() => rm(short, { recursive: true, force: true }));
     return join(short, name);
   }
