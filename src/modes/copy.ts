@@ -6,6 +6,7 @@ import type { RunContext } from '../context.js';
 import { copyBlocks } from '../copy/copier.js';
 import { ExtentSet } from '../disk/extent-set.js';
 import { SparsifyError } from '../errors.js';
+import { assertInputUnchanged } from '../host/input-guard.js';
 import { makeWorkDir } from '../host/work-dir.js';
 import { openNbdClient } from '../nbd/client.js';
 import { OUTPUT_FORMATS, type CopyOptions, type OutputFormat } from '../options.js';
@@ -106,6 +107,7 @@ export async function sparsifyCopy(options: CopyOptions, ctx: RunContext, ui: Ru
     },
   ];
   await runTasks(ui, tasks, state);
+  await assertInputUnchanged(start.input);
   await rename(partial, options.output);
   finished = true;
   await fsyncDir(dirname(options.output));

@@ -12,6 +12,7 @@ import type { RunUi } from './ui.js';
 import type { BlockDevice } from '../disk/types.js';
 import { runVolumePlan, type Examined, type VolumeOutcome } from './volume-pass.js';
 import { removeDebris, type DebrisPlaces } from '../host/debris.js';
+import { snapshotInput, type InputSnapshot } from '../host/input-guard.js';
 import { LAUNCHER } from '../util/run.js';
 
 /** What every mode starts with: a context whose warnings are collected for the report, and a clock. */
@@ -20,11 +21,13 @@ export interface RunStart {
   readonly warnings: string[];
   readonly clock: PhaseClock;
   readonly say: (text: string) => void;
+  /** The input as it was when the run started (host/input-guard.ts). */
+  readonly input: InputSnapshot;
 }
 
 /**
  * Checks the engine choice and the tools, wraps the logger so that warnings reach the report,
- * and removes what killed runs left (with a warning each).
+ * removes what killed runs left (with a warning each), and records the input's stat.
  */
 export async function startRun(ctx: RunContext, ui: RunUi, options: Options, needsMount: boolean): Promise<RunStart> {
   if (options.engine === 'mount' && !isRoot()) {
@@ -35,7 +38,7 @@ export async function startRun(ctx: RunContext, ui: RunUi, options: Options, nee
   const log = { ...ctx.log, warn: (m: string) => (warnings.push(m), ctx.log.warn(m)) };
   const run = { signal: ctx.signal, log };
   await removeDebris(run, debrisPlaces(options));
-  return { run, warnings, clock: new PhaseClock(), say: (t) => ui.message?.(t) };
+  return { run, warnings, clock: new PhaseClock(), say: (t) => ui.message?.(t), input: await snapshotInput(options.input) };
 }
 
 /** Where this run's own work directories and partial output go: where a killed run's would be. */
