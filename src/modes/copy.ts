@@ -10,7 +10,7 @@ import { assertInputUnchanged } from '../host/input-guard.js';
 import { makeWorkDir } from '../host/work-dir.js';
 import { openNbdClient } from '../nbd/client.js';
 import { OUTPUT_FORMATS, type CopyOptions, type OutputFormat } from '../options.js';
-import { assertNotInUse, checkImage, createImage, readImageInfo, type ImageInfo } from '../qemu/img.js';
+import { checkImage, createImage, readImageInfo, type ImageInfo } from '../qemu/img.js';
 import { serveImage } from '../qemu/storage-daemon.js';
 import type { CopySummary, RunReport, VolumeReport } from '../report/types.js';
 import { AsyncStack } from '../util/async-stack.js';
@@ -134,7 +134,6 @@ async function examineInput(ctx: RunContext, ui: RunUi, options: CopyOptions, st
   const info = await readImageInfo(ctx, options.input, options.format ? { format: options.format } : {});
   warnIfProbedRaw(ctx, info, options.input);
   await checkImage(ctx, options.input, info.format);
-  if (info.format === 'raw') await assertNotInUse(ctx, options.input, info.format);
   const outputFormat = options.convert ?? info.format;
   if (!(OUTPUT_FORMATS as readonly string[]).includes(outputFormat)) {
     throw new SparsifyError('UNSUPPORTED', `cannot write ${outputFormat} output`, {

@@ -10,8 +10,9 @@ export const FORCE_KILL_DELAY_MS = 3000;
  * Every child is started through util-linux setpriv, which sets PR_SET_PDEATHSIG before it
  * execs the program: when sparsify dies, even by SIGKILL, the kernel sends each child this
  * signal (qemu-storage-daemon then flushes and exits instead of holding the image's lock).
- * The signal follows the thread that forked the child; Node forks from its main thread, which
- * lives as long as the process. The setting survives exec (qemu and nbdfuse are not setuid).
+ * The signal follows the thread that forked the child: the thread that called spawn, the main
+ * thread for the CLI (a library user spawning from a worker thread: the children die with that
+ * worker). The setting survives exec (qemu and nbdfuse are not setuid).
  */
 export const LAUNCHER = 'setpriv';
 /** setpriv's exit code when the program does not exist (util-linux errexec: EX_EXEC_ENOENT). */

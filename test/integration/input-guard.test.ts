@@ -70,13 +70,19 @@ describeIntegration('the input is guarded for the whole copy', { tools: ['qemu-i
     return { dir, input, output: join(dir, `out.${format}`) };
   }
 
-  /** Starts sparsify IN OUT and stops it (SIGSTOP) once `stopWhen` sees what the test needs. */
+  /** Starts sparsify (IN OUT, or --in-place IN) and stops it (SIGSTOP) once `stopWhen` sees what the test needs. */
   async function stoppedCopy(c: { dir: string; input: string; output: string }, extra: string[], stopWhen = inputSocket) {
-    const child = spawnCli([...extra, c.input, c.output], { TMPDIR: c.dir });
+    const child = spawnCli([...extra, c.input, ...(extra.includes('--in-place') ? [] : [c.output])], { TMPDIR: c.dir });
     const exited = waitForExit(child);
     await waitFor('the run to get there', () => stopWhen(c.dir));
     child.kill('SIGSTOP');
     return { exited, resume: () => child.kill('SIGCONT') };
+  }
+
+  function expectInUse(r: { exitCode: number; stderr: string }): void {
+    expect(r.exitCode, r.stderr).toBe(1);
+    const errors = r.stderr.split('\n').filter((l) => l.startsWith('sparsify: error:'));
+    expect(errors).toEqual([expect.stringMatching(/^sparsify: error: \S+ is in use by another process \(a running VM\?\); shut it down first$/)]);
   }
 
   /** Nothing but the input is left in the case's directory: no output, partial, work dir, mount, loop device or daemon. */
@@ -114,24 +120,35 @@ describeIntegration('the input is guarded for the whole copy', { tools: ['qemu-i
     expect(await sha256File(c.input)).toBe(before);
   });
 
-  it('a second sparsify on an image being copied is refused with IN_USE, copy and in place', async () => {
+  it('a second sparsify that would write an image being copied is refused with IN_USE; a second copy may read it', async () => {
     const c = await caseDir();
     const before = await sha256File(c.input);
     const run = await stoppedCopy(c, ['-f', 'raw']);
-    const second = join(c.dir, 'second.raw');
-    const copy = await runCli(['-f', 'raw', c.input, second], { TMPDIR: c.dir });
     const inPlace = await runCli(['-f', 'raw', '--in-place', c.input], { TMPDIR: c.dir });
+    const second = join(c.dir, 'second.raw');
+    const copy = await runCli(['-q', '-f', 'raw', c.input, second], { TMPDIR: c.dir });
     run.resume();
-    for (const r of [copy, inPlace]) {
-      expect(r.exitCode, r.stderr).toBe(1);
-      const errors = r.stderr.split('\n').filter((l) => l.startsWith('sparsify: error:'));
-      expect(errors).toHaveLength(1);
-      expect(errors[0]).toMatch(/^sparsify: error: \S+ is in use by another process \(a running VM\?\); shut it down first$/);
-    }
+    expectInUse(inPlace);
+    expect(copy.exitCode, copy.stderr).toBe(0);
     const first = await run.exited;
     expect(first.exitCode, first.stderr).toBe(0);
     expect(await sha256File(c.input)).toBe(before);
+    expect(await sha256File(second)).toBe(await sha256File(c.output));
+    await rm(second);
     await rm(c.output);
+    await expectOnlyInput(c);
+  });
+
+  it('an image being trimmed in place is refused to a copy and to a second in-place run (IN_USE)', async () => {
+    const c = await caseDir();
+    const run = await stoppedCopy(c, ['-f', 'raw', '--in-place']);
+    const copy = await runCli(['-f', 'raw', c.input, c.output], { TMPDIR: c.dir });
+    const inPlace = await runCli(['-f', 'raw', '--in-place', c.input], { TMPDIR: c.dir });
+    run.resume();
+    expectInUse(copy);
+    expectInUse(inPlace);
+    const first = await run.exited;
+    expect(first.exitCode, first.stderr).toBe(0);
     await expectOnlyInput(c);
   });
 
