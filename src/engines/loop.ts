@@ -1,5 +1,5 @@
 /** Loop devices over a byte window of a file (a volume inside a FUSE-exported image). */
-import { readFile, realpath } from 'node:fs/promises';
+import { readdir, readFile, realpath } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { uninterruptible, type RunContext } from '../context.js';
@@ -75,4 +75,21 @@ export async function detachLoopDevice(ctx: RunContext, device: string, backingF
 export async function loopBackingFile(device: string): Promise<string | undefined> {
   const text = await readFile(`/sys/block/${basename(device)}/loop/backing_file`, 'utf8').catch(() => undefined);
   return text?.trim().replace(/ \(deleted\)$/, '');
+}
+
+/** An attached loop device and the file behind it. */
+export interface AttachedLoop {
+  readonly device: string;
+  readonly backingFile: string;
+}
+
+/** Every attached loop device (from sysfs, as `losetup --list` reads it). */
+export async function listLoopDevices(): Promise<AttachedLoop[]> {
+  const names = (await readdir('/sys/block').catch(() => [] as string[])).filter((n) => /^loop\d+$/.test(n));
+  const loops: AttachedLoop[] = [];
+  for (const name of names) {
+    const backingFile = await loopBackingFile(name);
+    if (backingFile !== undefined) loops.push({ device: `/dev/${name}`, backingFile });
+  }
+  return loops;
 }

@@ -1,4 +1,4 @@
-import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ListrTask } from 'listr2';
@@ -6,9 +6,11 @@ import type { RunContext } from '../context.js';
 import { copyBlocks } from '../copy/copier.js';
 import { ExtentSet } from '../disk/extent-set.js';
 import { SparsifyError, isSparsifyError } from '../errors.js';
+import { assertInputUnchanged } from '../host/input-guard.js';
+import { makeWorkDir } from '../host/work-dir.js';
 import { openNbdClient } from '../nbd/client.js';
 import { OUTPUT_FORMATS, type CopyOptions, type OutputFormat } from '../options.js';
-import { assertNotInUse, checkImage, createImage, readImageInfo, type ImageInfo } from '../qemu/img.js';
+import { checkImage, createImage, readImageInfo, type ImageInfo } from '../qemu/img.js';
 import { serveImage } from '../qemu/storage-daemon.js';
 import type { CopySummary, RunReport, VolumeReport } from '../report/types.js';
 import { AsyncStack } from '../util/async-stack.js';
@@ -44,7 +46,7 @@ interface CopyState extends PassState {
  * report goes to `hooks.onReport` before the output is renamed into place.
  */
 export async function sparsifyCopy(options: CopyOptions, ctx: RunContext, ui: RunUi, hooks: RunHooks = {}): Promise<RunReport> {
-  const start = await startRun(ctx, ui, options.engine, !options.noZero);
+  const start = await startRun(ctx, ui, options, !options.noZero);
   const { run, warnings, clock, say } = start;
   const log = run.log;
   const canMount = isRoot();
@@ -113,6 +115,7 @@ export async function sparsifyCopy(options: CopyOptions, ctx: RunContext, ui: Ru
   await runTasks(ui, tasks, state).catch(async (err: unknown) => {
     throw await explainDaemonDeath(err, state.daemons);
   });
+  await assertInputUnchanged(start.input);
   const report = buildReport(options, state, warnings, clock);
   await hooks.onReport?.(report);
   await commitOutput(target);
@@ -126,7 +129,6 @@ async function examineInput(ctx: RunContext, ui: RunUi, options: CopyOptions, st
   const info = await readImageInfo(ctx, options.input, options.format ? { format: options.format } : {});
   warnIfProbedRaw(ctx, info, options.input);
   await checkImage(ctx, options.input, info.format);
-  if (info.format === 'raw') await assertNotInUse(ctx, options.input, info.format);
   const outputFormat = options.convert ?? info.format;
   if (!(OUTPUT_FORMATS as readonly string[]).includes(outputFormat)) {
     throw new SparsifyError('UNSUPPORTED', `cannot write ${outputFormat} output`, {
@@ -159,7 +161,7 @@ async function examineInput(ctx: RunContext, ui: RunUi, options: CopyOptions, st
 /** Serves the input read-only (qemu's shared lock) in a private work directory. */
 async function serveInput(ctx: RunContext, options: CopyOptions, state: CopyState, stack: AsyncStack): Promise<void> {
   const tmp = options.tmp.kind === 'dir' ? options.tmp.path : tmpdir();
-  const workDir = await mkdtemp(join(tmp, 'sparsify-')).catch((err: unknown) => {
+  const workDir = await makeWorkDir(tmp).catch((err: unknown) => {
     throw pathError(err, 'temporary directory', tmp);
   });
   stack.defer(() => rm(workDir, { recursive: true, force: true }));

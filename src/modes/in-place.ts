@@ -1,9 +1,9 @@
-import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { ListrTask } from 'listr2';
 import { uninterruptible, type RunContext } from '../context.js';
 import { SparsifyError, throwIfCancelled } from '../errors.js';
+import { makeWorkDir } from '../host/work-dir.js';
 import { openNbdClient } from '../nbd/client.js';
 import type { InPlaceOptions } from '../options.js';
 import { checkImage, readImageInfo, type ImageInfo } from '../qemu/img.js';
@@ -33,7 +33,7 @@ interface InPlaceState extends PassState {
  * finished first, so every filesystem is consistent when the run ends.
  */
 export async function sparsifyInPlace(options: InPlaceOptions, ctx: RunContext, ui: RunUi): Promise<RunReport> {
-  const start = await startRun(ctx, ui, options.engine, true);
+  const start = await startRun(ctx, ui, options, true);
   const { warnings, clock, say } = start;
   const log = start.run.log;
   // The image is being changed: nothing below may be cut half-way by the signal. The signal is
@@ -111,7 +111,7 @@ async function openInPlace(ctx: RunContext, ui: RunUi, options: InPlaceOptions, 
   await checkImage(ctx, options.input, info.format);
   state.info = info;
   state.allocatedBefore = await allocatedBytes(options.input);
-  const workDir = await mkdtemp(join(tmpdir(), 'sparsify-'));
+  const workDir = await makeWorkDir(tmpdir());
   stack.defer(() => rm(workDir, { recursive: true, force: true }));
   state.workDir = workDir;
   const served = stack.use(
@@ -135,7 +135,7 @@ async function openInPlace(ctx: RunContext, ui: RunUi, options: InPlaceOptions, 
 
 /** The refcount pass of a qcow2 image, reported in one line either way. */
 async function punchQcow2(ctx: RunContext, file: string, say: (t: string) => void): Promise<string> {
-  const workDir = await mkdtemp(join(tmpdir(), 'sparsify-'));
+  const workDir = await makeWorkDir(tmpdir());
   try {
     say('Punch out the clusters the qcow2 refcounts say are free');
     const outcome = await punchFreeQcow2Clusters(ctx, file, workDir);

@@ -6,8 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { RunContext } from '../context.js';
 import { SparsifyError } from '../errors.js';
-import { spawnTool, stderrTail } from '../util/run.js';
-import { packageOf } from '../util/tools.js';
+import { LAUNCHER, launcherFoundNoProgram, missingTool, spawnTool, stderrTail, type DeathSignal } from '../util/run.js';
 
 /** How a daemon ended. */
 export interface DaemonExit {
@@ -34,6 +33,8 @@ export interface StartDaemonOptions {
   readonly readyTimeoutMs: number;
   /** Turns the stderr of a daemon that exited during startup into the error to throw. */
   readonly explainEarlyExit: (exit: DaemonExit) => Error;
+  /** What the daemon gets from the kernel when sparsify dies (default SIGTERM). */
+  readonly deathSignal?: DeathSignal;
 }
 
 const POLL_MS = 20;
@@ -44,10 +45,11 @@ const DEFAULT_STOP_GRACE_MS = 10_000;
  * Starts `file args` in its own process group and returns once its pid file names it. The
  * daemon is detached so that a terminal's ^C reaches only sparsify, which then releases mounts
  * and loop devices before stopping the daemon that serves them; an exit hook still terminates
- * it if Node exits without disposing.
+ * it if Node exits without disposing, and the parent-death signal (spawnTool) if sparsify is
+ * killed outright.
  */
 export async function startDaemon(ctx: RunContext, file: string, args: readonly string[], opts: StartDaemonOptions): Promise<Daemon> {
-  const child = spawnTool(ctx, file, args, {
+  const spawnOptions = {
     cancelSignal: undefined,
     forceKillAfterDelay: false,
     detached: true,
@@ -55,7 +57,8 @@ export async function startDaemon(ctx: RunContext, file: string, args: readonly 
     stdout: 'ignore',
     // A daemon may run for hours: keep the start of its stderr (where startup errors are), not all of it.
     stderr: [keepFirstLines(STDERR_LINES)],
-  });
+  } as const;
+  const child = spawnTool(ctx, file, args, spawnOptions, opts.deathSignal);
   let done = false;
   const exited: Promise<DaemonExit> = child.then(
     (r) => ({
@@ -94,7 +97,7 @@ export async function startDaemon(ctx: RunContext, file: string, args: readonly 
   };
   if (pid === undefined) throw notStarted(file, await exited);
   try {
-    await waitForPidFile(ctx, daemon, opts);
+    await waitForPidFile(ctx, file, daemon, opts);
   } catch (err) {
     await daemon.stop('SIGTERM', 3000);
     throw err;
@@ -103,19 +106,18 @@ export async function startDaemon(ctx: RunContext, file: string, args: readonly 
 }
 
 function notStarted(file: string, exit: DaemonExit): SparsifyError {
-  if ((exit.spawnError as { code?: unknown } | undefined)?.code === 'ENOENT') {
-    return new SparsifyError('TOOL_MISSING', `${file} is not installed`, {
-      cause: exit.spawnError,
-      hint: `install the Debian package ${packageOf(file)} (or run scripts/setup)`,
-    });
-  }
+  if ((exit.spawnError as { code?: unknown } | undefined)?.code === 'ENOENT') return missingTool(LAUNCHER, exit.spawnError);
   return new SparsifyError('TOOL_FAILED', `${file} could not be started: ${String(exit.spawnError)}`, { cause: exit.spawnError });
 }
 
-async function waitForPidFile(ctx: RunContext, daemon: Daemon, opts: StartDaemonOptions): Promise<void> {
+async function waitForPidFile(ctx: RunContext, file: string, daemon: Daemon, opts: StartDaemonOptions): Promise<void> {
   const deadline = Date.now() + opts.readyTimeoutMs;
   for (;;) {
-    if (!daemon.running()) throw opts.explainEarlyExit(await daemon.exited);
+    if (!daemon.running()) {
+      const exit = await daemon.exited;
+      if (launcherFoundNoProgram(exit.exitCode, exit.stderr)) throw missingTool(file, new Error(stderrTail(exit.stderr, 1)));
+      throw opts.explainEarlyExit(exit);
+    }
     if (ctx.signal.aborted) throw new SparsifyError('CANCELLED', 'quit (^C) at user request');
     const text = await readFile(opts.pidFile, 'utf8').catch(() => '');
     // The pid file is written after every export exists (qemu-storage-daemon(1), nbdfuse(1)).

@@ -43,6 +43,11 @@ export async function openNbdFuse(ctx: RunContext, opts: NbdFuseOptions): Promis
       pidFile: opts.pidFile,
       readyTimeoutMs: opts.readyTimeoutMs,
       explainEarlyExit: (exit) => new SparsifyError('TOOL_FAILED', describeExit('nbdfuse', exit)),
+      // Not SIGTERM: on SIGTERM nbdfuse (libfuse, as root) detaches its mount lazily, and a loop
+      // device over the file then shows its backing file as "/", tied to no run any more. Killed,
+      // it leaves the mount where it was, inside the run's work directory, where the next run's
+      // cleanup finds the loop device by its backing path and releases mount, loop, FUSE file.
+      deathSignal: 'SIGKILL',
     });
   } catch (err) {
     await cleanUp(releaseContext(ctx), opts);

@@ -8,12 +8,13 @@
  * --pidfile is documented to be written only after every export exists.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Stats } from 'node:fs';
 import type { RunContext } from '../context.js';
 import { SparsifyError, throwIfCancelled } from '../errors.js';
+import { makeWorkDir } from '../host/work-dir.js';
 import { AsyncStack, once } from '../util/async-stack.js';
 import { describeExit, startDaemon, type DaemonExit } from './daemon.js';
 import { classifyOpenFailure, wrongFormatError } from './img-parse.js';
@@ -24,7 +25,7 @@ export interface ServeOptions {
   readonly file: string;
   readonly format: string;
   readonly readOnly: boolean;
-  /** discard=unmap on the format node and on the file node: both are needed for holes in the file. */
+  /** discard=unmap on the format node and on the file node (and the guard): all are needed for holes in the file. */
   readonly discard: boolean;
   /** 'unmap' turns written zeros into discards (needs `discard`). */
   readonly detectZeroes?: 'off' | 'on' | 'unmap';
@@ -80,17 +81,18 @@ export function daemonArgs(opts: ServeOptions, paths: DaemonPaths, exportName: s
     discard,
     cache: { direct: opts.cacheDirect ?? false, 'no-flush': false },
   };
+  const guard = opts.format === 'raw' ? writeGuardNode(ro, discard) : undefined;
   const format = {
     driver: opts.format,
     'node-name': 'fmt',
-    file: 'proto',
+    file: guard ? guard['node-name'] : 'proto',
     'read-only': ro,
     discard,
     ...(detectZeroes ? { 'detect-zeroes': detectZeroes } : {}),
   };
   const compress = opts.compress && !ro ? { driver: 'compress', 'node-name': 'compress', file: 'fmt' } : undefined;
   const top = compress ? 'compress' : 'fmt';
-  const nodes = [protocol, format, ...(compress ? [compress] : [])];
+  const nodes = [protocol, ...(guard ? [guard] : []), format, ...(compress ? [compress] : [])];
   return [
     '--pidfile',
     paths.pidFile,
@@ -100,6 +102,25 @@ export function daemonArgs(opts: ServeOptions, paths: DaemonPaths, exportName: s
     '--export',
     JSON.stringify({ type: 'nbd', id: 'nbd0', 'node-name': top, name: exportName, writable: !ro }),
   ];
+}
+
+/**
+ * A blkdebug node without rules between the file node and a raw format node: it only unshares
+ * WRITE and RESIZE on the file, so qemu's image lock refuses every other qemu writer (a VM, a
+ * second sparsify, qemu-io) while this daemon runs, and readers still get in. Format drivers
+ * such as qcow2 already unshare both on their file (qemu's bdrv_default_perms_for_storage);
+ * raw passes its parent's permissions through, and an NBD export shares WRITE.
+ */
+function writeGuardNode(readOnly: boolean, discard: 'unmap' | 'ignore') {
+  return {
+    driver: 'blkdebug',
+    'node-name': 'guard',
+    image: 'proto',
+    'read-only': readOnly,
+    // Every node a discard passes must allow it (qemu drops it at the first that does not).
+    discard,
+    'unshare-child-perms': ['write', 'resize'],
+  } as const;
 }
 
 /**
@@ -163,7 +184,7 @@ async function socketPathFor(dir: string, name: string, stack: AsyncStack): Prom
   if (Buffer.byteLength(preferred) <= MAX_SOCKET_PATH) return preferred;
   for (const base of [tmpdir(), '/tmp']) {
     if (Buffer.byteLength(join(base, 'sparsify-XXXXXX', name)) > MAX_SOCKET_PATH) continue;
-    const short = await mkdtemp(join(base, 'sparsify-'));
+    const short = await makeWorkDir(base);
     stack.defer(() => rm(short, { recursive: true, force: true }));
     return join(short, name);
   }

@@ -6,6 +6,31 @@ import { packageOf } from './tools.js';
 /** How long a cancelled child gets between SIGTERM and SIGKILL. */
 export const FORCE_KILL_DELAY_MS = 3000;
 
+/**
+ * Every child is started through util-linux setpriv, which sets PR_SET_PDEATHSIG before it
+ * execs the program: when sparsify dies, even by SIGKILL, the kernel sends each child this
+ * signal (qemu-storage-daemon then flushes and exits instead of holding the image's lock).
+ * The signal follows the thread that forked the child: the thread that called spawn, the main
+ * thread for the CLI (a library user spawning from a worker thread: the children die with that
+ * worker). The setting survives exec (qemu and nbdfuse are not setuid).
+ */
+export const LAUNCHER = 'setpriv';
+/** setpriv's exit code when the program does not exist (util-linux errexec: EX_EXEC_ENOENT). */
+const LAUNCHER_ENOENT = 127;
+
+/** The signal a child gets when sparsify dies. */
+export type DeathSignal = 'SIGTERM' | 'SIGKILL';
+
+/** The setpriv argv that runs `file args` under the parent-death signal. */
+export function launchArgs(file: string, args: readonly string[], deathSignal: DeathSignal = 'SIGTERM'): string[] {
+  return ['--pdeathsig', deathSignal, '--', file, ...args];
+}
+
+/** Whether a launched child ended because setpriv found no `file` to exec. */
+export function launcherFoundNoProgram(exitCode: number | undefined, stderr: string): boolean {
+  return exitCode === LAUNCHER_ENOENT && /^setpriv: failed to execute /m.test(stderr);
+}
+
 /** The result of one external program. */
 export interface RunResult {
   readonly stdout: string;
@@ -42,7 +67,7 @@ export async function runTool(
   ctx.log.trace([file, ...args]);
   const okExitCodes = options.okExitCodes ?? [0];
   try {
-    const result = await execa(file, args, {
+    const result = await execa(LAUNCHER, launchArgs(file, args), {
       cancelSignal: ctx.signal,
       forceKillAfterDelay: FORCE_KILL_DELAY_MS,
       reject: false,
@@ -56,17 +81,18 @@ export async function runTool(
       throw new SparsifyError('CANCELLED', 'quit (^C) at user request');
     }
     const spawnError = result.failed && result.exitCode === undefined ? result.cause : undefined;
-    if (isEnoent(spawnError)) throw missingTool(file, spawnError);
+    if (isEnoent(spawnError)) throw missingTool(LAUNCHER, spawnError);
     const exitCode = result.exitCode ?? -1;
     const stdout = String(result.stdout ?? '');
     const stderr = String(result.stderr ?? '');
+    if (launcherFoundNoProgram(exitCode, stderr)) throw missingTool(file, new Error(stderrTail(stderr, 1)));
     if (!okExitCodes.includes(exitCode)) {
       throw new ToolFailedError(file, args, exitCode, stderr, result.timedOut);
     }
     return { stdout, stderr, exitCode };
   } catch (err) {
     if (err instanceof SparsifyError) throw err;
-    if (isEnoent(err)) throw missingTool(file, err);
+    if (isEnoent(err)) throw missingTool(LAUNCHER, err);
     throw new SparsifyError('TOOL_FAILED', `${file} could not be run: ${String(err)}`, { cause: err });
   }
 }
@@ -91,9 +117,10 @@ export function spawnTool(
   file: string,
   args: readonly string[],
   options: ExecaOptions = {},
+  deathSignal: DeathSignal = 'SIGTERM',
 ): ResultPromise {
   ctx.log.trace([file, ...args]);
-  return execa(file, args, {
+  return execa(LAUNCHER, launchArgs(file, args, deathSignal), {
     cancelSignal: ctx.signal,
     forceKillAfterDelay: FORCE_KILL_DELAY_MS,
     reject: false,
@@ -102,7 +129,8 @@ export function spawnTool(
   });
 }
 
-function missingTool(file: string, cause: unknown): SparsifyError {
+/** The TOOL_MISSING error for `file`, naming its package. */
+export function missingTool(file: string, cause: unknown): SparsifyError {
   return new SparsifyError('TOOL_MISSING', `${file} is not installed`, {
     cause,
     hint: `install the Debian package ${packageOf(file)} (or run scripts/setup)`,

@@ -8,6 +8,7 @@ export const TOOL_PACKAGES: Readonly<Record<string, string>> = {
   mount: 'mount',
   umount: 'mount',
   fstrim: 'util-linux',
+  setpriv: 'util-linux',
   'ntfs-3g': 'ntfs-3g',
   fusermount: 'fuse3',
   fusermount3: 'fuse3',

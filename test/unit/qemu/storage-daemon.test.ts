@@ -35,6 +35,29 @@ describe('daemonArgs', () => {
     expect(options(argv, '--export')[0]).toMatchObject({ 'node-name': 'compress' });
   });
 
+  it('puts a write guard (blkdebug unsharing write and resize) between the file and a raw format node', () => {
+    for (const readOnly of [true, false]) {
+      const argv = daemonArgs({ ...base, format: 'raw', readOnly }, paths, 'disk');
+      const [proto, guard, fmt, ...rest] = options(argv, '--blockdev');
+      expect(rest).toEqual([]);
+      expect(proto).toMatchObject({ driver: 'file', 'node-name': 'proto' });
+      expect(guard).toEqual({
+        driver: 'blkdebug',
+        'node-name': 'guard',
+        image: 'proto',
+        'read-only': readOnly,
+        discard: readOnly ? 'ignore' : 'unmap',
+        'unshare-child-perms': ['write', 'resize'],
+      });
+      expect(fmt).toMatchObject({ driver: 'raw', file: 'guard' });
+    }
+  });
+
+  it('leaves the guard to the format driver for qcow2 (it unshares write on its file itself)', () => {
+    const argv = daemonArgs({ ...base, readOnly: true }, paths, 'disk');
+    expect(options(argv, '--blockdev').map((n) => n.driver)).toEqual(['file', 'qcow2']);
+  });
+
   it('refuses detect-zeroes=unmap without discard', () => {
     expect(() => daemonArgs({ ...base, discard: false, detectZeroes: 'unmap' }, paths, 'd')).toThrowError(/detect-zeroes=unmap/);
   });
