@@ -237,10 +237,11 @@ async function sigkillCase(c: CaseCheck, dirs: CaseDirs, phase: PhaseName, at: n
   c.injected = await reach(run, phase, at);
   run.kill('SIGKILL');
   await run.end();
-  // Processes may still be dying (their parent-death signal); files, mounts and loops are debris.
-  const debris = (await leftoversOf(dirs)).filter((l) => !l.startsWith('process'));
   const output = outputOf(scenario, dirs);
+  // A kill after the rename leaves a complete output: the next run replaces it (--overwrite).
   const killedAfterRename = scenario !== 'inplace' && (await exists(output));
+  // Processes may still be dying (their parent-death signal); files, mounts and loops are debris.
+  const debris = (await leftoversOf(dirs, [], killedAfterRename ? [output] : [])).filter((l) => !l.startsWith('process'));
   const again = await runToEnd([...(killedAfterRename ? ['--overwrite'] : []), ...SCENARIOS[scenario].args(input, join(dirs.out, 'o'))], { TMPDIR: dirs.work });
   c.succeeded(again, 'the same command after the kill');
   if (debris.length > 0) {
