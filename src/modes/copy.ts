@@ -10,8 +10,9 @@ import { openNbdClient } from '../nbd/client.js';
 import { OUTPUT_FORMATS, type CopyOptions, type OutputFormat } from '../options.js';
 import { assertNotInUse, checkImage, createImage, readImageInfo, type ImageInfo } from '../qemu/img.js';
 import { serveImage } from '../qemu/storage-daemon.js';
-import type { CopySummary, RunReport, VolumeReport } from '../report/types.js';
+import type { CopySummary, RunReport, VerifyReport, VolumeReport } from '../report/types.js';
 import { AsyncStack } from '../util/async-stack.js';
+import { verifyCopiedOutput } from '../verify/output.js';
 import { VERSION } from '../version.js';
 import { openOutputImage } from './output-image.js';
 import { isRoot } from './preflight.js';
@@ -27,6 +28,9 @@ interface CopyState extends PassState {
   outputFormat?: OutputFormat;
   copy?: CopySummary;
   outputAllocatedBytes?: number;
+  /** The copier's skip set: what --verify expects to read as zero. */
+  zeroed?: ExtentSet;
+  verify?: VerifyReport;
 }
 
 /**
@@ -102,6 +106,15 @@ export async function sparsifyCopy(options: CopyOptions, ctx: RunContext, ui: Ru
         );
       },
       rendererOptions: { bottomBar: 1 },
+    },
+    {
+      title: 'Verify the output',
+      skip: () => !options.verify,
+      task: async (_, task) => {
+        say(task.title);
+        const output = { path: partial, format: state.outputFormat!, source: state.device!, zeroed: state.zeroed!, workDir: state.workDir! };
+        state.verify = await clock.time('verify', () => verifyCopiedOutput(run, output));
+      },
     },
   ];
   await runTasks(ui, tasks, state);
@@ -223,6 +236,7 @@ async function copyToOutput(
   });
   try {
     const skip = ExtentSet.from(state.examined!.plans.flatMap((p) => zeroingRanges(p).ranges));
+    state.zeroed = skip;
     state.copy = await copyBlocks({ source: device, sink: output.sink, skip, signal: ctx.signal, onProgress });
     await output.finish();
   } catch (err) {
@@ -273,6 +287,7 @@ function buildReport(options: CopyOptions, state: CopyState, warnings: string[],
     volumes,
     warnings,
     ...(state.copy ? { copy: state.copy } : {}),
+    ...(state.verify ? { verify: state.verify } : {}),
     phases: clock.phases(),
     totalMs: clock.totalMs(),
   };
