@@ -1,6 +1,7 @@
 /**
  * --verify in place. Before the pass, a sha256 per 8 MiB chunk of every byte the pass must not
- * change (outside the ranges it will discard and outside volumes the mount engine will trim),
+ * change (outside the ranges it will discard and outside volumes the mount engine will trim,
+ * except the protected structures inside those),
  * and the set of those bytes that already read as zero; after the pass (and the qcow2 refcount
  * pass), the image served read-only again: the same bytes hash the same, the kept zeros and the
  * discarded ranges read as zero.
@@ -42,7 +43,9 @@ export async function readInPlaceBaseline(device: BlockSource, plans: readonly V
   const started = performance.now();
   const mounted = plans.filter((p) => p.action === 'mount');
   const zeroed = ExtentSet.from(plans.flatMap((p) => zeroingRanges(p).ranges));
-  const skipped = zeroed.union(ExtentSet.from(mounted.map((p) => ({ start: p.volume.offsetBytes, end: p.volume.offsetBytes + p.volume.sizeBytes }))));
+  // A mounted volume's partition-table and LVM structures are still checked: the pass writes them back.
+  const mountedBytes = mounted.map((p) => ExtentSet.of(p.volume.offsetBytes, p.volume.sizeBytes).subtract(p.protectedRanges));
+  const skipped = mountedBytes.reduce((all, one) => all.union(one), zeroed);
   const keptZero: Range[] = [];
   const hashed: Range[] = [];
   const digests = new Map<number, string>();
@@ -123,7 +126,8 @@ export function findInPlaceChange(after: BlockSource, b: InPlaceBaseline, signal
       const toHash = within(hashed, chunk);
       const digest = await hashChunk(after, toHash);
       if (digest !== b.digests.get(chunk.start)) {
-        return { offsetBytes: toHash.ranges[0]?.start ?? chunk.start, endBytes: chunk.end, kind: 'changed' };
+        const span = spanOf(toHash) ?? chunk;
+        return { offsetBytes: span.start, endBytes: span.end, kind: 'changed' };
       }
       return undefined;
     };
@@ -141,12 +145,27 @@ async function hashChunk(device: BlockSource, ranges: ExtentSet): Promise<string
 }
 
 function describe(f: InPlaceFinding, b: InPlaceBaseline): string {
-  const inside = b.volumes.filter((v) => v.range.start <= f.offsetBytes && f.offsetBytes < v.range.end);
-  const volume = inside.sort((x, y) => x.range.end - x.range.start - (y.range.end - y.range.start))[0];
-  const where = volume ? `on ${volume.name}` : 'outside every volume';
   if (f.kind === 'changed') {
+    const where = placesOf(b, within(b.hashed, { start: f.offsetBytes, end: f.endBytes! }));
     return `--verify: bytes the pass must not change were changed, between byte offsets ${f.offsetBytes} and ${f.endBytes} (${where})`;
   }
+  const where = placesOf(b, ExtentSet.of(f.offsetBytes, 1));
   const why = b.zeroed.covers(f.offsetBytes, f.offsetBytes + 1) ? 'the pass discarded it' : 'it read as zero before the pass';
   return `--verify: byte offset ${f.offsetBytes} (${where}) does not read as zero, but ${why}`;
+}
+
+/** The innermost volumes (a logical volume, not its PV) holding any of `bytes`, and whether some lie outside every volume. */
+function placesOf(b: InPlaceBaseline, bytes: ExtentSet): string {
+  const bySize = [...b.volumes].sort((x, y) => x.range.end - x.range.start - (y.range.end - y.range.start));
+  const names: string[] = [];
+  let left = bytes;
+  for (const v of bySize) {
+    const range = ExtentSet.of(v.range.start, v.range.end - v.range.start);
+    if (left.intersect(range).isEmpty) continue;
+    names.push(v.name);
+    left = left.subtract(range);
+  }
+  const places = names.map((n) => `on ${n}`);
+  if (!left.isEmpty) places.push('outside every volume');
+  return places.join(', ');
 }

@@ -116,9 +116,9 @@ describeIntegration('--verify on GPT with ext4, xfs, ntfs, vfat, swap, btrfs', {
     await copyImage(input, disk);
     const { r } = await run(['--in-place', '--verify', '-q', '-f', 'raw', disk], { [CORRUPT]: String(MBR_BYTE) });
     expect(r.exitCode).toBe(1);
-    expect(r.stderr.split('\n').filter((l) => l.startsWith('sparsify: error:'))).toEqual([
-      'sparsify: error: --verify: bytes the pass must not change were changed, between byte offsets 0 and 8388608 (outside every volume)',
-    ]);
+    const errors = r.stderr.split('\n').filter((l) => l.startsWith('sparsify: error:'));
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatch(/^sparsify: error: --verify: bytes the pass must not change were changed, between byte offsets 0 and \d+ \(.*outside every volume\)$/);
     await rm(disk);
   });
 });

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { ExtentSet } from '../../../src/disk/extent-set.js';
 import type { BlockSource } from '../../../src/disk/types.js';
 import type { Action, VolumePlan } from '../../../src/engines/plan.js';
 import { isSparsifyError } from '../../../src/errors.js';
@@ -25,13 +26,21 @@ function memoryDisk(bytes: Uint8Array): BlockSource {
   };
 }
 
-function plan(name: string, offsetMiB: number, sizeMiB: number, action: Action, type: 'ext4' | 'swap' = 'ext4'): VolumePlan {
+function plan(name: string, offsetMiB: number, sizeMiB: number, action: Action, type: 'ext4' | 'swap' = 'ext4', protectedRanges = ExtentSet.empty): VolumePlan {
   const volume = { name, offsetBytes: offsetMiB * MiB, sizeBytes: sizeMiB * MiB, kind: 'partition' as const };
-  return { volume, fs: { type }, action, reason: 'test', warn: false };
+  return { volume, fs: { type }, action, reason: 'test', warn: false, protectedRanges };
 }
 
+/** An EBR inside the mounted volume: the pass writes it back, so it is checked. */
+const EBR = ExtentSet.of(20 * MiB, 512);
+
 // sda1 kept (5 MiB from 1), sda2 --zero (8 MiB from 6), sda3 swap (4 MiB from 14), sda4 mounted (5 MiB from 18).
-const PLANS = [plan('/dev/sda1', 1, 5, 'keep'), plan('/dev/sda2', 6, 8, 'zero'), plan('/dev/sda3', 14, 4, 'swap', 'swap'), plan('/dev/sda4', 18, 5, 'mount')];
+const PLANS = [
+  plan('/dev/sda1', 1, 5, 'keep'),
+  plan('/dev/sda2', 6, 8, 'zero'),
+  plan('/dev/sda3', 14, 4, 'swap', 'swap'),
+  plan('/dev/sda4', 18, 5, 'mount', 'ext4', EBR),
+];
 const signal = new AbortController().signal;
 
 /** Non-zero bytes that differ from their neighbours (cheaper than a PRNG over 24 MiB). */
@@ -53,7 +62,8 @@ function afterPass(disk: Uint8Array): Uint8Array {
   const out = disk.slice();
   out.fill(0, 6 * MiB, 14 * MiB);
   out.fill(0, 14 * MiB + 4096, 18 * MiB);
-  pattern(out, 18 * MiB, 23 * MiB, 11);
+  pattern(out, 18 * MiB, 20 * MiB, 11);
+  pattern(out, 20 * MiB + 512, 23 * MiB, 11);
   return out;
 }
 
@@ -63,16 +73,17 @@ describe('in-place --verify', () => {
     expect(b.notVerified).toEqual([{ name: '/dev/sda4', reason: 'mounted' }]);
     expect(b.zeroed.totalBytes).toBe(8 * MiB + 4 * MiB - 4096);
     expect(b.keptZero.totalBytes).toBe(MiB);
-    expect(b.hashed.totalBytes + b.keptZero.totalBytes + b.zeroed.totalBytes).toBe(SIZE - 5 * MiB);
+    expect(b.hashed.totalBytes + b.keptZero.totalBytes + b.zeroed.totalBytes).toBe(SIZE - 5 * MiB + 512);
     expect(await findInPlaceChange(memoryDisk(afterPass(before())), b, signal)).toBeUndefined();
   });
 
   it.each([
-    ['a byte of a kept volume', 5 * MiB + 7, { kind: 'changed', offsetBytes: 0, endBytes: 8 * MiB }],
-    ['a byte past the last volume', 23 * MiB + 1, { kind: 'changed', offsetBytes: 23 * MiB, endBytes: 24 * MiB }],
-    ['the swap header', 14 * MiB + 100, { kind: 'changed', offsetBytes: 14 * MiB, endBytes: 16 * MiB }],
+    ['a byte of a kept volume', 5 * MiB + 7, { kind: 'changed', offsetBytes: 0, endBytes: 6 * MiB }],
+    ['a byte past the last volume', 23 * MiB + 1, { kind: 'changed', offsetBytes: 20 * MiB, endBytes: 24 * MiB }],
+    ['the swap header', 14 * MiB + 100, { kind: 'changed', offsetBytes: 14 * MiB, endBytes: 14 * MiB + 4096 }],
     ['a discarded byte', 9 * MiB + 3, { kind: 'not-zero', offsetBytes: 9 * MiB + 3 }],
     ['a byte that read as zero before', 2 * MiB + 5, { kind: 'not-zero', offsetBytes: 2 * MiB + 5 }],
+    ['an EBR inside the mounted volume', 20 * MiB + 510, { kind: 'changed', offsetBytes: 20 * MiB, endBytes: 24 * MiB }],
   ] as const)('finds %s changed', async (_, at, finding) => {
     const b = await readInPlaceBaseline(memoryDisk(before()), PLANS, signal);
     const after = afterPass(before());
