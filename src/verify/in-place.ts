@@ -52,9 +52,10 @@ export async function readInPlaceBaseline(device: BlockSource, plans: readonly V
   await walkChunks({ sizeBytes: device.sizeBytes, signal }, async (window) => {
     const zeroBefore = await readZeroExtents(device, window.start, window.end - window.start);
     const unchanged = ExtentSet.of(window.start, window.end - window.start).subtract(skipped);
-    keptZero.push(...unchanged.intersect(zeroBefore).ranges);
+    // A loop, not push(...ranges): a fragmented window can hold more ranges than a call takes arguments.
+    for (const r of unchanged.intersect(zeroBefore).ranges) keptZero.push(r);
     const toHash = unchanged.subtract(zeroBefore);
-    hashed.push(...toHash.ranges);
+    for (const r of toHash.ranges) hashed.push(r);
     return async (chunk) => {
       const digest = await hashChunk(device, within(toHash, chunk));
       if (digest) digests.set(chunk.start, digest);
@@ -76,7 +77,7 @@ export async function readInPlaceBaseline(device: BlockSource, plans: readonly V
 /** What is wrong after the pass. */
 export interface InPlaceFinding extends Finding {
   readonly kind: 'changed' | 'not-zero';
-  /** 'changed': the end of the chunk whose hash differs. */
+  /** 'changed': the end of the hashed bytes of the chunk whose hash differs (offsetBytes is their start). */
   readonly endBytes?: number;
 }
 
