@@ -80,6 +80,12 @@ describe('parseCommandLine: in-place mode', () => {
     expect(run('--inplace', 'd.img').options.mode).toBe('in-place');
   });
 
+  it('--verify in both modes, off by default', () => {
+    expect(run('--in-place', '--verify', 'd.img').options).toMatchObject({ mode: 'in-place', verify: true });
+    expect(run('--verify', 'a', 'b').options).toMatchObject({ mode: 'copy', verify: true });
+    expect(run('a', 'b').options.verify).toBe(false);
+  });
+
   it('refuses copy-only options with virt-sparsify messages', () => {
     expect(usageError('--in-place', '--compress', 'd')).toMatch(/--in-place and --compress/);
     expect(usageError('--in-place', '--convert', 'raw', 'd')).toMatch(/--in-place and --convert/);
