@@ -38,10 +38,18 @@ function runScript(run: ScriptRun, script: string): Promise<ScriptResult> {
 
 describeIntegration("libguestfs' own virt-sparsify test scripts, unchanged", { tools: ['apt-get', 'tar', 'bash', 'guestfish', 'du', 'qemu-img'], root: true }, () => {
   let sparsifyDir: string;
+  /** Why the scripts cannot be had; only outside CI, where the suite is then skipped. */
+  let unavailable: string | undefined;
   const runs: ScriptRun[] = [];
 
   beforeAll(async () => {
-    sparsifyDir = await guestfsToolsSparsifyDir();
+    try {
+      sparsifyDir = await guestfsToolsSparsifyDir();
+    } catch (err) {
+      if (process.env.CI === 'true') throw err;
+      unavailable = (err as Error).message;
+      console.warn(`skipping libguestfs' test scripts: ${unavailable}`);
+    }
   });
 
   afterAll(async () => {
@@ -55,7 +63,8 @@ describeIntegration("libguestfs' own virt-sparsify test scripts, unchanged", { t
     { script: 'test-virt-sparsify-in-place.sh', call: '--debug-gc --in-place --format raw test-virt-sparsify-in-place.img' },
   ];
   for (const { script, call } of cases) {
-    it(`${script} passes`, async () => {
+    it(`${script} passes`, async (ctx) => {
+      if (unavailable) return ctx.skip();
       const run = await prepareScriptRun(sparsifyDir, script);
       runs.push(run);
       const result = await runScript(run, script);
