@@ -73,6 +73,9 @@ function buildProgram(): Command {
     .addOption(new Option('--colors').hideHelp())
     .addOption(new Option('--colours').hideHelp())
     .addOption(new Option('--color').hideHelp())
+    .addOption(new Option('--colour').hideHelp())
+    // virt-sparsify's OCaml GC check at exit; accepted with no effect, as its test scripts pass it.
+    .addOption(new Option('--debug-gc').hideHelp())
     .addOption(new Option('--echo-keys').hideHelp())
     .addOption(new Option('--keys-from-stdin').hideHelp())
     .addOption(new Option('--key <selector>').hideHelp())

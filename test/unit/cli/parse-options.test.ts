@@ -114,6 +114,13 @@ describe('parseCommandLine: presentation', () => {
     expect(run('-v', '-x', '-q', 'a', 'b').presentation).toMatchObject({ verbose: true, trace: true, quiet: true });
   });
 
+  it("accepts virt-sparsify's presentation options with no effect (its own test scripts pass --debug-gc)", () => {
+    const plain = run('--in-place', 'a');
+    for (const flag of ['--debug-gc', '--colour', '--colours', '--colors', '--color', '--wrap', '--echo-keys', '--keys-from-stdin']) {
+      expect(run(flag, '--in-place', 'a')).toEqual(plain);
+    }
+  });
+
   it('--help and -V exit 0 without a run', () => {
     expect(parseCommandLine(['-V'])).toEqual({ kind: 'exit', code: 0 });
   });
