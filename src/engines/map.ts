@@ -7,11 +7,11 @@
 import { ExtentSet } from '../disk/extent-set.js';
 import { sliceReader, type BlockReader } from '../disk/types.js';
 import { isSparsifyError } from '../errors.js';
-import { readExtFreeMap } from '../fs/ext.js';
-import { readFatFreeMap } from '../fs/fat.js';
-import { readNtfsFreeMap } from '../fs/ntfs.js';
+import { readExtFreeMap } from '../fs/ext/free-map.js';
+import { readFatFreeMap } from '../fs/fat/free-map.js';
+import { readNtfsFreeMap } from '../fs/ntfs/free-map.js';
 import { readSwapFreeMap } from '../fs/swap.js';
-import { readXfsFreeMap } from '../fs/xfs.js';
+import { readXfsFreeMap } from '../fs/xfs/free-map.js';
 import type { FreeMap, FsType, ProbeResult } from '../fs/types.js';
 import type { Volume } from '../layout/types.js';
 

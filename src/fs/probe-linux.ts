@@ -3,7 +3,7 @@
  * detector that reads it. ext2/3/4 is in probe-ext.ts.
  */
 import type { BlockReader } from '../disk/types.js';
-import { cString, hasAscii, isPowerOfTwo, u64be, u64le, uuidText, viewOf } from '../layout/bytes.js';
+import { cString, hasAscii, isPowerOfTwo, u64be, u64le, uuidText, viewOf } from '../binary/bytes.js';
 import { alwaysLive, fits, labelField, readAt, type Detected } from './probe-common.js';
 import type { ProbeResult } from './types.js';
 

@@ -6,10 +6,10 @@
 import type { BlockReader } from '../disk/types.js';
 import { LVM_LABEL_SECTOR_BYTES, findLvmPvLabel } from '../layout/lvm-pv.js';
 import { alwaysLive, type Detected, type Detector } from './probe-common.js';
-import { detectExt } from './probe-ext.js';
-import { detectVfat } from './probe-fat.js';
+import { detectExt } from './ext/probe.js';
+import { detectVfat } from './fat/probe.js';
 import { detectBtrfs, detectLuks, detectSwap, detectXfs } from './probe-linux.js';
-import { detectNtfs } from './probe-ntfs.js';
+import { detectNtfs } from './ntfs/probe.js';
 import type { ProbeResult } from './types.js';
 
 /** How much of the volume's start one read fetches: boot sectors, ext, LVM label, 4 KiB swap page. */

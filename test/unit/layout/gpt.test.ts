@@ -1,7 +1,7 @@
 import * as zlib from 'node:zlib';
 import { describe, expect, it } from 'vitest';
+import { crc32, crc32Update } from '../../../src/binary/crc32.js';
 import { isSparsifyError } from '../../../src/errors.js';
-import { crc32, crc32Update } from '../../../src/layout/crc32.js';
 import { parseGptHeader } from '../../../src/layout/gpt.js';
 import { readLayout } from '../../../src/layout/read-layout.js';
 import {
