@@ -3,8 +3,9 @@
  * (kernel Documentation/filesystems/ext4/group_descr.rst, checksums.rst).
  */
 import { viewOf } from '../../binary/bytes.js';
+import { crc32cUpdate } from '../../binary/crc32.js';
 import { SparsifyError } from '../../errors.js';
-import { crc16Update, crc32cUpdate, le32Bytes } from './checksum.js';
+import { crc16Update, le32Bytes } from './checksum.js';
 import type { ExtSuper } from './superblock.js';
 
 /** group_descr.rst offsets: [low half, high half (64-byte descriptors only)]. */

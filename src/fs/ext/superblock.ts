@@ -5,8 +5,8 @@
  * BAD_IMAGE for any value the kernel would refuse to mount.
  */
 import { isPowerOfTwo, viewOf } from '../../binary/bytes.js';
+import { crc32cUpdate } from '../../binary/crc32.js';
 import { SparsifyError } from '../../errors.js';
-import { crc32cUpdate } from './checksum.js';
 import { EXT_SUPERBLOCK_OFFSET, parseExtSuperblock } from './probe.js';
 
 /** super.rst: the superblock is 1024 bytes at byte 1024 whatever the block size. */

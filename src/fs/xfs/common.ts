@@ -1,10 +1,11 @@
 /**
- * What the XFS decoders share: the damage error, CRC32c, and the basic-block unit.
+ * What the XFS decoders share: the damage error, the CRC32c checksum rule, and the basic-block unit.
  *
  * Sources for every XFS file here: "XFS Algorithms & Data Structures" (3rd ed.), and the on-disk
  * definitions in xfsprogs' libxfs/xfs_format.h and libxfs/xfs_log_format.h. All XFS metadata is
  * big-endian except the CRC fields, which are stored little-endian (`__le32`).
  */
+import { crc32cUpdate } from '../../binary/crc32.js';
 import { SparsifyError } from '../../errors.js';
 
 /** BBSIZE: the 512-byte "basic block" in which XFS counts disk addresses and log blocks. */
@@ -28,38 +29,13 @@ export function damage(where: string, what: string): never {
   throw new XfsDamage(where, what);
 }
 
-// CRC32c (Castagnoli, reflected polynomial 0x82F63B78), which XFS v5 uses for every checksum:
-// xfs_cksum.h seeds with ~0 and stores the inverted register, which is the standard CRC-32C.
-const CRC32C_POLYNOMIAL = 0x82f63b78;
-
-const CRC32C_TABLE: Uint32Array = (() => {
-  const table = new Uint32Array(256);
-  for (let n = 0; n < 256; n++) {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? CRC32C_POLYNOMIAL ^ (c >>> 1) : c >>> 1;
-    table[n] = c >>> 0;
-  }
-  return table;
-})();
-
-/** The raw CRC32c register update over `data` (no pre- or post-inversion). */
-export function crc32cUpdate(state: number, data: Uint8Array): number {
-  let c = state >>> 0;
-  for (let i = 0; i < data.length; i++) c = CRC32C_TABLE[(c ^ data[i]!) & 0xff]! ^ (c >>> 8);
-  return c >>> 0;
-}
-
-/** The standard CRC-32C of `data` (init and final XOR 0xFFFFFFFF). */
-export function crc32c(data: Uint8Array): number {
-  return (crc32cUpdate(0xffffffff, data) ^ 0xffffffff) >>> 0;
-}
-
 const CRC_FIELD_BYTES = 4;
 const ZERO_CRC_FIELD = new Uint8Array(CRC_FIELD_BYTES);
 
 /**
  * The XFS checksum of `bytes` with its 4-byte CRC field at `crcOffset` taken as zero
  * (xfs_start_cksum_safe / xfs_end_cksum), as the number stored little-endian in that field.
+ * xfs_cksum.h seeds with ~0 and stores the inverted register: the standard CRC-32C.
  */
 export function xfsChecksum(bytes: Uint8Array, crcOffset: number): number {
   let state = crc32cUpdate(0xffffffff, bytes.subarray(0, crcOffset));

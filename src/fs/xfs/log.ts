@@ -23,8 +23,9 @@
  * Format: libxfs/xfs_log_format.h, struct xlog_rec_header, xlog_rec_ext_header, xlog_op_header.
  */
 import { u64be, viewOf } from '../../binary/bytes.js';
+import { crc32cUpdate } from '../../binary/crc32.js';
 import type { BlockReader } from '../../disk/types.js';
-import { BB_BYTES, crc32cUpdate, sameUuid } from './common.js';
+import { BB_BYTES, sameUuid } from './common.js';
 import { agBlockOffsetBytes, agLengthBlocks, type XfsGeometry } from './superblock.js';
 
 const XLOG_HEADER_MAGIC = 0xfeedbabe;

@@ -7,7 +7,8 @@ import { describe, expect, it } from 'vitest';
 import type { BlockReader } from '../../../../src/disk/types.js';
 import { isSparsifyError } from '../../../../src/errors.js';
 import { complementRuns, firstClearBit, parseBitmapFreeRuns } from '../../../../src/fs/ext/bitmap.js';
-import { crc16Update, crc32cUpdate } from '../../../../src/fs/ext/checksum.js';
+import { crc32cUpdate } from '../../../../src/binary/crc32.js';
+import { crc16Update } from '../../../../src/fs/ext/checksum.js';
 import { groupDescriptorChecksum, parseGroupDescriptor } from '../../../../src/fs/ext/descriptor.js';
 import { baseMetaBlocks, descriptorBlock, groupHasSuper } from '../../../../src/fs/ext/layout.js';
 import { extSuperDistrust, parseExtSuper, type ExtSuper } from '../../../../src/fs/ext/superblock.js';
@@ -311,8 +312,7 @@ async function reasonOf(map: Promise<FreeMap>): Promise<string> {
 
 describe('ext checksums and decoders', () => {
   const ascii = new TextEncoder().encode('123456789');
-  it('crc32c and crc16 give the catalogued check values', () => {
-    expect((crc32cUpdate(0xffffffff, ascii) ^ 0xffffffff) >>> 0).toBe(0xe3069283);
+  it('crc16 gives the catalogued check value', () => {
     expect(crc16Update(0xffff, ascii)).toBe(0x4b37); // CRC-16/MODBUS: poly 0x8005 reflected, init 0xFFFF
   });
 

@@ -3,7 +3,7 @@ import { ExtentSet } from '../../../../src/disk/extent-set.js';
 import { isSparsifyError } from '../../../../src/errors.js';
 import { parseXfsAgf, parseXfsAgfl } from '../../../../src/fs/xfs/ag.js';
 import { allocBtreeShape, parseXfsAllocBlock } from '../../../../src/fs/xfs/btree.js';
-import { crc32c, XfsDamage } from '../../../../src/fs/xfs/common.js';
+import { XfsDamage } from '../../../../src/fs/xfs/common.js';
 import { logBlockCycle, parseLogRecordHeader } from '../../../../src/fs/xfs/log.js';
 import { parseXfsGeometry } from '../../../../src/fs/xfs/superblock.js';
 import { readXfsFreeMap } from '../../../../src/fs/xfs/free-map.js';
@@ -11,7 +11,6 @@ import type { FreeMap } from '../../../../src/fs/types.js';
 import { prng } from '../../../helpers/copy-fakes.js';
 import {
   buildXfs,
-  crc32cBitwise,
   DEFAULT_SPEC,
   imageReader,
   putCleanLog,
@@ -83,14 +82,6 @@ async function reasonOf(l: XfsLayout): Promise<string> {
   if (map.trusted) throw new Error('expected an untrusted map');
   return map.reason;
 }
-
-describe('crc32c', () => {
-  it('matches the CRC-32C check value and a bitwise implementation', () => {
-    expect(crc32c(new TextEncoder().encode('123456789'))).toBe(0xe3069283);
-    const data = Uint8Array.from({ length: 4099 }, (_, i) => (i * 131 + 7) & 0xff);
-    expect(crc32c(data)).toBe(crc32cBitwise(data));
-  });
-});
 
 describe('readXfsFreeMap on synthetic volumes', () => {
   it.each([
