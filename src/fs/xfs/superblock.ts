@@ -6,7 +6,7 @@
  */
 import { isPowerOfTwo, u64be, viewOf } from '../../binary/bytes.js';
 import { SparsifyError } from '../../errors.js';
-import { parseXfsSuperblock } from '../probe-linux.js';
+import { parseXfsSuperblock } from './probe.js';
 import { crcMatches } from './common.js';
 
 /** Field offsets in struct xfs_dsb. */
