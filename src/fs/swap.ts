@@ -11,7 +11,7 @@
 import { ExtentSet } from '../disk/extent-set.js';
 import type { BlockReader } from '../disk/types.js';
 import { SparsifyError } from '../errors.js';
-import { hasAscii, viewOf } from '../layout/bytes.js';
+import { hasAscii, viewOf } from '../binary/bytes.js';
 import type { FreeMap, ProbeResult } from './types.js';
 
 const SWAP_PAGE_SIZES = [4096, 8192, 16384, 32768, 65536];
