@@ -28,7 +28,7 @@ function memoryDisk(bytes: Uint8Array): BlockSource {
 
 function plan(name: string, offsetMiB: number, sizeMiB: number, action: Action, type: 'ext4' | 'swap' = 'ext4', protectedRanges = ExtentSet.empty): VolumePlan {
   const volume = { name, offsetBytes: offsetMiB * MiB, sizeBytes: sizeMiB * MiB, kind: 'partition' as const };
-  return { volume, fs: { type }, action, reason: 'test', warn: false, protectedRanges };
+  return { volume, fs: type === 'swap' ? { type, blockSizeBytes: 4096 } : { type }, action, reason: 'test', warn: false, protectedRanges };
 }
 
 /** An EBR inside the mounted volume: the pass writes it back, so it is checked. */
