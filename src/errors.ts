@@ -18,6 +18,7 @@ export type ErrorCode =
   | 'NO_SPACE' // no room for temp files or output
   | 'TMP_CHECK' // --check-tmpdir=fail refused the run
   | 'NO_DISCARD' // in-place: the image cannot discard
+  | 'VERIFY_FAILED' // --verify found a byte that is not what it must be
   | 'CANCELLED' // SIGINT/SIGTERM
   | 'INTERNAL';
 

@@ -38,6 +38,8 @@ export interface CommonOptions {
   readonly engine: EngineChoice;
   /** Write a JSON report here. */
   readonly jsonFile?: string;
+  /** Re-read the result and compare it with what it must hold (src/verify/). */
+  readonly verify: boolean;
 }
 
 /** `sparsify IN OUT`. */

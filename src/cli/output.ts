@@ -2,6 +2,7 @@ import type { Logger } from '../context.js';
 import type { RunUi } from '../modes/ui.js';
 import type { RunReport } from '../report/types.js';
 import { humanBytes } from '../util/size.js';
+import { formatVerify } from '../verify/summary.js';
 import type { Presentation } from './parse-options.js';
 import type { LineSink } from './report-files.js';
 
@@ -69,6 +70,7 @@ export function formatSummary(report: RunReport): string {
     out.push(`After:  ${humanBytes(report.allocatedBytesAfter)} allocated`);
   }
   for (const note of report.notes ?? []) out.push(`Note:   ${note}`);
+  if (report.verify) out.push(`Verify: ${formatVerify(report.verify, report.mode)}`);
   out.push(`Time:   ${(report.totalMs / 1000).toFixed(1)} s`);
   return out.join('\n');
 }

@@ -59,6 +59,11 @@ function buildProgram(): Command {
     .option('--overwrite', 'replace an existing output disk')
     .addOption(new Option('--engine <engine>', 'how free space is found').choices(['auto', 'map', 'mount']).default('auto'))
     .option('--json <file>', 'write a JSON report (per volume, sizes, timings)')
+    .option(
+      '--verify',
+      'check the result: copy mode re-reads the output against what was copied (the input, or the overlay holding ' +
+        "the mount engine's writes); in place, what the pass must not change against a checksum taken before it",
+    )
     .option('--machine-readable', 'machine-friendly output; --machine-readable=file:F|stream:stdout|stream:stderr|fd:N sends it there')
     .addOption(new Option('--machine-readable-to <target>').hideHelp())
     .option('-q, --quiet', 'no progress output')
@@ -68,6 +73,9 @@ function buildProgram(): Command {
     .addOption(new Option('--colors').hideHelp())
     .addOption(new Option('--colours').hideHelp())
     .addOption(new Option('--color').hideHelp())
+    .addOption(new Option('--colour').hideHelp())
+    // virt-sparsify's OCaml GC check at exit; accepted with no effect, as its test scripts pass it.
+    .addOption(new Option('--debug-gc').hideHelp())
     .addOption(new Option('--echo-keys').hideHelp())
     .addOption(new Option('--keys-from-stdin').hideHelp())
     .addOption(new Option('--key <selector>').hideHelp())
@@ -177,6 +185,7 @@ function validate(o: Raw, disks: string[]): Options {
     zero: o.zero as string[],
     engine: o.engine as 'auto' | 'map' | 'mount',
     ...(o.json ? { jsonFile: resolve(o.json as string) } : {}),
+    verify: Boolean(o.verify),
   };
   if (o.inPlace || o.inplace) return validateInPlace(o, disks, common);
   if (disks.length !== 2) throw usage('usage: sparsify [--options] indisk outdisk');

@@ -7,30 +7,13 @@
 import { ExtentSet } from '../disk/extent-set.js';
 import { sliceReader, type BlockReader } from '../disk/types.js';
 import { isSparsifyError } from '../errors.js';
-import { readExtFreeMap } from '../fs/ext.js';
-import { readFatFreeMap } from '../fs/fat.js';
-import { readNtfsFreeMap } from '../fs/ntfs.js';
-import { readSwapFreeMap } from '../fs/swap.js';
-import { readXfsFreeMap } from '../fs/xfs.js';
+import { fsDriverFor } from '../fs/probe.js';
 import type { FreeMap, FsType, ProbeResult } from '../fs/types.js';
 import type { Volume } from '../layout/types.js';
 
-/** Reads one filesystem's free map from a reader that covers exactly the volume. */
-export type FreeMapReader = (reader: BlockReader) => Promise<FreeMap>;
-
-const READERS: Partial<Record<FsType, FreeMapReader>> = {
-  ext2: readExtFreeMap,
-  ext3: readExtFreeMap,
-  ext4: readExtFreeMap,
-  ntfs: readNtfsFreeMap,
-  vfat: readFatFreeMap,
-  swap: readSwapFreeMap,
-  xfs: readXfsFreeMap,
-};
-
-/** Whether the map engine can read this filesystem type. */
+/** Whether the map engine can read this filesystem type: its driver has a free-map reader. */
 export function canMap(type: FsType): boolean {
-  return READERS[type] !== undefined;
+  return fsDriverFor(type)?.readFreeMap !== undefined;
 }
 
 /**
@@ -38,7 +21,7 @@ export function canMap(type: FsType): boolean {
  * untrusted map with the error as its reason: a damaged filesystem is never read from its map.
  */
 export async function readVolumeFreeMap(disk: BlockReader, volume: Volume, fs: ProbeResult): Promise<FreeMap | undefined> {
-  const read = READERS[fs.type];
+  const read = fsDriverFor(fs.type)?.readFreeMap;
   if (!read) return undefined;
   try {
     const map = await read(sliceReader(disk, volume.offsetBytes, volume.sizeBytes));

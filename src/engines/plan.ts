@@ -9,7 +9,7 @@ export type Action =
   | 'keep'
   /** Made wholly zero (--zero). */
   | 'zero'
-  /** Swap (--engine mount): the first 4096 bytes (label, UUID) kept, the rest zeroed. */
+  /** Swap (--engine mount): the first page (label, UUID, signature) kept, the rest zeroed. */
   | 'swap'
   /** The filesystem's own allocation map says which bytes are free (map engine). */
   | 'map'

@@ -5,12 +5,15 @@
  */
 import type { BlockReader } from '../disk/types.js';
 import { LVM_LABEL_SECTOR_BYTES, findLvmPvLabel } from '../layout/lvm-pv.js';
-import { alwaysLive, type Detected, type Detector } from './probe-common.js';
-import { detectExt } from './probe-ext.js';
-import { detectVfat } from './probe-fat.js';
-import { detectBtrfs, detectLuks, detectSwap, detectXfs } from './probe-linux.js';
-import { detectNtfs } from './probe-ntfs.js';
-import type { ProbeResult } from './types.js';
+import type { FsDriver } from './driver.js';
+import { extDriver } from './ext/index.js';
+import { fatDriver } from './fat/index.js';
+import { ntfsDriver } from './ntfs/index.js';
+import { alwaysLive, type Detected } from './probe-common.js';
+import { detectBtrfs, detectLuks, detectSwap } from './probe-linux.js';
+import { readSwapFreeMap } from './swap.js';
+import type { FsType, ProbeResult } from './types.js';
+import { xfsDriver } from './xfs/index.js';
 
 /** How much of the volume's start one read fetches: boot sectors, ext, LVM label, 4 KiB swap page. */
 export const PROBE_HEAD_BYTES = 8192;
@@ -31,23 +34,37 @@ function detectLvmPv(_reader: BlockReader, head: Uint8Array): Promise<Detected |
   });
 }
 
+// The formats without a folder of their own yet: detectors in probe-linux.ts, swap's map in swap.ts.
+const luksDriver: FsDriver = { types: ['luks'], detect: detectLuks };
+const lvmPvDriver: FsDriver = { types: ['lvm-pv'], detect: detectLvmPv };
+const swapDriver: FsDriver = { types: ['swap'], detect: detectSwap, readFreeMap: readSwapFreeMap };
+const btrfsDriver: FsDriver = { types: ['btrfs'], detect: detectBtrfs };
+
 /**
+ * Every filesystem and volume format the probe knows, once. Adding one is a folder under
+ * src/fs exporting its driver, and a line here.
+ *
  * Precedence when several signatures match, first wins. A later mkfs leaves some of an earlier
  * one's bytes alone: mke2fs and mkswap never write the first 1 KiB, where FAT, NTFS and XFS
  * keep their boot sector or superblock, while those three always overwrite 1–2 KiB; mkfs.btrfs
  * zeroes the first megabytes, so anything else found there is newer. LUKS and LVM labels carry
  * long magics (and a CRC for LVM) and come first, as in libblkid.
  */
-const DETECTORS: readonly Detector[] = [
-  detectLuks,
-  detectLvmPv,
-  detectSwap,
-  detectExt,
-  detectXfs,
-  detectNtfs,
-  detectVfat,
-  detectBtrfs,
+export const FS_DRIVERS: readonly FsDriver[] = [
+  luksDriver,
+  lvmPvDriver,
+  swapDriver,
+  extDriver,
+  xfsDriver,
+  ntfsDriver,
+  fatDriver,
+  btrfsDriver,
 ];
+
+/** The driver whose detector reports `type`; undefined for 'unknown'. */
+export function fsDriverFor(type: FsType): FsDriver | undefined {
+  return FS_DRIVERS.find((d) => d.types.includes(type));
+}
 
 function describe(d: Detected): string {
   return `${d.result.detail ?? d.result.type} signature at byte ${d.magicOffsetBytes}`;
@@ -61,7 +78,7 @@ function withNote(chosen: Detected, others: readonly Detected[], why: string): P
 /**
  * Picks one of several matches the way libblkid would refuse to ("ambivalent result"): the
  * matches whose own structures look live win over those that do not; among equals the
- * precedence of DETECTORS decides. The detail names what was set aside.
+ * precedence of FS_DRIVERS decides. The detail names what was set aside.
  */
 async function resolve(found: readonly Detected[]): Promise<ProbeResult> {
   const live: Detected[] = [];
@@ -81,8 +98,8 @@ async function resolve(found: readonly Detected[]): Promise<ProbeResult> {
 export async function probeVolume(reader: BlockReader): Promise<ProbeResult> {
   const head = await reader.read(0, Math.min(reader.sizeBytes, PROBE_HEAD_BYTES));
   const found: Detected[] = [];
-  for (const detect of DETECTORS) {
-    const d = await detect(reader, head);
+  for (const driver of FS_DRIVERS) {
+    const d = await driver.detect(reader, head);
     if (d) found.push(d);
   }
   if (found.length === 0) return { type: 'unknown' };

@@ -11,8 +11,8 @@
 import { ExtentSet } from '../disk/extent-set.js';
 import type { BlockReader } from '../disk/types.js';
 import { SparsifyError } from '../errors.js';
-import { hasAscii, viewOf } from '../layout/bytes.js';
-import type { FreeMap } from './types.js';
+import { hasAscii, viewOf } from '../binary/bytes.js';
+import type { FreeMap, ProbeResult } from './types.js';
 
 const SWAP_PAGE_SIZES = [4096, 8192, 16384, 32768, 65536];
 /** The signature fills the last 10 bytes of the first page (swap_header.magic). */
@@ -81,4 +81,13 @@ export async function readSwapFreeMap(reader: BlockReader): Promise<FreeMap> {
     counterFreeBytes: free.totalBytes,
     detail: `swap v1, ${pageBytes}-byte pages${bad}`,
   };
+}
+
+/**
+ * The bytes a swap area's header fills: its whole first page, of the page size the probe found
+ * the signature with (64 KiB pages put it at byte 65526). Without a probed page size, the
+ * largest one: keeping a few pages of stale memory is harmless, losing the signature is not.
+ */
+export function swapHeaderBytes(fs: ProbeResult): number {
+  return fs.blockSizeBytes ?? SWAP_PAGE_SIZES[SWAP_PAGE_SIZES.length - 1]!;
 }

@@ -3,11 +3,11 @@
  * Pure decoders over one header sector and one entry array, and `readGpt` which picks the
  * primary copy or, when it is damaged, the backup at the last LBA.
  */
+import { guidText, hasAscii, isAllZero, u64le, utf16le, viewOf } from '../binary/bytes.js';
+import { crc32 } from '../binary/crc32.js';
 import { ExtentSet, type Range } from '../disk/extent-set.js';
 import type { BlockReader } from '../disk/types.js';
 import { SparsifyError } from '../errors.js';
-import { guidText, hasAscii, isAllZero, u64le, utf16le, viewOf } from './bytes.js';
-import { crc32 } from './crc32.js';
 import type { Volume } from './types.js';
 
 /** §5.3.2 Table 5-5, offset 0: the ASCII signature "EFI PART". */

@@ -6,10 +6,10 @@
  * metadata. The rest of the area is a circular buffer of metadata texts: a text that runs past
  * the end continues right after the header. Checksums use lvm2's CRC (see lvm-pv.ts).
  */
+import { hasAscii, u64le, viewOf } from '../binary/bytes.js';
+import { crc32Update } from '../binary/crc32.js';
 import { SparsifyError } from '../errors.js';
 import type { BlockReader } from '../disk/types.js';
-import { hasAscii, u64le, viewOf } from './bytes.js';
-import { crc32Update } from './crc32.js';
 import type { PvArea } from './lvm-pv.js';
 
 export const MDA_HEADER_BYTES = 512;

@@ -4,10 +4,10 @@
  * the PV header with the PV UUID and the lists of data and metadata areas. Enough for the
  * probe; the metadata text itself is decoded elsewhere.
  */
+import { hasAscii, u64le, viewOf } from '../binary/bytes.js';
+import { crc32Update } from '../binary/crc32.js';
 import { ExtentSet } from '../disk/extent-set.js';
 import type { BlockReader } from '../disk/types.js';
-import { hasAscii, u64le, viewOf } from './bytes.js';
-import { crc32Update } from './crc32.js';
 
 /** The label sits in one of sectors 0–3 (LABEL_SCAN_SECTORS); pvcreate puts it in sector 1. */
 export const LVM_LABEL_SECTOR_BYTES = 512;

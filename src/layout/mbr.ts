@@ -4,10 +4,10 @@
  * partitions 5, 6, … in chain order, and the extended container itself is not a volume.
  * Sector size is 512 bytes: LBAs in an MBR count logical blocks and raw images use 512.
  */
+import { isAllZero, viewOf } from '../binary/bytes.js';
 import { ExtentSet } from '../disk/extent-set.js';
 import type { BlockReader } from '../disk/types.js';
 import { SparsifyError } from '../errors.js';
-import { isAllZero, viewOf } from './bytes.js';
 import type { Volume } from './types.js';
 
 /** The MBR's logical block size as raw images use it. */

@@ -4,8 +4,8 @@
  */
 import { ExtentSet } from '../disk/extent-set.js';
 import type { BlockReader } from '../disk/types.js';
-import { parseFatBootSector } from '../fs/probe-fat.js';
-import { parseNtfsBootSector } from '../fs/probe-ntfs.js';
+import { parseFatBootSector } from '../fs/fat/probe.js';
+import { parseNtfsBootSector } from '../fs/ntfs/probe.js';
 import { hasGptSignature, readGpt } from './gpt.js';
 import {
   MBR_SECTOR_BYTES,

@@ -12,9 +12,10 @@ import { openNbdClient } from '../nbd/client.js';
 import { OUTPUT_FORMATS, type CopyOptions, type OutputFormat } from '../options.js';
 import { checkImage, createImage, readImageInfo, type ImageInfo } from '../qemu/img.js';
 import { serveImage } from '../qemu/storage-daemon.js';
-import type { CopySummary, RunReport, VolumeReport } from '../report/types.js';
+import type { CopySummary, RunReport, VerifyReport, VolumeReport } from '../report/types.js';
 import { AsyncStack } from '../util/async-stack.js';
 import { PathError, pathError, renamePathError } from '../util/errno.js';
+import { verifyCopiedOutput } from '../verify/output.js';
 import { VERSION } from '../version.js';
 import { explainDaemonDeath, type WatchedDaemon } from './daemon-death.js';
 import { openOutputImage } from './output-image.js';
@@ -35,6 +36,9 @@ interface CopyState extends PassState {
   outputAllocatedBytes?: number;
   /** The daemons serving the input and the overlay, to explain a connection that broke. */
   daemons: WatchedDaemon[];
+  /** The copier's skip set: what --verify expects to read as zero. */
+  zeroed?: ExtentSet;
+  verify?: VerifyReport;
 }
 
 /**
@@ -110,6 +114,15 @@ export async function sparsifyCopy(options: CopyOptions, ctx: RunContext, ui: Ru
         );
       },
       rendererOptions: { bottomBar: 1 },
+    },
+    {
+      title: 'Verify the output',
+      skip: () => !options.verify,
+      task: async (_, task) => {
+        say(task.title);
+        const output = { path: writtenPath(target), format: state.outputFormat!, source: state.device!, zeroed: state.zeroed!, workDir: state.workDir! };
+        state.verify = await clock.time('verify', () => verifyCopiedOutput(run, output));
+      },
     },
   ];
   await runTasks(ui, tasks, state).catch(async (err: unknown) => {
@@ -226,7 +239,7 @@ async function copyToOutput(
 ): Promise<void> {
   const device = state.device!;
   state.zeroAfter = await zeroBytesPerVolume(device, state.examined!.plans);
-  const path = target.kind === 'file' ? target.partialPath : target.path;
+  const path = writtenPath(target);
   await using output = await openOutputImage(ctx, {
     path,
     blockDevice: target.kind === 'block-device',
@@ -240,6 +253,7 @@ async function copyToOutput(
   });
   try {
     const skip = ExtentSet.from(state.examined!.plans.flatMap((p) => zeroingRanges(p).ranges));
+    state.zeroed = skip;
     state.copy = await copyBlocks({ source: device, sink: output.sink, skip, signal: ctx.signal, onProgress });
     await output.finish();
   } catch (err) {
@@ -279,7 +293,13 @@ function buildReport(options: CopyOptions, state: CopyState, warnings: string[],
     volumes,
     warnings,
     ...(state.copy ? { copy: state.copy } : {}),
+    ...(state.verify ? { verify: state.verify } : {}),
     phases: clock.phases(),
     totalMs: clock.totalMs(),
   };
+}
+
+/** Where the copy is written: the temporary name of a file output, or the block device itself. */
+function writtenPath(target: OutputTarget): string {
+  return target.kind === 'file' ? target.partialPath : target.path;
 }

@@ -10,6 +10,7 @@ import { checkImage, readImageInfo, type ImageInfo } from '../qemu/img.js';
 import { serveImage } from '../qemu/storage-daemon.js';
 import type { RunReport } from '../report/types.js';
 import { AsyncStack } from '../util/async-stack.js';
+import { readInPlaceBaseline, verifyInPlace, type InPlaceBaseline } from '../verify/in-place.js';
 import { VERSION } from '../version.js';
 import { isRoot } from './preflight.js';
 import { punchFreeQcow2Clusters } from './qcow2-punch.js';
@@ -24,6 +25,8 @@ const DISCARDING_FORMATS: ReadonlySet<string> = new Set(['raw', 'qcow2']);
 interface InPlaceState extends PassState {
   info?: ImageInfo;
   allocatedBefore?: number;
+  /** --verify: what the pass must not change, read before it. */
+  baseline?: InPlaceBaseline;
 }
 
 /**
@@ -57,6 +60,11 @@ export async function sparsifyInPlace(options: InPlaceOptions, ctx: RunContext, 
         });
       },
     },
+    {
+      title: 'Checksum what the pass must not change',
+      skip: () => !options.verify,
+      task: () => clock.time('verify checksum', async () => void (state.baseline = await readInPlaceBaseline(state.device!, state.examined!.plans, ctx.signal))),
+    },
     volumePassTask('Give free space back to the host', start, state, work, true),
     {
       title: 'Flush',
@@ -72,6 +80,7 @@ export async function sparsifyInPlace(options: InPlaceOptions, ctx: RunContext, 
   await runTasks(ui, tasks, state);
   await stack[Symbol.asyncDispose]();
   const qcow2 = state.info!.format === 'qcow2' ? await clock.time('qcow2 refcounts', () => punchQcow2(work, options.input, say)) : undefined;
+  const verify = state.baseline && (await clock.time('verify', () => verifyInPlace(start.run, state.baseline!, options.input, state.info!.format)));
   const allocatedAfter = await allocatedBytes(options.input);
   say('Sparsify in-place operation completed with no errors');
   return {
@@ -86,6 +95,7 @@ export async function sparsifyInPlace(options: InPlaceOptions, ctx: RunContext, 
     },
     allocatedBytesAfter: allocatedAfter,
     ...(qcow2 ? { notes: [`qcow2: ${qcow2}`] } : {}),
+    ...(verify ? { verify } : {}),
     partitionTable: state.examined!.layout.table,
     volumes: volumeReports(state.examined!.plans, state.outcomes, state.zeroBefore, state.zeroAfter),
     warnings,

@@ -8,15 +8,13 @@ import { diskFreeRanges, readVolumeFreeMap } from '../engines/map.js';
 import { trimByMount } from '../engines/mount.js';
 import { planVolumes, unmatchedNames, type PlanInput, type ProbedVolume, type VolumePlan } from '../engines/plan.js';
 import { probeVolume } from '../fs/probe.js';
+import { swapHeaderBytes } from '../fs/swap.js';
 import { readLayout } from '../layout/read-layout.js';
 import { readLvm } from '../layout/lvm.js';
 import { lvmStructureRanges, probeLvmPv } from '../layout/lvm-pv.js';
 import type { Layout, Volume } from '../layout/types.js';
 import type { FreeMap } from '../fs/types.js';
 import type { VolumeReport } from '../report/types.js';
-
-/** Swap keeps its first page: the header with label, UUID and version (as virt-sparsify). */
-export const SWAP_HEADER_BYTES = 4096;
 
 /** The disk's layout and the plan for each of its volumes. */
 export interface Examined {
@@ -213,8 +211,11 @@ function wholeZeroingRanges(plan: VolumePlan): ExtentSet {
       return diskFreeRanges(volume, plan.freeMap!);
     case 'zero':
       return ExtentSet.of(volume.offsetBytes, volume.sizeBytes);
-    case 'swap':
-      return ExtentSet.of(volume.offsetBytes + SWAP_HEADER_BYTES, Math.max(0, volume.sizeBytes - SWAP_HEADER_BYTES));
+    case 'swap': {
+      // Swap keeps its first page (label, UUID, version, signature), as virt-sparsify does.
+      const headerBytes = Math.min(swapHeaderBytes(plan.fs), volume.sizeBytes);
+      return ExtentSet.of(volume.offsetBytes + headerBytes, volume.sizeBytes - headerBytes);
+    }
     default:
       return ExtentSet.empty;
   }

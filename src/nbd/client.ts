@@ -69,8 +69,9 @@ export async function openNbdClient(opts: NbdClientOptions): Promise<NbdClient> 
 }
 
 /**
- * A connected NBD export; implements BlockDevice. Offsets and lengths must be multiples of
- * info.blockSizes.minimumBytes (a length may end at the end of the export).
+ * A connected NBD export; implements BlockDevice. Reads take any range inside the export; the
+ * other requests need offsets and lengths that are multiples of info.blockSizes.minimumBytes
+ * (a length may end at the end of the export).
  */
 export class NbdClient implements BlockDevice, AsyncDisposable {
   readonly info: NbdExportInfo;
@@ -111,8 +112,24 @@ export class NbdClient implements BlockDevice, AsyncDisposable {
     return dest;
   }
 
-  /** Reads `dest.byteLength` bytes at `offsetBytes` into `dest` (reuse buffers on the data path). */
+  /**
+   * Reads `dest.byteLength` bytes at `offsetBytes` into `dest` (reuse buffers on the data path).
+   * Any offset and length inside the export are served: the layout and filesystem readers ask
+   * for a few bytes anywhere, while a vhdx or 4Kn export refuses requests that are not aligned
+   * to its minimum block size (proto.md §Size constraints). Such a read goes out as the aligned
+   * range around it, and only the asked bytes are copied out.
+   */
   async readInto(offsetBytes: number, dest: Uint8Array): Promise<void> {
+    this.#checkBounds(NBD_CMD_READ, offsetBytes, dest.byteLength);
+    const { start, end } = this.#alignedAround(offsetBytes, dest.byteLength);
+    if (start === offsetBytes && end === offsetBytes + dest.byteLength) return this.#readAligned(offsetBytes, dest);
+    const bounce = Buffer.allocUnsafe(end - start);
+    await this.#readAligned(start, bounce);
+    dest.set(bounce.subarray(offsetBytes - start, offsetBytes - start + dest.byteLength));
+  }
+
+  /** Reads an aligned range, split at the largest request the server takes. */
+  async #readAligned(offsetBytes: number, dest: Uint8Array): Promise<void> {
     this.#check(NBD_CMD_READ, offsetBytes, dest.byteLength);
     await this.#eachPiece(offsetBytes, dest.byteLength, this.info.maxRequestBytes, (at, len) => {
       const piece = dest.subarray(at - offsetBytes, at - offsetBytes + len);
@@ -120,13 +137,24 @@ export class NbdClient implements BlockDevice, AsyncDisposable {
     });
   }
 
-  /** base:allocation extents covering a prefix of the range (clipped to it); [] when the server has no block status. */
+  /**
+   * base:allocation extents covering a prefix of the range (clipped to it); [] when the server
+   * has no block status. Any range is taken, as for reads: the request covers the aligned range
+   * around it, and a block's status holds for each of its bytes.
+   */
   async extents(offsetBytes: number, lengthBytes: number): Promise<Extent[]> {
-    this.#check(NBD_CMD_BLOCK_STATUS, offsetBytes, lengthBytes);
+    this.#checkBounds(NBD_CMD_BLOCK_STATUS, offsetBytes, lengthBytes);
     if (!this.canExtents || lengthBytes === 0) return [];
-    const lengthAsked = Math.min(lengthBytes, MAX_EFFECT_BYTES);
-    const req = await this.#request({ type: NBD_CMD_BLOCK_STATUS, flags: 0, offsetBytes, lengthBytes: lengthAsked });
-    return req.extents ?? [];
+    const { start, end } = this.#alignedAround(offsetBytes, Math.min(lengthBytes, MAX_EFFECT_BYTES));
+    const req = await this.#request({ type: NBD_CMD_BLOCK_STATUS, flags: 0, offsetBytes: start, lengthBytes: end - start });
+    const stop = offsetBytes + lengthBytes;
+    const clipped: Extent[] = [];
+    for (const e of req.extents ?? []) {
+      const from = Math.max(e.offsetBytes, offsetBytes);
+      const to = Math.min(e.offsetBytes + e.lengthBytes, stop);
+      if (to > from) clipped.push({ ...e, offsetBytes: from, lengthBytes: to - from });
+    }
+    return clipped;
   }
 
   /** Writes `data` at `offsetBytes`; `data` must not change until the promise settles. */
@@ -232,14 +260,28 @@ export class NbdClient implements BlockDevice, AsyncDisposable {
     }
   }
 
-  /** proto.md §Size constraints: inside the export, aligned to the minimum block size. */
-  #check(type: number, offsetBytes: number, lengthBytes: number): void {
+  /** The smallest range aligned to the minimum block size around [offsetBytes, +lengthBytes), ending at most at the export's end. */
+  #alignedAround(offsetBytes: number, lengthBytes: number): { start: number; end: number } {
+    const min = this.info.blockSizes.minimumBytes;
+    const start = offsetBytes - (offsetBytes % min);
+    const end = Math.min(Math.ceil((offsetBytes + lengthBytes) / min) * min, this.info.sizeBytes);
+    return { start, end };
+  }
+
+  /** Inside the export, in whole bytes. */
+  #checkBounds(type: number, offsetBytes: number, lengthBytes: number): void {
     const size = this.info.sizeBytes;
-    const what = `NBD ${commandName(type)} ${offsetBytes}+${lengthBytes}`;
     const integral = Number.isSafeInteger(offsetBytes) && Number.isSafeInteger(lengthBytes);
     if (!integral || offsetBytes < 0 || lengthBytes < 0 || offsetBytes + lengthBytes > size) {
-      throw new RangeError(`${what} is outside the ${size}-byte export`);
+      throw new RangeError(`NBD ${commandName(type)} ${offsetBytes}+${lengthBytes} is outside the ${size}-byte export`);
     }
+  }
+
+  /** proto.md §Size constraints: inside the export, aligned to the minimum block size. */
+  #check(type: number, offsetBytes: number, lengthBytes: number): void {
+    this.#checkBounds(type, offsetBytes, lengthBytes);
+    const size = this.info.sizeBytes;
+    const what = `NBD ${commandName(type)} ${offsetBytes}+${lengthBytes}`;
     const min = this.info.blockSizes.minimumBytes;
     if (offsetBytes % min !== 0 || (lengthBytes % min !== 0 && offsetBytes + lengthBytes !== size)) {
       throw new RangeError(`${what} is not aligned to the export's ${min}-byte minimum block size`);

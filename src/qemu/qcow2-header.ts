@@ -4,7 +4,7 @@
  * trusting the refcounts.
  */
 import { SparsifyError } from '../errors.js';
-import { u64be, viewOf } from '../layout/bytes.js';
+import { u64be, viewOf } from '../binary/bytes.js';
 
 // "Header": fixed fields, big-endian.
 const QCOW2_MAGIC = 0x514649fb; // "QFI\xfb"

@@ -5,7 +5,7 @@
  * must have refcount ≥ 1, or the scan refuses.
  */
 import type { Range } from '../disk/extent-set.js';
-import { u64be, viewOf } from '../layout/bytes.js';
+import { u64be, viewOf } from '../binary/bytes.js';
 import { align8, QCOW2_INCOMPAT, type Qcow2Extensions } from './qcow2-header.js';
 import {
   checkInFile,

@@ -3,7 +3,7 @@
  * use must have refcount ≥ 1 (`claim`), or the scan refuses with a `Refusal`.
  */
 import type { BlockReader } from '../disk/types.js';
-import { viewOf } from '../layout/bytes.js';
+import { viewOf } from '../binary/bytes.js';
 import type { Qcow2Header } from './qcow2-header.js';
 
 // "Cluster mapping": L1/L2/refcount-table entries are 64-bit.

@@ -34,6 +34,26 @@ export interface CopySummary {
   readonly elapsedMs: number;
 }
 
+/** A volume --verify did not check, and why. */
+export interface NotVerified {
+  readonly name: string;
+  readonly reason: string;
+}
+
+/** What --verify checked (src/verify/); a mismatch is an error, so a report only holds successes. */
+export interface VerifyReport {
+  /** identicalBytes + zeroBytes. */
+  readonly checkedBytes: number;
+  /** Bytes found unchanged: copy mode, equal to what the copier read; in place, to their checksum before the pass. */
+  readonly identicalBytes: number;
+  /** Bytes sparsify made zero (skipped free space, --zero, swap), found reading as zero. */
+  readonly zeroBytes: number;
+  readonly ms: number;
+  readonly ok: boolean;
+  /** In place: the volumes the mount engine trimmed (a journal replay changes used blocks legitimately). */
+  readonly notVerified: readonly NotVerified[];
+}
+
 /** The whole report of a run: what --json writes. */
 export interface RunReport {
   readonly tool: 'sparsify';
@@ -60,6 +80,8 @@ export interface RunReport {
   /** What else was done, in one line each (e.g. the qcow2 refcount pass in place). */
   readonly notes?: readonly string[];
   readonly copy?: CopySummary;
+  /** With --verify. */
+  readonly verify?: VerifyReport;
   readonly phases: readonly PhaseTiming[];
   readonly totalMs: number;
 }

@@ -11,7 +11,7 @@ import { ExtentSet, type Range } from '../../src/disk/extent-set.js';
 import { openFileReader } from '../../src/disk/file-reader.js';
 import type { BlockReader } from '../../src/disk/types.js';
 import { isSparsifyError } from '../../src/errors.js';
-import { readExtFreeMap } from '../../src/fs/ext.js';
+import { readExtFreeMap } from '../../src/fs/ext/free-map.js';
 import type { FreeMap } from '../../src/fs/types.js';
 import { describeIntegration } from '../helpers/require.js';
 

@@ -9,12 +9,12 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, open, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { isAllZero } from '../../src/binary/bytes.js';
 import type { ExtentSet } from '../../src/disk/extent-set.js';
 import { openFileReader } from '../../src/disk/file-reader.js';
-import { readFatFreeMap } from '../../src/fs/fat.js';
+import { readFatFreeMap } from '../../src/fs/fat/free-map.js';
 import { readSwapFreeMap } from '../../src/fs/swap.js';
 import type { FreeMap } from '../../src/fs/types.js';
-import { isAllZero } from '../../src/layout/bytes.js';
 import { prng, randInt } from '../helpers/copy-fakes.js';
 import { describeIntegration } from '../helpers/require.js';
 

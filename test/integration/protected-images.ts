@@ -7,7 +7,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, open, rm, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { crc32 } from '../../src/layout/crc32.js';
+import { crc32 } from '../../src/binary/crc32.js';
 import type { Manifest, ManifestVolume } from '../helpers/verify.js';
 
 const MiB = 1024 * 1024;

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { ExtentSet } from '../../src/disk/extent-set.js';
 import { openFileReader } from '../../src/disk/file-reader.js';
 import type { FreeMap } from '../../src/fs/types.js';
-import { readXfsFreeMap } from '../../src/fs/xfs.js';
+import { readXfsFreeMap } from '../../src/fs/xfs/free-map.js';
 import { describeIntegration } from '../helpers/require.js';
 
 const MiB = 1024 * 1024;

@@ -80,6 +80,12 @@ describe('parseCommandLine: in-place mode', () => {
     expect(run('--inplace', 'd.img').options.mode).toBe('in-place');
   });
 
+  it('--verify in both modes, off by default', () => {
+    expect(run('--in-place', '--verify', 'd.img').options).toMatchObject({ mode: 'in-place', verify: true });
+    expect(run('--verify', 'a', 'b').options).toMatchObject({ mode: 'copy', verify: true });
+    expect(run('a', 'b').options.verify).toBe(false);
+  });
+
   it('refuses copy-only options with virt-sparsify messages', () => {
     expect(usageError('--in-place', '--compress', 'd')).toMatch(/--in-place and --compress/);
     expect(usageError('--in-place', '--convert', 'raw', 'd')).toMatch(/--in-place and --convert/);
@@ -106,6 +112,13 @@ describe('parseCommandLine: presentation', () => {
 
   it('-v -x -q', () => {
     expect(run('-v', '-x', '-q', 'a', 'b').presentation).toMatchObject({ verbose: true, trace: true, quiet: true });
+  });
+
+  it("accepts virt-sparsify's presentation options with no effect (its own test scripts pass --debug-gc)", () => {
+    const plain = run('--in-place', 'a');
+    for (const flag of ['--debug-gc', '--colour', '--colours', '--colors', '--color', '--wrap', '--echo-keys', '--keys-from-stdin']) {
+      expect(run(flag, '--in-place', 'a')).toEqual(plain);
+    }
   });
 
   it('--help and -V exit 0 without a run', () => {

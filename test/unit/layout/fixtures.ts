@@ -1,6 +1,6 @@
 /** Builders of synthetic disks for the layout and probe unit tests. */
+import { crc32 } from '../../../src/binary/crc32.js';
 import type { BlockReader } from '../../../src/disk/types.js';
-import { crc32 } from '../../../src/layout/crc32.js';
 
 /**
  * A BlockReader over a buffer: bounds-checked, and returning Node Buffers like the NBD client,

@@ -1,7 +1,5 @@
-import * as zlib from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { isSparsifyError } from '../../../src/errors.js';
-import { crc32, crc32Update } from '../../../src/layout/crc32.js';
 import { parseGptHeader } from '../../../src/layout/gpt.js';
 import { readLayout } from '../../../src/layout/read-layout.js';
 import {
@@ -38,16 +36,6 @@ async function layoutError(disk: Uint8Array): Promise<Error> {
   expect(isSparsifyError(err, 'BAD_LAYOUT')).toBe(true);
   return err as Error;
 }
-
-describe('crc32', () => {
-  it('gives the IEEE check value and agrees with the table-driven fallback', () => {
-    const check = new TextEncoder().encode('123456789');
-    expect(crc32(check)).toBe(0xcbf43926);
-    expect((crc32Update(0xffffffff, check) ^ 0xffffffff) >>> 0).toBe(0xcbf43926);
-    const random = new Uint8Array(4096).map((_, i) => (i * 7919) & 0xff);
-    expect((crc32Update(0xffffffff, random) ^ 0xffffffff) >>> 0).toBe(zlib.crc32(random) >>> 0);
-  });
-});
 
 describe('readLayout on GPT', () => {
   it('lists used entries in disk order, numbered by entry index + 1', async () => {

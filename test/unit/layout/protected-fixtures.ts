@@ -4,8 +4,8 @@
  * arrays and backup header lie anywhere, partitions included. Each disk comes with the volumes a
  * reader must find and the byte ranges of every structure it must parse.
  */
+import { crc32 } from '../../../src/binary/crc32.js';
 import type { Range } from '../../../src/disk/extent-set.js';
-import { crc32 } from '../../../src/layout/crc32.js';
 import { randInt } from '../../helpers/copy-fakes.js';
 import { ESP_GUID, LINUX_FS_GUID, flip, putAscii, putGuid, putMbrEntries, view } from './fixtures.js';
 

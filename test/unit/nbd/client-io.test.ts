@@ -57,7 +57,6 @@ describe('NbdClient against a fake server', () => {
     expect(writes.length).toBe(5);
     expect(writes.every((r) => r.length <= 65536 && r.offset % 512 === 0 && r.length % 512 === 0)).toBe(true);
     expect(Buffer.from(await c.read(4096, data.length)).equals(data)).toBe(true);
-    await expect(c.read(100, 512)).rejects.toThrow(/not aligned to the export's 512-byte minimum block size/);
     await expect(c.read((1 << 20) - 512, 1024)).rejects.toThrow(/outside the 1048576-byte export/);
   });
 
@@ -145,5 +144,57 @@ describe('NbdClient against a fake server', () => {
     await expect(read).resolves.toHaveLength(512);
     await closing;
     expect(server?.requests.map((r) => r.type)).toEqual([0, 2]);
+  });
+});
+
+const SIZE = 1 << 20;
+
+/** A disk whose every byte differs from its neighbours', so a shifted read cannot pass. */
+const disk = (): Buffer => Buffer.from(Array.from({ length: SIZE }, (_, i) => (i * 131 + (i >> 8) * 7 + 3) & 0xff));
+
+async function openAligned(minimumBytes: number): Promise<NbdClient> {
+  const c = await open({ sizeBytes: SIZE, blockSizes: [minimumBytes, 4096, 65536] });
+  server?.connections[0]?.disk.set(disk());
+  return c;
+}
+
+function aligned(minimumBytes: number): boolean {
+  return (server?.requests ?? []).every((r) => r.type === 2 || (r.offset % minimumBytes === 0 && (r.length % minimumBytes === 0 || r.offset + r.length === SIZE)));
+}
+
+describe.each([512, 4096])('NbdClient on an export with a %i-byte minimum block size', (minimumBytes) => {
+  it('serves reads at any offset and length with aligned requests only (a vhdx export refuses the rest)', async () => {
+    const c = await openAligned(minimumBytes);
+    const want = disk();
+    const cases: [number, number][] = [
+      [1064950 - 65536 * 8, 10], // the read that failed on a vhdx input
+      [0, 1], [511, 2], [4095, 4098], [100, 200_000], [7, 65536 * 2 + 5], [SIZE - 3, 3], [SIZE - 70_000, 70_000], [SIZE - 1, 1],
+    ];
+    for (const [offset, length] of cases) {
+      const got = Buffer.from(await c.read(offset, length));
+      expect(got.equals(want.subarray(offset, offset + length)), `${offset}+${length}`).toBe(true);
+    }
+    expect(aligned(minimumBytes)).toBe(true);
+    // Larger than the 64 KiB maximum: split into requests no larger than it.
+    expect(server!.requests.filter((r) => r.type === 0).every((r) => r.length <= 65536)).toBe(true);
+  });
+
+  it('readInto fills exactly the asked bytes of a buffer it does not own', async () => {
+    const c = await openAligned(minimumBytes);
+    const dest = Buffer.alloc(1000, 0xee);
+    await c.readInto(3001, dest.subarray(10, 990));
+    expect(dest.subarray(10, 990).equals(disk().subarray(3001, 3981))).toBe(true);
+    expect([dest[9], dest[990]]).toEqual([0xee, 0xee]);
+  });
+
+  it('answers block status for any range, clipped to it', async () => {
+    const c = await openAligned(minimumBytes);
+    expect(await c.extents(1000, 3000)).toEqual([{ offsetBytes: 1000, lengthBytes: 3000, zero: false, hole: false }]);
+    expect(aligned(minimumBytes)).toBe(true);
+  });
+
+  it('still refuses a read outside the export', async () => {
+    const c = await openAligned(minimumBytes);
+    await expect(c.read(SIZE - 2, 3)).rejects.toThrow(/outside the 1048576-byte export/);
   });
 });

@@ -134,6 +134,8 @@ export async function startFakeServer(opts: FakeOptions = {}): Promise<FakeServe
       transmission(socket, (req) => {
         requests.push(req);
         if (req.type === 2) return socket.end();
+        // As qemu: a request off the advertised minimum block size fails with EINVAL.
+        if (opts.blockSizes && misaligned(req, opts.blockSizes[0], conn.disk.length)) return conn.simple(req.cookie, 22);
         (opts.onRequest ?? ((r, c) => c.serve(r)))(req, conn);
       });
     });
@@ -149,6 +151,11 @@ export async function startFakeServer(opts: FakeOptions = {}): Promise<FakeServe
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+function misaligned(req: FakeRequest, minimumBytes: number, sizeBytes: number): boolean {
+  const endsAtSize = req.offset + req.length === sizeBytes;
+  return req.offset % minimumBytes !== 0 || (req.length % minimumBytes !== 0 && !endsAtSize);
 }
 
 /** Reads exactly n bytes from a socket (handshake only). */
