@@ -117,7 +117,7 @@ export async function sparsifyCopy(options: CopyOptions, ctx: RunContext, ui: Ru
     },
     {
       title: 'Verify the output',
-      skip: () => !options.verify,
+      enabled: () => options.verify,
       task: async (_, task) => {
         say(task.title);
         const output = { path: writtenPath(target), format: state.outputFormat!, source: state.device!, zeroed: state.zeroed!, workDir: state.workDir! };

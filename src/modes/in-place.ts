@@ -62,7 +62,7 @@ export async function sparsifyInPlace(options: InPlaceOptions, ctx: RunContext, 
     },
     {
       title: 'Checksum what the pass must not change',
-      skip: () => !options.verify,
+      enabled: () => options.verify,
       task: () => clock.time('verify checksum', async () => void (state.baseline = await readInPlaceBaseline(state.device!, state.examined!.plans, ctx.signal))),
     },
     volumePassTask('Give free space back to the host', start, state, work, true),
