@@ -10,7 +10,7 @@ import { basename, dirname, join } from 'node:path';
 import { SparsifyError } from '../errors.js';
 import type { CopyOptions, OutputFormat } from '../options.js';
 import { pathError } from '../util/errno.js';
-import { fsyncFile } from './output-image.js';
+import { fsyncDir } from '../util/fsync.js';
 
 /** Where the output goes. */
 export type OutputTarget =
@@ -73,7 +73,7 @@ export async function commitOutput(target: OutputTarget): Promise<void> {
   await rename(target.partialPath, target.path).catch((err: unknown) => {
     throw pathError(err, 'output', target.path);
   });
-  await fsyncFile(dirname(target.path));
+  await fsyncDir(dirname(target.path));
 }
 
 /** The checks that need the output format and the input's virtual size (after the input is examined). */
