@@ -1,6 +1,6 @@
 import type { ExtentSet, Range } from '../disk/extent-set.js';
 import type { BlockSink, BlockSource } from '../disk/types.js';
-import { SparsifyError } from '../errors.js';
+import { SparsifyError, cancelledError } from '../errors.js';
 import { planChunks, type Chunk } from './plan.js';
 import { overlapBytes, totalBytes } from './range-math.js';
 import { findDataRuns } from './zero-scan.js';
@@ -85,7 +85,7 @@ export async function copyBlocks(opts: CopyOptions): Promise<CopyStats> {
       `output is ${opts.sink.sizeBytes} bytes, smaller than the ${opts.source.sizeBytes}-byte input`,
     );
   }
-  if (opts.signal?.aborted) throw cancelled();
+  if (opts.signal?.aborted) throw cancelledError();
   const run = new CopyRun(opts, sizes);
   await run.execute();
   return { ...run.stats(), elapsedMs: performance.now() - startedMs };
@@ -115,7 +115,7 @@ class CopyRun {
   }
 
   async execute(): Promise<void> {
-    const onAbort = (): void => this.#fail(cancelled());
+    const onAbort = (): void => this.#fail(cancelledError());
     this.#opts.signal?.addEventListener('abort', onAbort, { once: true });
     try {
       this.#progress(0);
@@ -299,10 +299,6 @@ function positive(name: string, value: number): number {
 
 function roundUp(value: number, multiple: number): number {
   return Math.ceil(value / multiple) * multiple;
-}
-
-function cancelled(): SparsifyError {
-  return new SparsifyError('CANCELLED', 'quit (^C) at user request');
 }
 
 /** Awaits every promise (none is left running), then throws the first rejection if any. */

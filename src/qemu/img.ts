@@ -6,7 +6,7 @@ import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Stats } from 'node:fs';
 import type { RunContext } from '../context.js';
-import { SparsifyError, isSparsifyError } from '../errors.js';
+import { SparsifyError, cancelledError, isSparsifyError } from '../errors.js';
 import { pathError } from '../util/errno.js';
 import { runTool, spawnTool, stderrTail, ToolFailedError } from '../util/run.js';
 import { keepFirstLines } from './daemon.js';
@@ -83,7 +83,7 @@ export async function checkImage(ctx: RunContext, path: string, format: string):
   if (!CHECKABLE_FORMATS.includes(format)) return unchecked;
   const argv = ['check', '--output=json', '-f', format, resolve(path)];
   const result = await spawnTool(ctx, 'qemu-img', argv, { stdout: 'pipe', stderr: [keepFirstLines(CHECK_STDERR_LINES)] });
-  if (result.isCanceled || ctx.signal.aborted) throw new SparsifyError('CANCELLED', 'quit (^C) at user request');
+  if (result.isCanceled || ctx.signal.aborted) throw cancelledError();
   const stderr = String(result.stderr ?? '');
   const exitCode = result.exitCode;
   if (exitCode === undefined) {

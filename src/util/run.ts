@@ -1,6 +1,6 @@
 import { execa, type Options as ExecaOptions, type ResultPromise } from 'execa';
 import type { RunContext } from '../context.js';
-import { SparsifyError } from '../errors.js';
+import { SparsifyError, cancelledError } from '../errors.js';
 import { packageOf } from './tools.js';
 
 /** How long a cancelled child gets between SIGTERM and SIGKILL. */
@@ -78,7 +78,7 @@ export async function runTool(
       ...(options.timeoutMs ? { timeout: options.timeoutMs } : {}),
     });
     if (result.isCanceled || ctx.signal.aborted) {
-      throw new SparsifyError('CANCELLED', 'quit (^C) at user request');
+      throw cancelledError();
     }
     const spawnError = result.failed && result.exitCode === undefined ? result.cause : undefined;
     if (isEnoent(spawnError)) throw missingTool(LAUNCHER, spawnError);
