@@ -1,6 +1,7 @@
 import { open, readFile, type FileHandle } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
 import { SparsifyError } from '../errors.js';
+import { errnoOf } from '../util/errno.js';
 import type { BlockReader } from './types.js';
 
 /** A {@link BlockReader} over a file or block device, read with positional reads; dispose to close it. */
@@ -98,8 +99,7 @@ function validRange(offsetBytes: number, lengthBytes: number, sizeBytes: number)
 }
 
 function openError(path: string, err: unknown): SparsifyError {
-  const code = (err as { code?: unknown }).code;
-  if (code === 'ENOENT') {
+  if (errnoOf(err) === 'ENOENT') {
     return new SparsifyError('NOT_FOUND', `${path}: no such file`, { cause: err, hint: 'check the input path' });
   }
   return new SparsifyError('BAD_IMAGE', `cannot open ${path}: ${(err as Error).message}`, { cause: err });

@@ -9,7 +9,7 @@ import { access, lstat, open, readFile, realpath, rename, stat } from 'node:fs/p
 import { basename, dirname, join } from 'node:path';
 import { SparsifyError } from '../errors.js';
 import type { CopyOptions, OutputFormat } from '../options.js';
-import { pathError } from '../util/errno.js';
+import { errnoOf, pathError } from '../util/errno.js';
 import { fsyncDir } from '../util/fsync.js';
 
 /** Where the output goes. */
@@ -152,6 +152,6 @@ function deviceNumbers(rdev: number): { major: number; minor: number } {
 }
 
 function missingOk(err: unknown, path: string): undefined {
-  if ((err as { code?: unknown }).code === 'ENOENT') return undefined;
+  if (errnoOf(err) === 'ENOENT') return undefined;
   throw pathError(err, 'output', path);
 }

@@ -6,6 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { RunContext } from '../context.js';
 import { SparsifyError, cancelledError } from '../errors.js';
+import { errnoOf } from '../util/errno.js';
 import { LAUNCHER, launcherFoundNoProgram, missingTool, spawnTool, stderrTail, type DeathSignal } from '../util/run.js';
 
 /** How a daemon ended. */
@@ -106,7 +107,7 @@ export async function startDaemon(ctx: RunContext, file: string, args: readonly 
 }
 
 function notStarted(file: string, exit: DaemonExit): SparsifyError {
-  if ((exit.spawnError as { code?: unknown } | undefined)?.code === 'ENOENT') return missingTool(LAUNCHER, exit.spawnError);
+  if (errnoOf(exit.spawnError) === 'ENOENT') return missingTool(LAUNCHER, exit.spawnError);
   return new SparsifyError('TOOL_FAILED', `${file} could not be started: ${String(exit.spawnError)}`, { cause: exit.spawnError });
 }
 

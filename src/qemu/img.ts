@@ -7,7 +7,7 @@ import { resolve } from 'node:path';
 import type { Stats } from 'node:fs';
 import type { RunContext } from '../context.js';
 import { SparsifyError, cancelledError, isSparsifyError } from '../errors.js';
-import { pathError } from '../util/errno.js';
+import { errnoOf, pathError } from '../util/errno.js';
 import { runTool, spawnTool, stderrTail, ToolFailedError } from '../util/run.js';
 import { keepFirstLines } from './daemon.js';
 import {
@@ -147,8 +147,8 @@ async function statImage(path: string): Promise<Stats> {
   try {
     st = await stat(path);
   } catch (err) {
-    const code = (err as { code?: unknown }).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') {
+    const errno = errnoOf(err);
+    if (errno === 'ENOENT' || errno === 'ENOTDIR') {
       throw new SparsifyError('NOT_FOUND', `${path} does not exist; check the path`, { cause: err });
     }
     throw new SparsifyError('USAGE', `cannot read ${path}: ${(err as Error).message}`, { cause: err });

@@ -1,6 +1,7 @@
 import { execa, type Options as ExecaOptions, type ResultPromise } from 'execa';
 import type { RunContext } from '../context.js';
 import { SparsifyError, cancelledError } from '../errors.js';
+import { errnoOf } from './errno.js';
 import { packageOf } from './tools.js';
 
 /** How long a cancelled child gets between SIGTERM and SIGKILL. */
@@ -138,5 +139,5 @@ export function missingTool(file: string, cause: unknown): SparsifyError {
 }
 
 function isEnoent(err: unknown): boolean {
-  return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === 'ENOENT';
+  return errnoOf(err) === 'ENOENT';
 }
