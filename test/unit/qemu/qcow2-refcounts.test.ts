@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { MemorySource } from '../../../src/copy/memory.js';
+import { MemorySource } from '../../helpers/memory-block.js';
 import { isSparsifyError } from '../../../src/errors.js';
 import { parseQcow2Header, QCOW2_INCOMPAT, readFreeClusters, type FreeClusters } from '../../../src/qemu/qcow2-refcounts.js';
 
