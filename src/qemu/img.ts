@@ -56,25 +56,6 @@ export async function readImageInfo(ctx: RunContext, path: string, opts: { forma
 }
 
 /**
- * Refuses an image that another process (a running VM) holds open for writing. qemu's
- * read-only opens of a raw image share the write permission, so a VM's raw disk passes
- * `qemu-img info`; only an open that asks for write permission meets the VM's lock. qemu-io
- * opens the image for writing and quits without writing a byte. An image we may not open for
- * writing at all (read-only file or filesystem) cannot be written by a VM either: that is fine.
- */
-export async function assertNotInUse(ctx: RunContext, path: string, format: string): Promise<void> {
-  try {
-    await runTool(ctx, 'qemu-io', ['-f', format, '-c', 'quit', resolve(path)]);
-  } catch (err) {
-    const stderr = err instanceof ToolFailedError ? err.stderr : '';
-    const known = classifyOpenFailure(stderr, path, err);
-    if (known?.code === 'IN_USE') throw known;
-    if (/Permission denied|Read-only file system/.test(stderr)) return;
-    throw known ?? err;
-  }
-}
-
-/**
  * Runs `qemu-img check` for formats that have one. Corruptions or a check that cannot complete
  * → BAD_IMAGE; leaks alone only cost space and are returned for the report.
  */
