@@ -7,7 +7,7 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { makeContext } from '../../src/context.js';
 import { ExtentSet, type Range } from '../../src/disk/extent-set.js';
-import { openFileReader } from '../../src/disk/file-reader.js';
+import { openFileReader } from '../helpers/file-reader.js';
 import { isSparsifyError } from '../../src/errors.js';
 import { openNbdClient } from '../../src/nbd/client.js';
 import { readFreeClusters, type FreeClusters } from '../../src/qemu/qcow2-refcounts.js';

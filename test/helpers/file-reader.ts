@@ -1,8 +1,8 @@
 import { open, readFile, type FileHandle } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
-import { SparsifyError } from '../errors.js';
-import { errnoOf } from '../util/errno.js';
-import type { BlockReader } from './types.js';
+import { SparsifyError } from '../../src/errors.js';
+import { errnoOf } from '../../src/util/errno.js';
+import type { BlockReader } from '../../src/disk/types.js';
 
 /** A {@link BlockReader} over a file or block device, read with positional reads; dispose to close it. */
 export interface FileReader extends BlockReader, AsyncDisposable {
