@@ -11,9 +11,9 @@ import { SparsifyError } from '../errors.js';
 import type { Volume } from './types.js';
 
 /** §5.3.2 Table 5-5, offset 0: the ASCII signature "EFI PART". */
-export const GPT_SIGNATURE = 'EFI PART';
+const GPT_SIGNATURE = 'EFI PART';
 /** §5.3.2: the primary header is at LBA 1; the backup is at the last LBA of the disk. */
-export const GPT_PRIMARY_LBA = 1;
+const GPT_PRIMARY_LBA = 1;
 /** §5.3.2 Table 5-5 field offsets. */
 const HDR = {
   revision: 8,
@@ -144,14 +144,14 @@ function arrayInUsableLbas(h: GptHeader, sectorBytes: number): boolean {
 }
 
 /** Why the entry array does not match the header's CRC, or undefined when it does. */
-export function gptEntryArrayProblem(array: Uint8Array, header: GptHeader): string | undefined {
+function gptEntryArrayProblem(array: Uint8Array, header: GptHeader): string | undefined {
   const bytes = header.entryCount * header.entrySizeBytes;
   if (array.length < bytes) return 'partition entry array truncated';
   return crc32(array.subarray(0, bytes)) === header.entriesCrc32 ? undefined : 'partition entry array CRC mismatch';
 }
 
 /** The used entries of an entry array (type GUID not all zero, §5.3.3), in array order. */
-export function parseGptEntries(array: Uint8Array, header: GptHeader): GptEntry[] {
+function parseGptEntries(array: Uint8Array, header: GptHeader): GptEntry[] {
   const entries: GptEntry[] = [];
   for (let index = 0; index < header.entryCount; index++) {
     const at = index * header.entrySizeBytes;
@@ -176,7 +176,7 @@ export function parseGptEntries(array: Uint8Array, header: GptHeader): GptEntry[
  * Throws BAD_LAYOUT when an entry is inverted, outside the usable LBAs or the disk, or overlaps
  * another; the message names the entry and its byte offset on the disk.
  */
-export function checkGptEntries(entries: readonly GptEntry[], header: GptHeader, sectorBytes: number): void {
+function checkGptEntries(entries: readonly GptEntry[], header: GptHeader, sectorBytes: number): void {
   const where = (e: GptEntry): string =>
     `GPT entry ${e.index + 1} at byte ${header.entriesLba * sectorBytes + e.index * header.entrySizeBytes}`;
   for (const e of entries) {

@@ -24,7 +24,7 @@ import {
 export type { CheckResult, ImageInfo } from './img-parse.js';
 
 /** Formats `qemu-img check` can verify; for any other format checkImage does nothing. */
-export const CHECKABLE_FORMATS: readonly string[] = ['qcow2', 'qed', 'vdi', 'vhdx', 'vmdk', 'parallels'];
+const CHECKABLE_FORMATS: readonly string[] = ['qcow2', 'qed', 'vdi', 'vhdx', 'vmdk', 'parallels'];
 
 /** qemu-img check exit codes (qemu-img(1)). */
 const CHECK_EXIT = { OK: 0, NOT_COMPLETED: 1, CORRUPT: 2, LEAKS: 3, UNSUPPORTED: 63 } as const;

@@ -5,7 +5,7 @@ import { errnoOf } from './errno.js';
 import { packageOf } from './tools.js';
 
 /** How long a cancelled child gets between SIGTERM and SIGKILL. */
-export const FORCE_KILL_DELAY_MS = 3000;
+const FORCE_KILL_DELAY_MS = 3000;
 
 /**
  * Every child is started through util-linux setpriv, which sets PR_SET_PDEATHSIG before it
