@@ -5,16 +5,16 @@
  */
 
 /** Usable (with what was found, `T`), or not, with a one-line reason a report can print. */
-export type Verdict<T extends object = object> = ({ readonly ok: true } & T) | Refusal;
+export type Verdict<T extends object = object> = ({ readonly ok: true } & T) | Refused;
 
 /** The "not usable" half of every Verdict. */
-export interface Refusal {
+export interface Refused {
   readonly ok: false;
   /** Why, in a phrase that reads after the thing's name ("its free map reaches outside the volume"). */
   readonly reason: string;
 }
 
-/** A Refusal with `reason`. */
-export function refusal(reason: string): Refusal {
+/** A Refused verdict with `reason`. */
+export function refused(reason: string): Refused {
   return { ok: false, reason };
 }
