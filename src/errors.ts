@@ -40,9 +40,14 @@ export function isSparsifyError(err: unknown, ...codes: ErrorCode[]): err is Spa
   return err instanceof SparsifyError && (codes.length === 0 || codes.includes(err.code));
 }
 
+/** The error of a run stopped by SIGINT/SIGTERM: every layer throws this one, with virt-sparsify's message. */
+export function cancelledError(): SparsifyError {
+  return new SparsifyError('CANCELLED', 'quit (^C) at user request');
+}
+
 /** Throws CANCELLED when the signal has been aborted; call it between steps. */
 export function throwIfCancelled(signal: AbortSignal | undefined): void {
-  if (signal?.aborted) throw new SparsifyError('CANCELLED', 'quit (^C) at user request');
+  if (signal?.aborted) throw cancelledError();
 }
 
 /** Exit codes, documented in --help and the README. */

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { makeContext } from '../context.js';
-import { SparsifyError, exitCodeOf, isSparsifyError } from '../errors.js';
+import { SparsifyError, cancelledError, exitCodeOf, isSparsifyError } from '../errors.js';
 import { runSparsify } from '../index.js';
 import { explainSystemError } from '../util/errno.js';
 import { formatSummary, makeCliLogger, makeCliUi } from './output.js';
@@ -51,7 +51,7 @@ function installSignalHandlers(controller: AbortController): void {
       process.stderr.write(`sparsify: ${signal} again: exiting without cleanup\n`);
       process.exit(130);
     }
-    controller.abort(new SparsifyError('CANCELLED', 'quit (^C) at user request'));
+    controller.abort(cancelledError());
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);

@@ -113,7 +113,7 @@ function checkDescriptor(fd: number, name: string, guarded: [string, Identity][]
     refuseGuarded('--machine-readable', name, { realPath: name, st }, guarded);
     writeSync(fd, Buffer.alloc(0));
   } catch (err) {
-    throw pathError(err, 'machine-readable output', name, (err as { code?: string }).code === 'EBADF' ? 'EBADF' : undefined);
+    throw pathError(err, 'machine-readable output', name);
   }
 }
 

@@ -5,6 +5,7 @@ import type { BlockSink } from '../disk/types.js';
 import { SparsifyError } from '../errors.js';
 import { once } from '../util/async-stack.js';
 import { errnoOf, pathError } from '../util/errno.js';
+import { fsyncDir } from '../util/fsync.js';
 
 /** Bytes of zeros written per request by `writeZeroes` (a device's zero runs, or the fallback). */
 const ZERO_WRITE_BYTES = 1024 * 1024;
@@ -91,7 +92,7 @@ function makeRawFileSink(path: string, fh: FileHandle, sizeBytes: number, kind: 
       } catch (err) {
         throw ioError(path, err);
       }
-      if (!syncedDir) await syncDirectory(dirname(path));
+      if (!syncedDir) await fsyncDir(dirname(path)); // the new file's name too (invariant 6)
       syncedDir = true;
     },
     async remove() {
@@ -129,16 +130,6 @@ async function writeZeroBytes(fh: FileHandle, path: string, sizeBytes: number, o
   for (let done = 0; done < lengthBytes; done += zeros.length) {
     const n = Math.min(zeros.length, lengthBytes - done);
     await writeAll(fh, path, sizeBytes, offsetBytes + done, zeros.subarray(0, n));
-  }
-}
-
-/** fsync of the directory makes the new file's name durable too (invariant 6). */
-async function syncDirectory(dir: string): Promise<void> {
-  const dh = await open(dir, 'r');
-  try {
-    await dh.sync();
-  } finally {
-    await dh.close();
   }
 }
 

@@ -7,7 +7,7 @@ import { pushMerged } from './range-math.js';
  * one round trip whatever the length and may return only a prefix anyway; below 4 GiB, the
  * limit of a non-extended NBD request.
  */
-export const EXTENTS_QUERY_BYTES = 1024 * 1024 * 1024;
+const EXTENTS_QUERY_BYTES = 1024 * 1024 * 1024;
 
 /**
  * Walks a source's extents forward and answers which parts of a range read as zero

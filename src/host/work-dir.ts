@@ -5,6 +5,7 @@
  */
 import { mkdtemp, readFile, rm, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { errnoOf } from '../util/errno.js';
 import { livenessOf, parseProcessIdentity, readSelfIdentity, type Liveness, type ProcessIdentity } from './process-identity.js';
 
 /** Every work directory is `PARENT/sparsify-XXXXXX`. */
@@ -43,7 +44,7 @@ export async function claimDeadWorkDir(dir: string, self: ProcessIdentity): Prom
       await writeFile(path, JSON.stringify(self), { flag: 'wx' });
       return true;
     } catch (err) {
-      if ((err as { code?: unknown }).code !== 'EEXIST') return false;
+      if (errnoOf(err) !== 'EEXIST') return false;
     }
     const other = parseProcessIdentity(await readFile(path, 'utf8').catch(() => ''));
     const liveness: Liveness = other ? await livenessOf(other, self) : 'unknown';

@@ -8,12 +8,13 @@ import { crc32 } from '../binary/crc32.js';
 import { ExtentSet, type Range } from '../disk/extent-set.js';
 import type { BlockReader } from '../disk/types.js';
 import { SparsifyError } from '../errors.js';
+import { refused, type Verdict } from '../util/verdict.js';
 import type { Volume } from './types.js';
 
 /** §5.3.2 Table 5-5, offset 0: the ASCII signature "EFI PART". */
-export const GPT_SIGNATURE = 'EFI PART';
+const GPT_SIGNATURE = 'EFI PART';
 /** §5.3.2: the primary header is at LBA 1; the backup is at the last LBA of the disk. */
-export const GPT_PRIMARY_LBA = 1;
+const GPT_PRIMARY_LBA = 1;
 /** §5.3.2 Table 5-5 field offsets. */
 const HDR = {
   revision: 8,
@@ -69,7 +70,7 @@ export interface GptEntry {
 }
 
 /** A decoded header, or why this copy cannot be used. */
-export type GptHeaderCheck = { ok: true; header: GptHeader } | { ok: false; reason: string };
+export type GptHeaderCheck = Verdict<{ header: GptHeader }>;
 
 /** Whether a sector begins with the GPT signature. */
 export function hasGptSignature(sector: Uint8Array): boolean {
@@ -78,20 +79,19 @@ export function hasGptSignature(sector: Uint8Array): boolean {
 
 /** Decodes and validates the header in `sector` read from `atLba` of a disk of `diskLbas` blocks. */
 export function parseGptHeader(sector: Uint8Array, atLba: number, diskLbas: number): GptHeaderCheck {
-  const fail = (reason: string): GptHeaderCheck => ({ ok: false, reason });
-  if (sector.length < MIN_HEADER_BYTES) return fail('sector too short');
-  if (!hasGptSignature(sector)) return fail(`no "${GPT_SIGNATURE}" signature`);
+  if (sector.length < MIN_HEADER_BYTES) return refused('sector too short');
+  if (!hasGptSignature(sector)) return refused(`no "${GPT_SIGNATURE}" signature`);
   const view = viewOf(sector);
   const headerSize = view.getUint32(HDR.headerSize, true);
   if (headerSize < MIN_HEADER_BYTES || headerSize > sector.length) {
-    return fail(`header size ${headerSize} out of bounds`);
+    return refused(`header size ${headerSize} out of bounds`);
   }
   // A copy, not a view: Buffer.slice would share memory and zero the CRC field of the caller's sector.
   const copy = new Uint8Array(sector.subarray(0, headerSize));
   copy.fill(0, HDR.headerCrc, HDR.headerCrc + 4);
-  if (crc32(copy) !== view.getUint32(HDR.headerCrc, true)) return fail('CRC mismatch');
+  if (crc32(copy) !== view.getUint32(HDR.headerCrc, true)) return refused('CRC mismatch');
   const revision = view.getUint32(HDR.revision, true);
-  if (revision >>> 16 !== REVISION_MAJOR) return fail(`unsupported revision 0x${revision.toString(16)}`);
+  if (revision >>> 16 !== REVISION_MAJOR) return refused(`unsupported revision 0x${revision.toString(16)}`);
   const header: GptHeader = {
     myLba: u64le(view, HDR.myLba),
     alternateLba: u64le(view, HDR.alternateLba),
@@ -104,7 +104,7 @@ export function parseGptHeader(sector: Uint8Array, atLba: number, diskLbas: numb
     entriesCrc32: view.getUint32(HDR.entriesCrc, true),
   };
   const reason = headerFieldProblem(header, atLba, diskLbas, sector.length);
-  return reason ? fail(reason) : { ok: true, header };
+  return reason ? refused(reason) : { ok: true, header };
 }
 
 function headerFieldProblem(h: GptHeader, atLba: number, diskLbas: number, sectorBytes: number): string | undefined {
@@ -144,14 +144,14 @@ function arrayInUsableLbas(h: GptHeader, sectorBytes: number): boolean {
 }
 
 /** Why the entry array does not match the header's CRC, or undefined when it does. */
-export function gptEntryArrayProblem(array: Uint8Array, header: GptHeader): string | undefined {
+function gptEntryArrayProblem(array: Uint8Array, header: GptHeader): string | undefined {
   const bytes = header.entryCount * header.entrySizeBytes;
   if (array.length < bytes) return 'partition entry array truncated';
   return crc32(array.subarray(0, bytes)) === header.entriesCrc32 ? undefined : 'partition entry array CRC mismatch';
 }
 
 /** The used entries of an entry array (type GUID not all zero, §5.3.3), in array order. */
-export function parseGptEntries(array: Uint8Array, header: GptHeader): GptEntry[] {
+function parseGptEntries(array: Uint8Array, header: GptHeader): GptEntry[] {
   const entries: GptEntry[] = [];
   for (let index = 0; index < header.entryCount; index++) {
     const at = index * header.entrySizeBytes;
@@ -176,7 +176,7 @@ export function parseGptEntries(array: Uint8Array, header: GptHeader): GptEntry[
  * Throws BAD_LAYOUT when an entry is inverted, outside the usable LBAs or the disk, or overlaps
  * another; the message names the entry and its byte offset on the disk.
  */
-export function checkGptEntries(entries: readonly GptEntry[], header: GptHeader, sectorBytes: number): void {
+function checkGptEntries(entries: readonly GptEntry[], header: GptHeader, sectorBytes: number): void {
   const where = (e: GptEntry): string =>
     `GPT entry ${e.index + 1} at byte ${header.entriesLba * sectorBytes + e.index * header.entrySizeBytes}`;
   for (const e of entries) {
@@ -216,17 +216,17 @@ interface GptCopy {
 }
 
 /** A copy read at `lba`: usable, or why not (with its header when only the entry array is bad). */
-type CopyRead = { lba: number } & ({ ok: true; copy: GptCopy } | { ok: false; reason: string; header?: GptHeader });
+type CopyRead = { lba: number; header?: GptHeader } & Verdict<{ copy: GptCopy }>;
 
 async function readGptCopy(reader: BlockReader, lba: number, sectorBytes: number): Promise<CopyRead> {
   const diskLbas = Math.floor(reader.sizeBytes / sectorBytes);
-  if (lba < 0 || lba >= diskLbas) return { lba, ok: false, reason: 'beyond the end of the disk' };
+  if (lba < 0 || lba >= diskLbas) return { lba, ...refused('beyond the end of the disk') };
   const checked = parseGptHeader(await reader.read(lba * sectorBytes, sectorBytes), lba, diskLbas);
   if (!checked.ok) return { lba, ...checked };
   const { header } = checked;
   const array = await reader.read(header.entriesLba * sectorBytes, header.entryCount * header.entrySizeBytes);
   const problem = gptEntryArrayProblem(array, header);
-  if (problem) return { lba, ok: false, reason: problem, header };
+  if (problem) return { lba, header, ...refused(problem) };
   return { lba, ok: true, copy: { header, entries: parseGptEntries(array, header) } };
 }
 

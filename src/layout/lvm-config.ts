@@ -25,7 +25,7 @@ export interface LvmConfigLimits {
 }
 
 /** Real metadata nests four deep (VG → logical_volumes → LV → segment); lvm.conf about the same. */
-export const DEFAULT_LVM_CONFIG_LIMITS: LvmConfigLimits = { maxDepth: 16, maxChars: 64 * 1024 * 1024 };
+const DEFAULT_LVM_CONFIG_LIMITS: LvmConfigLimits = { maxDepth: 16, maxChars: 64 * 1024 * 1024 };
 
 /** A syntax error with where it happened in the text (0-based offset, 1-based line). */
 export class LvmConfigError extends Error {

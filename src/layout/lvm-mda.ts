@@ -22,7 +22,7 @@ const RAW_LOCN_IGNORED = 1;
 /** lvm2 lib/misc/crc.h INITIAL_CRC. */
 const LVM_INITIAL_CRC = 0xf597a6cf;
 /** Real metadata is kilobytes; a text this large is damage, not a VG. */
-export const MAX_METADATA_TEXT_BYTES = 64 * 1024 * 1024;
+const MAX_METADATA_TEXT_BYTES = 64 * 1024 * 1024;
 
 /** One metadata area as its header describes it. */
 export interface MdaHeader {

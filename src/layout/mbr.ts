@@ -70,7 +70,7 @@ export function isEmptyEntry(entry: MbrEntry): boolean {
 }
 
 /** Whether the type byte marks an extended container. */
-export function isExtendedType(type: number): boolean {
+function isExtendedType(type: number): boolean {
   return EXTENDED_TYPES.has(type);
 }
 

@@ -19,7 +19,7 @@ import {
 import type { Layout, Volume } from './types.js';
 
 /** The name libguestfs gives the first disk of an appliance. */
-export const DEFAULT_DISK_NAME = '/dev/sda';
+const DEFAULT_DISK_NAME = '/dev/sda';
 /** Logical block sizes a GPT may use (UEFI 2.10 §5.3.1: LBA 1 is one logical block in). */
 const GPT_SECTOR_SIZES = [512, 4096] as const;
 

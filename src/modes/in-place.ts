@@ -149,8 +149,8 @@ async function punchQcow2(ctx: RunContext, file: string, say: (t: string) => voi
   try {
     say('Punch out the clusters the qcow2 refcounts say are free');
     const outcome = await punchFreeQcow2Clusters(ctx, file, workDir);
-    if ('skipped' in outcome) {
-      const note = `clusters freed in the qcow2 but still allocated in the file were left: ${outcome.skipped}`;
+    if (!outcome.ok) {
+      const note = `clusters freed in the qcow2 but still allocated in the file were left: ${outcome.reason}`;
       ctx.log.warn(note);
       return note;
     }

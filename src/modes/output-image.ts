@@ -1,4 +1,3 @@
-import { open } from 'node:fs/promises';
 import type { RunContext } from '../context.js';
 import { openRawDeviceSink, openRawFileSink } from '../copy/raw-file-sink.js';
 import type { BlockSink } from '../disk/types.js';
@@ -9,6 +8,7 @@ import { createImage, readImageInfo } from '../qemu/img.js';
 import type { DaemonExit } from '../qemu/daemon.js';
 import { serveImage } from '../qemu/storage-daemon.js';
 import { AsyncStack } from '../util/async-stack.js';
+import { fsyncFile } from '../util/fsync.js';
 
 /** A new output image being written, and how to finish it. */
 export interface OutputImage extends AsyncDisposable {
@@ -99,14 +99,4 @@ async function openRawOutput(spec: OutputSpec): Promise<OutputImage> {
     },
     [Symbol.asyncDispose]: () => sink[Symbol.asyncDispose](),
   };
-}
-
-/** fsync a file the daemon wrote (or a directory, for a new name), so success is reported only for bytes on disk. */
-export async function fsyncFile(path: string): Promise<void> {
-  const fh = await open(path, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
 }

@@ -9,8 +9,8 @@ import { access, lstat, open, readFile, realpath, rename, stat } from 'node:fs/p
 import { basename, dirname, join } from 'node:path';
 import { SparsifyError } from '../errors.js';
 import type { CopyOptions, OutputFormat } from '../options.js';
-import { pathError } from '../util/errno.js';
-import { fsyncFile } from './output-image.js';
+import { errnoOf, pathError } from '../util/errno.js';
+import { fsyncDir } from '../util/fsync.js';
 
 /** Where the output goes. */
 export type OutputTarget =
@@ -73,7 +73,7 @@ export async function commitOutput(target: OutputTarget): Promise<void> {
   await rename(target.partialPath, target.path).catch((err: unknown) => {
     throw pathError(err, 'output', target.path);
   });
-  await fsyncFile(dirname(target.path));
+  await fsyncDir(dirname(target.path));
 }
 
 /** The checks that need the output format and the input's virtual size (after the input is examined). */
@@ -152,6 +152,6 @@ function deviceNumbers(rdev: number): { major: number; minor: number } {
 }
 
 function missingOk(err: unknown, path: string): undefined {
-  if ((err as { code?: unknown }).code === 'ENOENT') return undefined;
+  if (errnoOf(err) === 'ENOENT') return undefined;
   throw pathError(err, 'output', path);
 }

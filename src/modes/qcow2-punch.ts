@@ -3,9 +3,10 @@ import { openNbdClient } from '../nbd/client.js';
 import { readFreeClusters } from '../qemu/qcow2-refcounts.js';
 import { serveImage } from '../qemu/storage-daemon.js';
 import { AsyncStack } from '../util/async-stack.js';
+import { refused, type Verdict } from '../util/verdict.js';
 
 /** What the refcount pass did to a qcow2 file. */
-export type PunchOutcome = { punchedBytes: number } | { skipped: string };
+export type PunchOutcome = Verdict<{ punchedBytes: number }>;
 
 /**
  * Gives the clusters a qcow2's refcounts say are free back to the host: discards that were not
@@ -19,9 +20,9 @@ export async function punchFreeQcow2Clusters(ctx: RunContext, file: string, work
   const served = stack.use(await serveImage(ctx, { file, format: 'raw', readOnly: false, discard: true, dir: workDir }));
   const nbd = stack.use(await openNbdClient({ socketPath: served.socketPath, exportName: served.exportName }));
   const free = await readFreeClusters(nbd, nbd.sizeBytes);
-  if (!free.usable) return { skipped: free.reason };
-  if (!nbd.info.canTrim) return { skipped: 'the host file cannot punch holes' };
+  if (!free.ok) return free;
+  if (!nbd.info.canTrim) return refused('the host file cannot punch holes');
   for (const r of free.free.ranges) await nbd.trim(r.start, r.end - r.start);
   await nbd.flush();
-  return { punchedBytes: free.freeBytes };
+  return { ok: true, punchedBytes: free.freeBytes };
 }

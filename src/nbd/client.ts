@@ -4,7 +4,7 @@
  * server's maximum payload are split. Byte offsets are `number`, exact up to 2^53 (8 PiB).
  */
 import type { BlockDevice, Extent } from '../disk/types.js';
-import { SparsifyError, throwIfCancelled } from '../errors.js';
+import { SparsifyError, cancelledError, throwIfCancelled } from '../errors.js';
 import { once } from '../util/async-stack.js';
 import { type Command, NbdConnection } from './connection.js';
 import { exportInfo, type NbdExportInfo, positive } from './export-info.js';
@@ -16,7 +16,7 @@ import {
 } from './protocol.js';
 import type { InFlight } from './reply-reader.js';
 import { NbdRequestError } from './request-error.js';
-import { SocketHandshakeIo, cancelledError, connectUnix } from './socket-io.js';
+import { SocketHandshakeIo, connectUnix } from './socket-io.js';
 
 export type { NbdExportInfo } from './export-info.js';
 export type { BlockSizes } from './handshake.js';

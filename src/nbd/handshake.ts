@@ -141,7 +141,7 @@ async function exportNameFallback(io: HandshakeIo, exportName: string, noZeroes:
 }
 
 /** The SparsifyError for an option the server refused, with its message when it sent one. */
-export function optionError(reply: OptionReply, optionName: string, exportName: string): SparsifyError {
+function optionError(reply: OptionReply, optionName: string, exportName: string): SparsifyError {
   const said = reply.payload.byteLength ? `: ${parseString(reply.payload, 'error message')}` : '';
   if (reply.replyType === NBD_REP_ERR_UNKNOWN) {
     return new SparsifyError('NOT_FOUND', `the NBD server has no export named "${exportName}"${said}`, {

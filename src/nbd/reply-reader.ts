@@ -288,6 +288,6 @@ function isCovered(req: InFlight): boolean {
 }
 
 /** "read 4096+512 (cookie 7)" */
-export function describe(req: InFlight): string {
+function describe(req: InFlight): string {
   return `${commandName(req.type)} ${req.offsetBytes}+${req.lengthBytes} (cookie ${req.cookie})`;
 }

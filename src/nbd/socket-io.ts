@@ -3,7 +3,7 @@
  * while options are negotiated, and hanging up politely when the negotiation fails.
  */
 import { type Socket, createConnection } from 'node:net';
-import { SparsifyError, isSparsifyError } from '../errors.js';
+import { SparsifyError, cancelledError, isSparsifyError } from '../errors.js';
 import { ByteQueue } from './byte-queue.js';
 import type { HandshakeIo } from './handshake.js';
 import { encodeOption } from './option-codec.js';
@@ -11,11 +11,6 @@ import { NBD_OPT_ABORT, nbdProtocolError } from './protocol.js';
 
 /** How long a refused handshake waits for the server to hang up after NBD_OPT_ABORT. */
 const ABORT_TIMEOUT_MS = 1000;
-
-/** The error every request gets when the run's signal aborts. */
-export function cancelledError(): SparsifyError {
-  return new SparsifyError('CANCELLED', 'NBD request cancelled (quit at user request)');
-}
 
 /** Connects to a unix socket; TOOL_FAILED with the errno (ENOENT, ECONNREFUSED) as `cause` when nobody listens. */
 export function connectUnix(socketPath: string, signal: AbortSignal | undefined): Promise<Socket> {

@@ -5,7 +5,8 @@
 import { readFile } from 'node:fs/promises';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { RunContext } from '../context.js';
-import { SparsifyError } from '../errors.js';
+import { SparsifyError, cancelledError } from '../errors.js';
+import { errnoOf } from '../util/errno.js';
 import { LAUNCHER, launcherFoundNoProgram, missingTool, spawnTool, stderrTail, type DeathSignal } from '../util/run.js';
 
 /** How a daemon ended. */
@@ -106,7 +107,7 @@ export async function startDaemon(ctx: RunContext, file: string, args: readonly 
 }
 
 function notStarted(file: string, exit: DaemonExit): SparsifyError {
-  if ((exit.spawnError as { code?: unknown } | undefined)?.code === 'ENOENT') return missingTool(LAUNCHER, exit.spawnError);
+  if (errnoOf(exit.spawnError) === 'ENOENT') return missingTool(LAUNCHER, exit.spawnError);
   return new SparsifyError('TOOL_FAILED', `${file} could not be started: ${String(exit.spawnError)}`, { cause: exit.spawnError });
 }
 
@@ -118,7 +119,7 @@ async function waitForPidFile(ctx: RunContext, file: string, daemon: Daemon, opt
       if (launcherFoundNoProgram(exit.exitCode, exit.stderr)) throw missingTool(file, new Error(stderrTail(exit.stderr, 1)));
       throw opts.explainEarlyExit(exit);
     }
-    if (ctx.signal.aborted) throw new SparsifyError('CANCELLED', 'quit (^C) at user request');
+    if (ctx.signal.aborted) throw cancelledError();
     const text = await readFile(opts.pidFile, 'utf8').catch(() => '');
     // The pid file is written after every export exists (qemu-storage-daemon(1), nbdfuse(1)).
     if (text.trim() === String(daemon.pid)) return;

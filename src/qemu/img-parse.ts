@@ -109,7 +109,7 @@ export function rawSizeProblem(path: string, sizeBytes: number): SparsifyError |
 }
 
 /** The one-line IN_USE error, naming the locked file. */
-export function inUseError(path: string, cause?: unknown): SparsifyError {
+function inUseError(path: string, cause?: unknown): SparsifyError {
   return new SparsifyError('IN_USE', `${path} is in use by another process (a running VM?); shut it down first`, {
     cause,
   });

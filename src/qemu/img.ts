@@ -6,8 +6,8 @@ import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Stats } from 'node:fs';
 import type { RunContext } from '../context.js';
-import { SparsifyError, isSparsifyError } from '../errors.js';
-import { pathError } from '../util/errno.js';
+import { SparsifyError, cancelledError, isSparsifyError } from '../errors.js';
+import { errnoOf, pathError } from '../util/errno.js';
 import { runTool, spawnTool, stderrTail, ToolFailedError } from '../util/run.js';
 import { keepFirstLines } from './daemon.js';
 import {
@@ -24,7 +24,7 @@ import {
 export type { CheckResult, ImageInfo } from './img-parse.js';
 
 /** Formats `qemu-img check` can verify; for any other format checkImage does nothing. */
-export const CHECKABLE_FORMATS: readonly string[] = ['qcow2', 'qed', 'vdi', 'vhdx', 'vmdk', 'parallels'];
+const CHECKABLE_FORMATS: readonly string[] = ['qcow2', 'qed', 'vdi', 'vhdx', 'vmdk', 'parallels'];
 
 /** qemu-img check exit codes (qemu-img(1)). */
 const CHECK_EXIT = { OK: 0, NOT_COMPLETED: 1, CORRUPT: 2, LEAKS: 3, UNSUPPORTED: 63 } as const;
@@ -56,25 +56,6 @@ export async function readImageInfo(ctx: RunContext, path: string, opts: { forma
 }
 
 /**
- * Refuses an image that another process (a running VM) holds open for writing. qemu's
- * read-only opens of a raw image share the write permission, so a VM's raw disk passes
- * `qemu-img info`; only an open that asks for write permission meets the VM's lock. qemu-io
- * opens the image for writing and quits without writing a byte. An image we may not open for
- * writing at all (read-only file or filesystem) cannot be written by a VM either: that is fine.
- */
-export async function assertNotInUse(ctx: RunContext, path: string, format: string): Promise<void> {
-  try {
-    await runTool(ctx, 'qemu-io', ['-f', format, '-c', 'quit', resolve(path)]);
-  } catch (err) {
-    const stderr = err instanceof ToolFailedError ? err.stderr : '';
-    const known = classifyOpenFailure(stderr, path, err);
-    if (known?.code === 'IN_USE') throw known;
-    if (/Permission denied|Read-only file system/.test(stderr)) return;
-    throw known ?? err;
-  }
-}
-
-/**
  * Runs `qemu-img check` for formats that have one. Corruptions or a check that cannot complete
  * → BAD_IMAGE; leaks alone only cost space and are returned for the report.
  */
@@ -83,7 +64,7 @@ export async function checkImage(ctx: RunContext, path: string, format: string):
   if (!CHECKABLE_FORMATS.includes(format)) return unchecked;
   const argv = ['check', '--output=json', '-f', format, resolve(path)];
   const result = await spawnTool(ctx, 'qemu-img', argv, { stdout: 'pipe', stderr: [keepFirstLines(CHECK_STDERR_LINES)] });
-  if (result.isCanceled || ctx.signal.aborted) throw new SparsifyError('CANCELLED', 'quit (^C) at user request');
+  if (result.isCanceled || ctx.signal.aborted) throw cancelledError();
   const stderr = String(result.stderr ?? '');
   const exitCode = result.exitCode;
   if (exitCode === undefined) {
@@ -147,8 +128,8 @@ async function statImage(path: string): Promise<Stats> {
   try {
     st = await stat(path);
   } catch (err) {
-    const code = (err as { code?: unknown }).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') {
+    const errno = errnoOf(err);
+    if (errno === 'ENOENT' || errno === 'ENOTDIR') {
       throw new SparsifyError('NOT_FOUND', `${path} does not exist; check the path`, { cause: err });
     }
     throw new SparsifyError('USAGE', `cannot read ${path}: ${(err as Error).message}`, { cause: err });

@@ -11,6 +11,7 @@
  */
 import { ExtentSet, type Range } from '../disk/extent-set.js';
 import type { BlockReader } from '../disk/types.js';
+import { refused, type Verdict } from '../util/verdict.js';
 import { HEADER_PROBE_BYTES, headerRefusal, parseQcow2Extensions, parseQcow2Header } from './qcow2-header.js';
 import { claimAll } from './qcow2-references.js';
 import {
@@ -33,15 +34,12 @@ export { parseQcow2Extensions, parseQcow2Header, QCOW2_INCOMPAT, type Qcow2Exten
 const MAX_TRACKED_CLUSTERS = 2 ** 31;
 
 /** Free host clusters of a qcow2 file, or why they cannot be trusted. */
-export type FreeClusters =
-  | {
-      readonly usable: true;
-      readonly clusterSizeBytes: number;
-      /** Whole clusters below the file size whose refcount is 0, as byte ranges of the file. */
-      readonly free: ExtentSet;
-      readonly freeBytes: number;
-    }
-  | { readonly usable: false; readonly reason: string };
+export type FreeClusters = Verdict<{
+  readonly clusterSizeBytes: number;
+  /** Whole clusters below the file size whose refcount is 0, as byte ranges of the file. */
+  readonly free: ExtentSet;
+  readonly freeBytes: number;
+}>;
 
 function overlaps(aStart: number, aLength: number, bStart: number, bLength: number): boolean {
   return aStart < bStart + bLength && bStart < aStart + aLength;
@@ -143,7 +141,7 @@ function freeRanges(scan: Scan): ExtentSet {
 
 /**
  * Finds the host clusters of a qcow2 file whose refcount is 0, reading the file's own bytes
- * (`reader` is the container, not the guest disk); `usable: false` says why they cannot be
+ * (`reader` is the container, not the guest disk); `ok: false` says why they cannot be
  * trusted. Throws BAD_IMAGE when the header is not a qcow2 header.
  */
 export async function readFreeClusters(reader: BlockReader, fileSizeBytes: number): Promise<FreeClusters> {
@@ -154,9 +152,9 @@ export async function readFreeClusters(reader: BlockReader, fileSizeBytes: numbe
   const cluster0 = await reader.read(0, Math.min(fileSizeBytes, header.clusterSizeBytes));
   const extensions = parseQcow2Extensions(cluster0, header);
   const refusal = headerRefusal(header, extensions);
-  if (refusal) return { usable: false, reason: refusal };
+  if (refusal) return refused(refusal);
   const fileClusters = Math.ceil(fileSizeBytes / header.clusterSizeBytes);
-  if (fileClusters > MAX_TRACKED_CLUSTERS) return { usable: false, reason: `${fileClusters} clusters are too many to track` };
+  if (fileClusters > MAX_TRACKED_CLUSTERS) return refused(`${fileClusters} clusters are too many to track`);
   const scan: Scan = {
     reader,
     header,
@@ -170,9 +168,9 @@ export async function readFreeClusters(reader: BlockReader, fileSizeBytes: numbe
   try {
     await claimAll(scan, extensions, await readRefcounts(scan));
   } catch (err) {
-    if (err instanceof Refusal) return { usable: false, reason: err.message };
+    if (err instanceof Refusal) return refused(err.message);
     throw err;
   }
   const free = freeRanges(scan);
-  return { usable: true, clusterSizeBytes: header.clusterSizeBytes, free, freeBytes: free.totalBytes };
+  return { ok: true, clusterSizeBytes: header.clusterSizeBytes, free, freeBytes: free.totalBytes };
 }

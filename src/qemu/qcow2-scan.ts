@@ -16,7 +16,7 @@ const READ_CHUNK_BYTES = 1024 * 1024;
 /** Refcount blocks and L2 tables are read this many at a time (a cold cache or NBD gains from overlap). */
 const PARALLEL_READS = 16;
 
-/** A reason to refuse, thrown inside the scan and returned as `usable: false`. */
+/** A reason to refuse, thrown inside the scan and returned as `ok: false`. */
 export class Refusal extends Error {}
 
 export function refuse(reason: string): never {

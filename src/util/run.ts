@@ -1,10 +1,11 @@
 import { execa, type Options as ExecaOptions, type ResultPromise } from 'execa';
 import type { RunContext } from '../context.js';
-import { SparsifyError } from '../errors.js';
+import { SparsifyError, cancelledError } from '../errors.js';
+import { errnoOf } from './errno.js';
 import { packageOf } from './tools.js';
 
 /** How long a cancelled child gets between SIGTERM and SIGKILL. */
-export const FORCE_KILL_DELAY_MS = 3000;
+const FORCE_KILL_DELAY_MS = 3000;
 
 /**
  * Every child is started through util-linux setpriv, which sets PR_SET_PDEATHSIG before it
@@ -78,7 +79,7 @@ export async function runTool(
       ...(options.timeoutMs ? { timeout: options.timeoutMs } : {}),
     });
     if (result.isCanceled || ctx.signal.aborted) {
-      throw new SparsifyError('CANCELLED', 'quit (^C) at user request');
+      throw cancelledError();
     }
     const spawnError = result.failed && result.exitCode === undefined ? result.cause : undefined;
     if (isEnoent(spawnError)) throw missingTool(LAUNCHER, spawnError);
@@ -138,5 +139,5 @@ export function missingTool(file: string, cause: unknown): SparsifyError {
 }
 
 function isEnoent(err: unknown): boolean {
-  return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === 'ENOENT';
+  return errnoOf(err) === 'ENOENT';
 }

@@ -1,5 +1,5 @@
 /** The external programs sparsify may call, and the Debian package that provides each. */
-export const TOOL_PACKAGES: Readonly<Record<string, string>> = {
+const TOOL_PACKAGES: Readonly<Record<string, string>> = {
   'qemu-img': 'qemu-utils',
   'qemu-nbd': 'qemu-utils',
   'qemu-io': 'qemu-utils',

@@ -9,7 +9,7 @@ import { SparsifyError } from '../errors.js';
 import { openImage } from './serve.js';
 
 /** The variable's name. */
-export const CORRUPT_ENV = 'SPARSIFY_TEST_CORRUPT_OUTPUT_AT';
+const CORRUPT_ENV = 'SPARSIFY_TEST_CORRUPT_OUTPUT_AT';
 
 /** Flips the byte the test asked for, through a writable serve of the image (any format). */
 export async function corruptForTest(ctx: RunContext, file: string, format: string, dir: string): Promise<void> {

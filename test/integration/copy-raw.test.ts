@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { copyBlocks } from '../../src/copy/copier.js';
-import { openFileSource } from '../../src/copy/file-source.js';
+import { openFileSource } from '../helpers/file-source.js';
 import { openRawFileSink } from '../../src/copy/raw-file-sink.js';
 import { makeContext } from '../../src/context.js';
 import { ExtentSet } from '../../src/disk/extent-set.js';

@@ -8,7 +8,7 @@ import { mkdir, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { ExtentSet, type Range } from '../../src/disk/extent-set.js';
-import { openFileReader } from '../../src/disk/file-reader.js';
+import { openFileReader } from '../helpers/file-reader.js';
 import type { BlockReader } from '../../src/disk/types.js';
 import { isSparsifyError } from '../../src/errors.js';
 import { readExtFreeMap } from '../../src/fs/ext/free-map.js';

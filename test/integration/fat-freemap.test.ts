@@ -11,7 +11,7 @@ import { join, relative } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { isAllZero } from '../../src/binary/bytes.js';
 import type { ExtentSet } from '../../src/disk/extent-set.js';
-import { openFileReader } from '../../src/disk/file-reader.js';
+import { openFileReader } from '../helpers/file-reader.js';
 import { readFatFreeMap } from '../../src/fs/fat/free-map.js';
 import { readSwapFreeMap } from '../../src/fs/swap.js';
 import type { FreeMap } from '../../src/fs/types.js';

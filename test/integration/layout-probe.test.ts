@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtemp, open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { openFileReader } from '../../src/disk/file-reader.js';
+import { openFileReader } from '../helpers/file-reader.js';
 import { sliceReader } from '../../src/disk/types.js';
 import { probeVolume } from '../../src/fs/probe.js';
 import type { ProbeResult } from '../../src/fs/types.js';

@@ -9,7 +9,7 @@ import { access, mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { openFileReader } from '../../src/disk/file-reader.js';
+import { openFileReader } from '../helpers/file-reader.js';
 import { sliceReader, type BlockReader } from '../../src/disk/types.js';
 import { readLayout } from '../../src/layout/read-layout.js';
 import { readLvm } from '../../src/layout/lvm.js';

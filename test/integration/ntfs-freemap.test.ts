@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { ExtentSet, type Range } from '../../src/disk/extent-set.js';
-import { openFileReader } from '../../src/disk/file-reader.js';
+import { openFileReader } from '../helpers/file-reader.js';
 import { readNtfsFreeMap } from '../../src/fs/ntfs/free-map.js';
 import type { FreeMap } from '../../src/fs/types.js';
 import { prng, randInt } from '../helpers/copy-fakes.js';

@@ -7,7 +7,7 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { makeContext } from '../../src/context.js';
 import { ExtentSet, type Range } from '../../src/disk/extent-set.js';
-import { openFileReader } from '../../src/disk/file-reader.js';
+import { openFileReader } from '../helpers/file-reader.js';
 import { isSparsifyError } from '../../src/errors.js';
 import { openNbdClient } from '../../src/nbd/client.js';
 import { readFreeClusters, type FreeClusters } from '../../src/qemu/qcow2-refcounts.js';
@@ -58,7 +58,7 @@ async function freeOf(file: string): Promise<FreeClusters> {
 
 async function usableFreeOf(file: string): Promise<ExtentSet> {
   const res = await freeOf(file);
-  if (!res.usable) throw new Error(`${file} refused: ${res.reason}`);
+  if (!res.ok) throw new Error(`${file} refused: ${res.reason}`);
   expect(res.freeBytes).toBe(res.free.totalBytes);
   for (const r of res.free.ranges) expect([r.start % res.clusterSizeBytes, r.end % res.clusterSizeBytes]).toEqual([0, 0]);
   return res.free;
@@ -235,7 +235,7 @@ describeIntegration('qcow2 free clusters from refcounts', { tools: ['qemu-img', 
     const file = await createQcow2('truncated', []);
     await qemuIo(file, 'write -P 0xab 0 10M');
     await truncate(file, 5 * MiB);
-    expect(await freeOf(file)).toEqual({ usable: false, reason: expect.stringMatching(/lie outside the 5242880-byte file/) });
+    expect(await freeOf(file)).toEqual({ ok: false, reason: expect.stringMatching(/lie outside the 5242880-byte file/) });
     await truncate(file, 100);
     const err = await freeOf(file).catch((e: unknown) => e);
     expect(isSparsifyError(err, 'BAD_IMAGE')).toBe(true);
@@ -253,13 +253,13 @@ describeIntegration('qcow2 free clusters from refcounts', { tools: ['qemu-img', 
     }
     writer.kill('SIGKILL');
     await exited;
-    expect(await freeOf(file)).toEqual({ usable: false, reason: expect.stringMatching(/dirty bit set/) });
+    expect(await freeOf(file)).toEqual({ ok: false, reason: expect.stringMatching(/dirty bit set/) });
 
     // Clear the dirty bit by hand: the cross-check alone must then catch the stale refcounts.
     const handle = await open(file, 'r+');
     await handle.write(Buffer.from([0]), 0, 1, 79);
     await handle.close();
-    expect(await freeOf(file)).toEqual({ usable: false, reason: expect.stringMatching(/^refcounts disagree with the L1\/L2 tables at cluster \d+/) });
+    expect(await freeOf(file)).toEqual({ ok: false, reason: expect.stringMatching(/^refcounts disagree with the L1\/L2 tables at cluster \d+/) });
   });
 
   it('reads the same through qemu-storage-daemon over NBD', async () => {
@@ -275,6 +275,6 @@ describeIntegration('qcow2 free clusters from refcounts', { tools: ['qemu-img', 
     await using served = await serveImage(ctx, { file, format: 'raw', readOnly: true, discard: false, dir });
     await using client = await openNbdClient({ socketPath: served.socketPath, exportName: served.exportName });
     const res = await readFreeClusters(client, fileSizeBytes);
-    expect(res.usable && res.free.ranges).toEqual(expected.ranges);
+    expect(res.ok && res.free.ranges).toEqual(expected.ranges);
   });
 });

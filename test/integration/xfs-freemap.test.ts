@@ -10,7 +10,7 @@ import { mkdirSync, mkdtempSync, rmdirSync, unlinkSync, writeFileSync } from 'no
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { ExtentSet } from '../../src/disk/extent-set.js';
-import { openFileReader } from '../../src/disk/file-reader.js';
+import { openFileReader } from '../helpers/file-reader.js';
 import type { FreeMap } from '../../src/fs/types.js';
 import { readXfsFreeMap } from '../../src/fs/xfs/free-map.js';
 import { describeIntegration } from '../helpers/require.js';

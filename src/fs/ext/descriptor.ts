@@ -24,7 +24,7 @@ const NARROW_DESC_BYTES = 32;
 /** bg_block_bitmap_csum_hi is stored when s_desc_size reaches its end (EXT4_BG_BLOCK_BITMAP_CSUM_HI_END). */
 const BITMAP_CSUM_HI_END = 0x3a;
 /** bg_flags (group_descr.rst): the block bitmap is not initialized and must be computed. */
-export const BG_BLOCK_UNINIT = 0x2;
+const BG_BLOCK_UNINIT = 0x2;
 
 /** One decoded group descriptor; block numbers may exceed 2^53 in garbage and then fail every range check. */
 export interface ExtGroupDescriptor {

@@ -5,6 +5,7 @@
  */
 import type { Range } from '../../disk/extent-set.js';
 import type { BlockReader } from '../../disk/types.js';
+import type { Verdict } from '../../util/verdict.js';
 import { complementRuns, firstClearBit, parseBitmapFreeRuns, type FreeRuns } from './bitmap.js';
 import { blockBitmapChecksumOk, isBlockUninit, type ExtGroupDescriptor } from './descriptor.js';
 import { visitBlocks } from './io.js';
@@ -13,9 +14,7 @@ import { groupMetadataBits, type BlockRanges } from './metadata.js';
 import type { ExtSuper } from './superblock.js';
 
 /** The free space of all groups, or why it cannot be trusted. */
-export type GroupScan =
-  | { readonly ok: true; readonly free: Range[]; readonly freeClusters: number; readonly uninitGroups: number }
-  | { readonly ok: false; readonly reason: string };
+export type GroupScan = Verdict<{ readonly free: Range[]; readonly freeClusters: number; readonly uninitGroups: number }>;
 
 function unitName(s: ExtSuper): string {
   return s.clusterRatio > 1 ? 'clusters' : 'blocks';

@@ -3,7 +3,7 @@ import type { BlockReader } from '../../disk/types.js';
 import { SparsifyError } from '../../errors.js';
 
 /** No single read is larger than this, whatever the filesystem's size. */
-export const MAX_READ_BYTES = 1024 * 1024;
+const MAX_READ_BYTES = 1024 * 1024;
 /** Reads in flight at once: hides NBD round trips, and bounds memory to this many MAX_READ_BYTES. */
 const READS_IN_FLIGHT = 4;
 

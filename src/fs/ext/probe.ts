@@ -92,7 +92,7 @@ export function parseExtSuperblock(sb: Uint8Array): ExtSuperblock | undefined {
 }
 
 /** Whether group 0's descriptor puts its bitmaps and inode table inside the filesystem. */
-export function extDescriptorLooksLive(desc: Uint8Array, sb: ExtSuperblock): boolean {
+function extDescriptorLooksLive(desc: Uint8Array, sb: ExtSuperblock): boolean {
   if (desc.length < DESC_32_BYTES) return false;
   const v = viewOf(desc);
   const wide = desc.length >= DESC_64_BYTES;

@@ -252,7 +252,7 @@ export function parseExtSuper(sb: Uint8Array): ExtSuper {
 }
 
 /** Whether the superblock's own crc32c (metadata_csum) matches: ext4_superblock_csum. */
-export function extSuperChecksumOk(sb: Uint8Array): boolean {
+function extSuperChecksumOk(sb: Uint8Array): boolean {
   const stored = viewOf(sb).getUint32(SB.checksum, true);
   return crc32cUpdate(0xffffffff, sb.subarray(0, SB.checksum)) === stored;
 }

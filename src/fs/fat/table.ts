@@ -74,7 +74,7 @@ function entryAt(bytes: Uint8Array, view: DataView, index: number, kind: EntryKi
 }
 
 /** Walks the FAT chunk by chunk: free runs, and the clusters that chains point to. */
-export class FatScanner {
+class FatScanner {
   readonly freeRuns: Range[] = [];
   freeClusters = 0;
   problem: string | undefined;

@@ -53,10 +53,3 @@ export class FreeClusterCollector {
     return this.#runs;
   }
 }
-
-/** Free cluster runs of a whole in-memory bitmap (tests and small volumes). */
-export function freeClusterRuns(bitmap: Uint8Array, clusterCount: number): Range[] {
-  const collector = new FreeClusterCollector(clusterCount);
-  collector.add(bitmap);
-  return collector.finish();
-}

@@ -69,7 +69,7 @@ function parseEntry(bytes: Uint8Array, view: DataView, at: number, length: numbe
 }
 
 /** Decodes the entries after the INDEX_HEADER at `headerAt`, which must end inside `limit`. */
-export function parseIndexNode(bytes: Uint8Array, headerAt: number, limit: number, where: Where): IndexNode {
+function parseIndexNode(bytes: Uint8Array, headerAt: number, limit: number, where: Where): IndexNode {
   const view = viewOf(bytes);
   if (headerAt + IH_BYTES > limit) badNtfs(where, headerAt, 'index header is truncated');
   const start = headerAt + view.getUint32(headerAt + IH.entriesOffset, true);
@@ -116,7 +116,7 @@ async function readIndexBlock(
 }
 
 /** MFT references of the files named `name` (case-insensitively) in the root directory. */
-export async function findInRootDirectory(volume: NtfsVolume, name: string): Promise<MftReference[]> {
+async function findInRootDirectory(volume: NtfsVolume, name: string): Promise<MftReference[]> {
   const root = await volume.readRecord(MFT_RECORD.root, volume.mft.where);
   if (!root.inUse || !root.isDirectory) badNtfs(root.where, 0, 'the root directory record is not an in-use directory');
   const indexRoot = await readAttributeStream(volume, root, ATTR_TYPE.indexRoot, DIRECTORY_INDEX);

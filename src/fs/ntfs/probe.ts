@@ -101,7 +101,7 @@ export function applyMftFixups(record: Uint8Array): boolean {
 }
 
 /** The VOLUME_NAME attribute of a fixed-up $Volume record (resident attributes only). */
-export function parseNtfsVolumeName(record: Uint8Array): string | undefined {
+function parseNtfsVolumeName(record: Uint8Array): string | undefined {
   const v = viewOf(record);
   let at = v.getUint16(REC.firstAttribute, true);
   while (at + ATTR_HEADER_BYTES <= record.length) {

@@ -65,7 +65,7 @@ export interface Extent {
 }
 
 /** Joins the extents of one non-resident attribute (any order) into a checked stream. */
-export function joinExtents(geometry: NtfsGeometry, extents: readonly Extent[]): RunStream {
+function joinExtents(geometry: NtfsGeometry, extents: readonly Extent[]): RunStream {
   const sorted = [...extents].sort((a, b) => a.attribute.lowestVcn - b.attribute.lowestVcn);
   const first = sorted[0];
   if (!first || first.attribute.lowestVcn !== 0) {

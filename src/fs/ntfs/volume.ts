@@ -55,7 +55,7 @@ export type Stream =
 export type RunStream = Extract<Stream, { resident: false }>;
 
 /** Decodes and checks the boot sector; BAD_IMAGE when it is not NTFS, untrusted when its geometry is odd. */
-export function parseNtfsGeometry(sector: Uint8Array, volumeBytes: number): NtfsGeometry {
+function parseNtfsGeometry(sector: Uint8Array, volumeBytes: number): NtfsGeometry {
   const bs = parseNtfsBootSector(sector);
   if (!bs) badNtfs({ what: 'boot sector', offsetBytes: 0 }, 0, 'not an NTFS boot sector');
   if (!MFT_RECORD_SIZES.includes(bs.mftRecordBytes)) {

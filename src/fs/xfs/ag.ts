@@ -54,7 +54,7 @@ export interface XfsAgf {
 }
 
 /** Slots in the AGFL sector (XFS_AGFL_SIZE): v5 steals 36 bytes for its header. */
-export function agflSlots(g: XfsGeometry): number {
+function agflSlots(g: XfsGeometry): number {
   return (g.sectorSizeBytes - (g.version === 5 ? AGFL_V5_HEADER_BYTES : 0)) / AGBLOCK_BYTES;
 }
 

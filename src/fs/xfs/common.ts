@@ -37,7 +37,7 @@ const ZERO_CRC_FIELD = new Uint8Array(CRC_FIELD_BYTES);
  * (xfs_start_cksum_safe / xfs_end_cksum), as the number stored little-endian in that field.
  * xfs_cksum.h seeds with ~0 and stores the inverted register: the standard CRC-32C.
  */
-export function xfsChecksum(bytes: Uint8Array, crcOffset: number): number {
+function xfsChecksum(bytes: Uint8Array, crcOffset: number): number {
   let state = crc32cUpdate(0xffffffff, bytes.subarray(0, crcOffset));
   state = crc32cUpdate(state, ZERO_CRC_FIELD);
   state = crc32cUpdate(state, bytes.subarray(crcOffset + CRC_FIELD_BYTES));

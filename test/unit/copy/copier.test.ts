@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { copyBlocks } from '../../../src/copy/copier.js';
-import { MemorySource, RecordingSink } from '../../../src/copy/memory.js';
+import { MemorySource, RecordingSink } from '../../helpers/memory-block.js';
 import { ExtentSet } from '../../../src/disk/extent-set.js';
 import { expectedImage, fillData, firstDifference, firstOverlap, prng } from '../../helpers/copy-fakes.js';
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { MemorySource } from '../../../src/copy/memory.js';
+import { MemorySource } from '../../helpers/memory-block.js';
 import { isSparsifyError } from '../../../src/errors.js';
 import { parseQcow2Header, QCOW2_INCOMPAT, readFreeClusters, type FreeClusters } from '../../../src/qemu/qcow2-refcounts.js';
 
@@ -62,7 +62,7 @@ async function freeOf(img: Image, fileSizeBytes = img.bytes.length): Promise<Fre
 
 async function reasonOf(img: Image, fileSizeBytes?: number): Promise<string> {
   const res = await freeOf(img, fileSizeBytes);
-  if (res.usable) throw new Error('expected the image to be refused');
+  if (res.ok) throw new Error('expected the image to be refused');
   return res.reason;
 }
 
@@ -120,15 +120,15 @@ describe('parseQcow2Header', () => {
 describe('readFreeClusters', () => {
   it.each([0, 1, 2, 3, 4, 5, 6])('finds exactly the clusters with refcount 0 (refcount_order %i)', async (order) => {
     const res = await freeOf(build({ refcountOrder: order }));
-    expect(res).toMatchObject({ usable: true, clusterSizeBytes: CS, freeBytes: 2 * CS });
-    if (res.usable) expect(res.free.ranges).toEqual([{ start: 7 * CS, end: 8 * CS }, { start: 11 * CS, end: 12 * CS }]);
+    expect(res).toMatchObject({ ok: true, clusterSizeBytes: CS, freeBytes: 2 * CS });
+    if (res.ok) expect(res.free.ranges).toEqual([{ start: 7 * CS, end: 8 * CS }, { start: 11 * CS, end: 12 * CS }]);
   });
 
   it('counts a refcount above 1 as in use, and only whole clusters below the file size', async () => {
     const img = build();
     setRefcount(img, 5, 2);
     const res = await freeOf(img, 11 * CS + 100);
-    expect(res.usable && res.free.ranges).toEqual([{ start: 7 * CS, end: 8 * CS }]);
+    expect(res.ok && res.free.ranges).toEqual([{ start: 7 * CS, end: 8 * CS }]);
   });
 
   it.each([
@@ -145,7 +145,7 @@ describe('readFreeClusters', () => {
   it('accepts the compression type bit', async () => {
     const img = build();
     img.view.setBigUint64(72, QCOW2_INCOMPAT.COMPRESSION_TYPE);
-    expect((await freeOf(img)).usable).toBe(true);
+    expect((await freeOf(img)).ok).toBe(true);
   });
 
   it('refuses a refcount table outside the file or on the header', async () => {
@@ -217,14 +217,14 @@ describe('readFreeClusters', () => {
     setRefcount(img, 9, 0);
     setRefcount(img, 10, 0);
     const res = await freeOf(img);
-    expect(res.usable && res.free.ranges).toEqual([{ start: 7 * CS, end: 12 * CS }]);
+    expect(res.ok && res.free.ranges).toEqual([{ start: 7 * CS, end: 12 * CS }]);
   });
 
   it('counts clusters under a zero refcount table entry as free, and those past the table as not', async () => {
     // refcount_order 6: 64 clusters per block; a 1-cluster table covers 64 blocks = 4096 clusters.
     const img = build({ refcountOrder: 6, clusters: 4100 });
     const res = await freeOf(img);
-    expect(res.usable && res.free.ranges).toEqual([
+    expect(res.ok && res.free.ranges).toEqual([
       { start: 7 * CS, end: 8 * CS },
       { start: 11 * CS, end: 4096 * CS },
     ]);
@@ -248,7 +248,7 @@ describe('readFreeClusters', () => {
     setRefcount(img, 11, 1);
     expect(await reasonOf(img)).toMatch(/refcounts disagree with the L1\/L2 tables of snapshot 0 at cluster 7/);
     setRefcount(img, 7, 1);
-    expect(await freeOf(img)).toMatchObject({ usable: true, freeBytes: 0 });
+    expect(await freeOf(img)).toMatchObject({ ok: true, freeBytes: 0 });
     img.view.setUint32(60, 13); // entries after the first are zeros: 40 bytes each
     expect(await reasonOf(img)).toMatch(/snapshot table entry 12: bytes 6136\.\.6176 lie outside/);
   });
@@ -269,7 +269,7 @@ describe('readFreeClusters', () => {
     setRefcount(img, 7, 1);
     expect(await reasonOf(img)).toMatch(/refcounts disagree with the bitmap 0 at cluster 11/);
     setRefcount(img, 11, 1);
-    expect(await freeOf(img)).toMatchObject({ usable: true, freeBytes: 0 });
+    expect(await freeOf(img)).toMatchObject({ ok: true, freeBytes: 0 });
   });
 
   it('refuses a truncated file and rejects a size the reader does not have', async () => {

@@ -7,7 +7,8 @@
 import { describe, expect, it } from 'vitest';
 import { hasAscii } from '../../../../src/binary/bytes.js';
 import { isSparsifyError } from '../../../../src/errors.js';
-import { freeClusterRuns } from '../../../../src/fs/ntfs/bitmap.js';
+import type { Range } from '../../../../src/disk/extent-set.js';
+import { FreeClusterCollector } from '../../../../src/fs/ntfs/bitmap.js';
 import { parseLogFileState } from '../../../../src/fs/ntfs/logfile.js';
 import { parseAttributes, parseMftRecord } from '../../../../src/fs/ntfs/record.js';
 import { parseAttributeList } from '../../../../src/fs/ntfs/stream.js';
@@ -148,6 +149,13 @@ describe('parseMftRecord and parseAttributes', () => {
     expect(parseAttributes(bytes, 0, 64, HERE)).toEqual([]);
   });
 });
+
+/** Free cluster runs of a whole in-memory bitmap, through the collector the reader streams into. */
+function freeClusterRuns(bitmap: Uint8Array, clusterCount: number): Range[] {
+  const collector = new FreeClusterCollector(clusterCount);
+  collector.add(bitmap);
+  return collector.finish();
+}
 
 describe('freeClusterRuns', () => {
   it('reads bits least significant first and ignores padding bits past the cluster count', () => {

@@ -1,9 +1,9 @@
 import { open, type FileHandle } from 'node:fs/promises';
-import type { BlockSource, Extent } from '../disk/types.js';
-import { SparsifyError } from '../errors.js';
-import { once } from '../util/async-stack.js';
+import type { BlockSource, Extent } from '../../src/disk/types.js';
+import { SparsifyError } from '../../src/errors.js';
+import { once } from '../../src/util/async-stack.js';
 
-/** A raw file read by offset; it cannot tell zero extents (tests and benchmarks). */
+/** A raw file read by offset; it cannot tell zero extents (for tests). */
 export interface FileSource extends BlockSource, AsyncDisposable {
   readonly path: string;
 }

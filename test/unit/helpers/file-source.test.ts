@@ -2,7 +2,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { openFileSource } from '../../../src/copy/file-source.js';
+import { openFileSource } from '../../helpers/file-source.js';
 
 let dir: string;
 beforeEach(async () => {

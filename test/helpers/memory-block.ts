@@ -1,5 +1,5 @@
-import type { Range } from '../disk/extent-set.js';
-import type { BlockSink, BlockSource, Extent } from '../disk/types.js';
+import type { Range } from '../../src/disk/extent-set.js';
+import type { BlockSink, BlockSource, Extent } from '../../src/disk/types.js';
 
 /** Runs before a fake's operation completes: may wait (to keep requests in flight) or throw. */
 export type FakeHook = (offsetBytes: number, lengthBytes: number) => Promise<void> | void;
@@ -13,7 +13,7 @@ export interface MemorySourceOptions {
   readonly onRead?: FakeHook;
 }
 
-/** An in-memory BlockSource that records every read; for tests and benchmarks. */
+/** An in-memory BlockSource that records every read; for tests. */
 export class MemorySource implements BlockSource {
   readonly sizeBytes: number;
   readonly canExtents: boolean;

@@ -2,7 +2,7 @@ import { mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openFileReader } from '../../../src/disk/file-reader.js';
+import { openFileReader } from '../../helpers/file-reader.js';
 import { isSparsifyError } from '../../../src/errors.js';
 
 describe('openFileReader', () => {

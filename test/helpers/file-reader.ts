@@ -1,7 +1,8 @@
 import { open, readFile, type FileHandle } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
-import { SparsifyError } from '../errors.js';
-import type { BlockReader } from './types.js';
+import { SparsifyError } from '../../src/errors.js';
+import { errnoOf } from '../../src/util/errno.js';
+import type { BlockReader } from '../../src/disk/types.js';
 
 /** A {@link BlockReader} over a file or block device, read with positional reads; dispose to close it. */
 export interface FileReader extends BlockReader, AsyncDisposable {
@@ -98,8 +99,7 @@ function validRange(offsetBytes: number, lengthBytes: number, sizeBytes: number)
 }
 
 function openError(path: string, err: unknown): SparsifyError {
-  const code = (err as { code?: unknown }).code;
-  if (code === 'ENOENT') {
+  if (errnoOf(err) === 'ENOENT') {
     return new SparsifyError('NOT_FOUND', `${path}: no such file`, { cause: err, hint: 'check the input path' });
   }
   return new SparsifyError('BAD_IMAGE', `cannot open ${path}: ${(err as Error).message}`, { cause: err });
