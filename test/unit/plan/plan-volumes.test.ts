@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { planVolumes, unmatchedNames } from '../../../src/engines/plan.js';
+import { planVolumes, unmatchedNames } from '../../../src/plan/plan-volumes.js';
 import type { ProbeResult } from '../../../src/fs/types.js';
 import type { Volume } from '../../../src/layout/types.js';
 import type { FreeMap } from '../../../src/fs/types.js';
@@ -7,7 +7,7 @@ import type { EngineChoice } from '../../../src/options.js';
 import { ExtentSet } from '../../../src/disk/extent-set.js';
 
 const vol = (n: number): Volume => ({ name: `/dev/sda${n}`, offsetBytes: n * 1e6, sizeBytes: 1e6, kind: 'partition', partitionNumber: n });
-const input = { ignore: [] as string[], zero: [] as string[], noZero: false, canMount: true, engine: 'auto' as EngineChoice };
+const input = { ignore: [] as string[], zero: [] as string[], noZero: false, root: true, engine: 'auto' as EngineChoice };
 
 function planOne(fs: ProbeResult, over: Partial<typeof input> = {}, freeMap?: FreeMap) {
   return planVolumes([{ volume: vol(1), fs, ...(freeMap ? { freeMap } : {}) }], { ...input, ...over })[0]!;
@@ -25,7 +25,7 @@ describe('planVolumes', () => {
 
   it('keeps the swap header, but leaves a hibernation image alone', () => {
     expect(planOne({ type: 'swap' }).action).toBe('swap');
-    const hib = planOne({ type: 'swap', detail: 'swap with hibernation image' });
+    const hib = planOne({ type: 'swap', detail: 'swap with hibernation image', hibernated: true });
     expect(hib.action).toBe('keep');
     expect(hib.reason).toMatch(/hibernation/);
   });
@@ -44,7 +44,7 @@ describe('planVolumes', () => {
   });
 
   it('without root nothing is mounted', () => {
-    expect(planOne({ type: 'ext4' }, { canMount: false })).toMatchObject({ action: 'keep', reason: expect.stringMatching(/root/) });
+    expect(planOne({ type: 'ext4' }, { root: false })).toMatchObject({ action: 'keep', reason: expect.stringMatching(/root/) });
   });
 
   it('names given to --ignore/--zero that match nothing are reported', () => {
@@ -53,7 +53,7 @@ describe('planVolumes', () => {
 
   it('a trusted free map makes it a map volume, unless --engine mount', () => {
     expect(planOne({ type: 'ext4' }, {}, trusted)).toMatchObject({ action: 'map', freeMap: trusted });
-    expect(planOne({ type: 'vfat' }, { canMount: false }, trusted).action).toBe('map');
+    expect(planOne({ type: 'vfat' }, { root: false }, trusted).action).toBe('map');
     expect(planOne({ type: 'swap' }, {}, trusted).action).toBe('map');
     expect(planOne({ type: 'ext4' }, { engine: 'mount' }, trusted).action).toBe('mount');
     expect(planOne({ type: 'swap' }, { engine: 'mount' }).action).toBe('swap');
@@ -63,7 +63,7 @@ describe('planVolumes', () => {
     const mounted = planOne({ type: 'ext4' }, {}, untrusted);
     expect(mounted.action).toBe('mount');
     expect(mounted.reason).toMatch(/journal needs recovery.*trimmed through a mount instead/);
-    const kept = planOne({ type: 'ext4' }, { canMount: false }, untrusted);
+    const kept = planOne({ type: 'ext4' }, { root: false }, untrusted);
     expect(kept).toMatchObject({ action: 'keep', warn: true });
     expect(kept.reason).toMatch(/journal needs recovery/);
     expect(planOne({ type: 'ext4' }, { engine: 'map' }, untrusted).action).toBe('keep');
