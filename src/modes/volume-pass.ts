@@ -39,7 +39,7 @@ export interface Examined {
  * Reads the partition table, probes every volume, reads the free maps the planner asks for,
  * plans what to do with each volume, and checks the programs of the engines it chose.
  */
-export async function examineDisk(ctx: RunContext, device: BlockReader, input: PlanInput): Promise<Examined> {
+export async function examineDisk(ctx: RunContext, device: BlockReader, input: PlanInput, engines: readonly Engine[] = ENGINES): Promise<Examined> {
   const layout = await readLayoutOrNothing(ctx, device, input.noZero);
   for (const note of layout.notes) ctx.log.warn(note);
   const ignore = [...input.ignore];
@@ -70,8 +70,8 @@ export async function examineDisk(ctx: RunContext, device: BlockReader, input: P
   for (const name of unmatchedNames([...input.ignore, ...input.zero], probed.map((p) => p.volume)).filter((n) => !vgNames.includes(n))) {
     ctx.log.warn(`${name}: no such filesystem or volume group on this disk (volumes: ${names.join(', ')})`);
   }
-  const plans = planVolumes(probed, { ...input, ignore }, protectedRanges);
-  const needs = passNeeds(plans);
+  const plans = planVolumes(probed, { ...input, ignore }, protectedRanges, engines);
+  const needs = passNeeds(plans, engines);
   await preflight(needs.tools);
   return { layout, plans, protectedRanges, needs };
 }

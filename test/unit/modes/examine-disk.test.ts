@@ -1,6 +1,8 @@
 /** examineDisk over a disk in memory: which maps the planner reads, and --ignore VG. */
 import { describe, expect, it } from 'vitest';
 import { makeContext } from '../../../src/context.js';
+import type { Engine } from '../../../src/engines/engine.js';
+import { mapEngine } from '../../../src/engines/map/engine.js';
 import { examineDisk } from '../../../src/modes/volume-pass.js';
 import type { PlanInput } from '../../../src/plan/plan-volumes.js';
 import { linear, makePv, vgText } from '../layout/lvm-fixtures.js';
@@ -41,5 +43,28 @@ describe('examineDisk', () => {
     const ctx = makeContext({ debug() {}, info() {}, trace() {}, warn: (m) => void warnings.push(m) });
     await examineDisk(ctx, disk(), { ...input, ignore: ['VG', '/dev/sdz9'] });
     expect(warnings).toEqual([expect.stringMatching(/^\/dev\/sdz9: no such filesystem or volume group/)]);
+  });
+});
+
+describe('the preflight after planning', () => {
+  const fake: Engine = {
+    id: 'fake',
+    tools: ['sparsify-test-no-such-tool'],
+    needsOverlay: false,
+    needsFuseFile: false,
+    verbs: ['Faking', 'Faking'],
+    does: 'fake',
+    accepts: ({ fs }) => (fs.type === 'unknown' ? { usable: true, reason: 'faked' } : { usable: false, reason: 'no', blame: 'volume' }),
+    open: () => Promise.reject(new Error('not opened in this test')),
+  };
+
+  it('asks for the programs of the engines chosen, and only those', async () => {
+    await expect(examineDisk(makeContext(), disk(), input, [mapEngine, fake])).rejects.toMatchObject({
+      code: 'TOOL_MISSING',
+      message: 'sparsify-test-no-such-tool not installed',
+    });
+    // The same engine in the table, but no volume for it: nothing is asked.
+    const { needs } = await examineDisk(makeContext(), disk(), { ...input, ignore: ['VG'] }, [mapEngine, fake]);
+    expect(needs.tools).toEqual([]);
   });
 });
