@@ -2,6 +2,7 @@
  * The validated options of one run. The CLI builds exactly one of these after every
  * cross-option check (src/cli/parse-options.ts); mode modules never re-check them.
  */
+import type { EngineId } from './engines/registry.js';
 
 /** Formats sparsify can write (qemu's names). */
 export const OUTPUT_FORMATS = ['raw', 'qcow2', 'vmdk', 'vdi', 'vhdx', 'vpc'] as const;
@@ -17,7 +18,7 @@ export type TmpPlace =
 export type CheckTmpdir = 'ignore' | 'continue' | 'warn' | 'fail';
 
 /** Which engine finds free space. */
-export type EngineChoice = 'auto' | 'map' | 'mount';
+export type EngineChoice = 'auto' | EngineId;
 
 /** Where --machine-readable output goes. */
 export type MachineReadableTarget =

@@ -2,9 +2,11 @@ import { statSync, type Stats } from 'node:fs';
 import { resolve } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { SparsifyError } from '../errors.js';
+import { ENGINE_CHOICES } from '../engines/registry.js';
 import {
   OUTPUT_FORMATS,
   type CheckTmpdir,
+  type EngineChoice,
   type MachineReadableTarget,
   type Options,
   type OutputFormat,
@@ -57,7 +59,7 @@ function buildProgram(): Command {
     .addOption(new Option('--no-zero', 'no filesystem pass: only blocks that already read as zero become holes'))
     .addOption(new Option('--skip-zero-pass').hideHelp())
     .option('--overwrite', 'replace an existing output disk')
-    .addOption(new Option('--engine <engine>', 'how free space is found').choices(['auto', 'map', 'mount']).default('auto'))
+    .addOption(new Option('--engine <engine>', 'how free space is found').choices([...ENGINE_CHOICES]).default('auto'))
     .option('--json <file>', 'write a JSON report (per volume, sizes, timings)')
     .option(
       '--verify',
@@ -183,7 +185,7 @@ function validate(o: Raw, disks: string[]): Options {
     format: o.format as string | undefined,
     ignore: o.ignore as string[],
     zero: o.zero as string[],
-    engine: o.engine as 'auto' | 'map' | 'mount',
+    engine: o.engine as EngineChoice,
     ...(o.json ? { jsonFile: resolve(o.json as string) } : {}),
     verify: Boolean(o.verify),
   };

@@ -67,7 +67,7 @@ export function parseSwapHeader(hdr: Uint8Array, pageBytes: number, hibernated: 
     uuid: uuidText(hdr, SWAP_HDR.uuid),
     blockSizeBytes: pageBytes,
     ...labelField(cString(hdr, SWAP_HDR.label, SWAP_LABEL_BYTES)),
-    ...(hibernated ? { detail: 'swap with hibernation image' } : {}),
+    ...(hibernated ? { detail: 'swap with hibernation image', hibernated: true } : {}),
   };
   const version = v.getUint32(SWAP_HDR.version, littleEndian);
   return { result, version, lastPage: v.getUint32(SWAP_HDR.lastPage, littleEndian) };

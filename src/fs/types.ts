@@ -23,6 +23,10 @@ export interface ProbeResult {
   readonly blockSizeBytes?: number;
   /** Free-form detail for the report: 'FAT32', 'swap with hibernation image', 'xfs v5', … */
   readonly detail?: string;
+  /** A hibernation image lives here (swap): the next boot resumes from it, so it is left alone. */
+  readonly hibernated?: boolean;
+  /** The superblock says the journal needs recovery (not cleanly unmounted). */
+  readonly dirty?: boolean;
 }
 
 /**

@@ -9,8 +9,8 @@ import { lstat, readdir, readFile, realpath, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { RunContext } from '../context.js';
-import { detachLoopDevice, listLoopDevices } from '../engines/loop.js';
-import { readMounts, releaseContext, unmount, type MountEntry } from '../engines/mounts.js';
+import { detachLoopDevice, listLoopDevices } from './loop.js';
+import { readMounts, releaseContext, unmount, type MountEntry } from './mounts.js';
 import { livenessOf, pidExists, readSelfIdentity, type ProcessIdentity } from './process-identity.js';
 import { WORK_DIR_PREFIX, claimDeadWorkDir, readWorkDirOwner } from './work-dir.js';
 

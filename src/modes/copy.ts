@@ -50,10 +50,10 @@ interface CopyState extends PassState {
  * report goes to `hooks.onReport` before the output is renamed into place.
  */
 export async function sparsifyCopy(options: CopyOptions, ctx: RunContext, ui: RunUi, hooks: RunHooks = {}): Promise<RunReport> {
-  const start = await startRun(ctx, ui, options, !options.noZero);
+  const start = await startRun(ctx, ui, options);
   const { run, warnings, clock, say } = start;
   const log = run.log;
-  const canMount = isRoot();
+  const root = isRoot();
   const target = await resolveOutputTarget(options);
 
   await using stack = new AsyncStack((err) => log.debug(`cleanup: ${String(err)}`));
@@ -78,7 +78,7 @@ export async function sparsifyCopy(options: CopyOptions, ctx: RunContext, ui: Ru
         say(task.title);
         await clock.time('layout', async () => {
           const device = state.device!;
-          state.examined = await examineDisk(run, device, { ...options, canMount });
+          state.examined = await examineDisk(run, device, { ...options, root });
           state.zeroBefore = await zeroBytesPerVolume(device, state.examined.plans);
           task.title = `Examine filesystems: ${describeVolumes(state.examined)}`;
         });
@@ -86,12 +86,12 @@ export async function sparsifyCopy(options: CopyOptions, ctx: RunContext, ui: Ru
     },
     {
       title: 'Create overlay file to protect source disk',
-      skip: () => !needsOverlay(state) && 'no volume needs a mount: the input is read as it is',
+      skip: () => !state.examined!.needs.overlay && 'no volume needs a mount: the input is read as it is',
       task: async (_, task) => {
         say(task.title);
         await clock.time('overlay', async () => {
           if (options.tmp.kind === 'dir') {
-            const bytes = estimateOverlayBytes(state.info!.virtualSizeBytes, mountCount(state));
+            const bytes = estimateOverlayBytes(state.info!.virtualSizeBytes, state.examined!.needs.overlayVolumes);
             await checkTmpSpace(run, ui, options.tmp.path, bytes, options.checkTmpdir);
           }
           await createOverlay(run, options, state, stack);
@@ -186,14 +186,6 @@ async function serveInput(ctx: RunContext, options: CopyOptions, state: CopyStat
   state.device = stack.use(await openNbdClient({ socketPath: served.socketPath, exportName: served.exportName, signal: ctx.signal }));
 }
 
-function mountCount(state: CopyState): number {
-  return state.examined!.plans.filter((p) => p.action === 'mount').length;
-}
-
-function needsOverlay(state: CopyState): boolean {
-  return mountCount(state) > 0;
-}
-
 async function createOverlay(ctx: RunContext, options: CopyOptions, state: CopyState, stack: AsyncStack): Promise<void> {
   const info = state.info!;
   const workDir = state.workDir!;
@@ -221,12 +213,11 @@ async function createOverlay(ctx: RunContext, options: CopyOptions, state: CopyS
       readOnly: false,
       discard: true,
       detectZeroes: 'unmap',
-      fuse: true,
       dir: workDir,
     }),
   );
   state.daemons.push({ serves: `the overlay ${overlay}`, exited: served.exited });
-  state.fuseFile = served.fuseFile;
+  state.export = { socketPath: served.socketPath, exportName: served.exportName };
   state.device = stack.use(await openNbdClient({ socketPath: served.socketPath, exportName: served.exportName, signal: ctx.signal }));
 }
 

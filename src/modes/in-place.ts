@@ -36,7 +36,7 @@ interface InPlaceState extends PassState {
  * finished first, so every filesystem is consistent when the run ends.
  */
 export async function sparsifyInPlace(options: InPlaceOptions, ctx: RunContext, ui: RunUi): Promise<RunReport> {
-  const start = await startRun(ctx, ui, options, true);
+  const start = await startRun(ctx, ui, options);
   const { warnings, clock, say } = start;
   const log = start.run.log;
   // The image is being changed: nothing below may be cut half-way by the signal. The signal is
@@ -55,7 +55,7 @@ export async function sparsifyInPlace(options: InPlaceOptions, ctx: RunContext, 
       task: async (_, task) => {
         say(task.title);
         await clock.time('layout', async () => {
-          state.examined = await examineDisk(work, state.device!, { ...options, noZero: false, canMount: isRoot() });
+          state.examined = await examineDisk(work, state.device!, { ...options, noZero: false, root: isRoot() });
           state.zeroBefore = await zeroBytesPerVolume(state.device!, state.examined.plans);
         });
       },
@@ -131,11 +131,10 @@ async function openInPlace(ctx: RunContext, ui: RunUi, options: InPlaceOptions, 
       readOnly: false,
       discard: true,
       detectZeroes: 'unmap',
-      fuse: isRoot(),
       dir: workDir,
     }),
   );
-  state.fuseFile = served.fuseFile;
+  state.export = { socketPath: served.socketPath, exportName: served.exportName };
   const nbd = stack.use(await openNbdClient({ socketPath: served.socketPath, exportName: served.exportName }));
   if (!nbd.info.canTrim || !nbd.info.canWriteZeroes) {
     throw new SparsifyError('NO_DISCARD', `discard/trim is not supported on ${options.input}`, { hint: 'use copy mode: sparsify IN OUT' });

@@ -4,10 +4,8 @@ import { delimiter, join } from 'node:path';
 import { SparsifyError } from '../errors.js';
 import { packageOf } from '../util/tools.js';
 
-/** Programs every run needs. */
+/** Programs every run needs; each engine names its own (Engine.tools). */
 export const BASE_TOOLS = ['qemu-img', 'qemu-io', 'qemu-storage-daemon'] as const;
-/** Programs the mount engine needs. */
-export const MOUNT_TOOLS = ['losetup', 'mount', 'umount', 'fstrim', 'ntfs-3g', 'nbdfuse', 'fusermount3'] as const;
 
 /** Finds a program on PATH (and the sbin directories root has), or undefined. */
 export async function findTool(tool: string): Promise<string | undefined> {

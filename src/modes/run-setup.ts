@@ -3,14 +3,16 @@ import { dirname } from 'node:path';
 import type { ListrTask } from 'listr2';
 import type { RunContext } from '../context.js';
 import { SparsifyError, throwIfCancelled } from '../errors.js';
-import type { VolumePlan } from '../engines/plan.js';
+import type { VolumePlan } from '../plan/plan-volumes.js';
 import type { Options } from '../options.js';
 import type { ImageInfo } from '../qemu/img.js';
 import { PhaseClock } from './phase-clock.js';
-import { BASE_TOOLS, MOUNT_TOOLS, isRoot, preflight } from './preflight.js';
+import { BASE_TOOLS, isRoot, preflight } from './preflight.js';
 import type { RunUi } from './ui.js';
 import type { BlockDevice } from '../disk/types.js';
-import { runVolumePlan, type Examined, type VolumeOutcome } from './volume-pass.js';
+import type { EngineTarget } from '../engines/engine.js';
+import { engineById } from '../engines/registry.js';
+import { openVolumePass, type Examined, type VolumeOutcome } from './volume-pass.js';
 import { removeDebris, type DebrisPlaces } from '../host/debris.js';
 import { snapshotInput, type InputSnapshot } from '../host/input-guard.js';
 import { LAUNCHER } from '../util/run.js';
@@ -26,14 +28,15 @@ export interface RunStart {
 }
 
 /**
- * Checks the engine choice and the tools, wraps the logger so that warnings reach the report,
+ * Checks the engine choice and the programs every run needs (those of the engines come after
+ * planning, from the engines chosen: volume-pass.ts examineDisk), wraps the logger so that warnings reach the report,
  * removes what killed runs left (with a warning each), and records the input's stat.
  */
-export async function startRun(ctx: RunContext, ui: RunUi, options: Options, needsMount: boolean): Promise<RunStart> {
+export async function startRun(ctx: RunContext, ui: RunUi, options: Options): Promise<RunStart> {
   if (options.engine === 'mount' && !isRoot()) {
     throw new SparsifyError('USAGE', '--engine mount needs root', { hint: 'run as root, or use --engine auto' });
   }
-  await preflight([...(needsMount && isRoot() ? [...BASE_TOOLS, ...MOUNT_TOOLS] : BASE_TOOLS), LAUNCHER]);
+  await preflight([...BASE_TOOLS, LAUNCHER]);
   const warnings: string[] = [];
   const log = { ...ctx.log, warn: (m: string) => (warnings.push(m), ctx.log.warn(m)) };
   const run = { signal: ctx.signal, log };
@@ -57,13 +60,8 @@ export function warnIfProbedRaw(ctx: RunContext, info: ImageInfo, path: string):
 
 /** The status line virt-sparsify prints before it handles a volume. */
 function volumeMessage(plan: VolumePlan, inPlace: boolean): string {
-  const verb = {
-    keep: 'Leave alone',
-    zero: 'Zeroing',
-    swap: 'Clearing Linux swap on',
-    map: inPlace ? 'Discarding the free blocks of' : 'Reading the free map of',
-    mount: inPlace ? 'Trimming' : 'Trim free space in',
-  }[plan.action];
+  const own: Partial<Record<string, string>> = { keep: 'Leave alone', zero: 'Zeroing', swap: 'Clearing Linux swap on' };
+  const verb = own[plan.action] ?? engineById(plan.action).verbs[inPlace ? 1 : 0];
   return `${verb} ${plan.volume.name}`;
 }
 
@@ -93,7 +91,8 @@ export function volumeTasks<Ctx>(
 /** What the volume pass needs from a mode's state, and what it leaves there for the report. */
 export interface PassState {
   device?: BlockDevice;
-  fuseFile?: string;
+  /** The writable NBD export of the disk (the overlay, or the image in place), for engines that need one. */
+  export?: EngineTarget['export'];
   workDir?: string;
   examined?: Examined;
   outcomes: VolumeOutcome[];
@@ -102,14 +101,15 @@ export interface PassState {
   zeroAfter: number[];
 }
 
-/** The listr2 task that runs the plan of every volume, in copy mode or in place. */
+/** The listr2 task that runs the plan of every volume, in copy mode or in place; engines are closed after the last. */
 export function volumePassTask<Ctx extends PassState>(title: string, start: RunStart, state: Ctx, ctx: RunContext, inPlace: boolean): ListrTask<Ctx> {
   return {
     title,
-    task: (_, task) => {
-      const target = { device: state.device!, fuseFile: state.fuseFile, workDir: state.workDir!, inPlace };
-      const list = volumeTasks<Ctx>(start, state.examined!.plans, inPlace, (plan) => runVolumePlan(ctx, plan, target), state.outcomes);
-      return task.newListr(list, { concurrent: false, exitOnError: true });
+    task: async (_, task) => {
+      const target: EngineTarget = { device: state.device!, ...(state.export ? { export: state.export } : {}), workDir: state.workDir!, inPlace };
+      await using pass = openVolumePass(ctx, target);
+      const list = volumeTasks<Ctx>(start, state.examined!.plans, inPlace, (plan) => pass.run(plan), state.outcomes);
+      await task.newListr(list, { concurrent: false, exitOnError: true }).run();
     },
   };
 }

@@ -4,17 +4,23 @@ import { readZeroExtents } from '../disk/zero-map.js';
 import { sliceReader, type BlockDevice, type BlockReader } from '../disk/types.js';
 import { ExtentSet } from '../disk/extent-set.js';
 import { restoreChangedBytes, saveBytes } from '../disk/saved-bytes.js';
-import { diskFreeRanges, readVolumeFreeMap } from '../engines/map.js';
-import { trimByMount } from '../engines/mount.js';
-import { planVolumes, unmatchedNames, type PlanInput, type ProbedVolume, type VolumePlan } from '../engines/plan.js';
+import type { Engine, EngineSession, EngineTarget, VolumeOutcome } from '../engines/engine.js';
+import { readVolumeFreeMap } from '../engines/map/free-map.js';
+import { ENGINES, engineById } from '../engines/registry.js';
+import { passNeeds, type PassNeeds } from '../plan/pass-needs.js';
+import { planVolumes, shouldReadFreeMap, unmatchedNames, type PlanInput, type ProbedVolume, type VolumePlan } from '../plan/plan-volumes.js';
 import { probeVolume } from '../fs/probe.js';
-import { swapHeaderBytes } from '../fs/swap.js';
 import { readLayout } from '../layout/read-layout.js';
 import { readLvm } from '../layout/lvm.js';
 import { lvmStructureRanges, probeLvmPv } from '../layout/lvm-pv.js';
 import type { Layout, Volume } from '../layout/types.js';
 import type { FreeMap } from '../fs/types.js';
 import type { VolumeReport } from '../report/types.js';
+import { AsyncStack } from '../util/async-stack.js';
+import { preflight } from './preflight.js';
+
+export { zeroingRanges } from '../engines/map/zeroing.js';
+export type { VolumeOutcome } from '../engines/engine.js';
 
 /** The disk's layout and the plan for each of its volumes. */
 export interface Examined {
@@ -25,13 +31,15 @@ export interface Examined {
    * label and metadata areas. Subtracted from whatever a plan zeroes, trims or discards.
    */
   readonly protectedRanges: ExtentSet;
+  /** What the chosen engines need: their programs (already checked) and an overlay. */
+  readonly needs: PassNeeds;
 }
 
 /**
- * Reads the partition table, probes every volume, reads the free map of each volume the map
- * engine knows (unless --engine mount or --no-zero), and plans what to do with each.
+ * Reads the partition table, probes every volume, reads the free maps the planner asks for,
+ * plans what to do with each volume, and checks the programs of the engines it chose.
  */
-export async function examineDisk(ctx: RunContext, device: BlockReader, input: PlanInput): Promise<Examined> {
+export async function examineDisk(ctx: RunContext, device: BlockReader, input: PlanInput, engines: readonly Engine[] = ENGINES): Promise<Examined> {
   const layout = await readLayoutOrNothing(ctx, device, input.noZero);
   for (const note of layout.notes) ctx.log.warn(note);
   const ignore = [...input.ignore];
@@ -53,10 +61,8 @@ export async function examineDisk(ctx: RunContext, device: BlockReader, input: P
     if (input.ignore.includes(lvm.vgName)) ignore.push(volume.name, ...lvm.volumes.map((v) => v.name));
     for (const lv of lvm.volumes) await probe(lv);
   }
-  const wantMaps = input.engine !== 'mount' && !input.noZero;
   for (const [i, p] of probed.entries()) {
-    const skipMap = !wantMaps || p.freeMap || ignore.includes(p.volume.name) || input.zero.includes(p.volume.name);
-    const freeMap = skipMap ? p.freeMap : await readVolumeFreeMap(device, p.volume, p.fs);
+    const freeMap = shouldReadFreeMap(p, input, ignore) ? await readVolumeFreeMap(device, p.volume, p.fs) : p.freeMap;
     if (freeMap && !freeMap.trusted) ctx.log.debug(`${p.volume.name}: ${p.fs.type} map not trusted: ${freeMap.reason}`);
     probed[i] = { ...p, ...(freeMap ? { freeMap } : {}) };
   }
@@ -64,7 +70,10 @@ export async function examineDisk(ctx: RunContext, device: BlockReader, input: P
   for (const name of unmatchedNames([...input.ignore, ...input.zero], probed.map((p) => p.volume)).filter((n) => !vgNames.includes(n))) {
     ctx.log.warn(`${name}: no such filesystem or volume group on this disk (volumes: ${names.join(', ')})`);
   }
-  return { layout, plans: planVolumes(probed, { ...input, ignore }, protectedRanges), protectedRanges };
+  const plans = planVolumes(probed, { ...input, ignore }, protectedRanges, engines);
+  const needs = passNeeds(plans, engines);
+  await preflight(needs.tools);
+  return { layout, plans, protectedRanges, needs };
 }
 
 /**
@@ -116,41 +125,69 @@ async function readPhysicalVolume(ctx: RunContext, device: BlockReader, pv: Volu
   return { vgName: lvm.vgName, volumes, pvFreeMap, structures: lvm.structures.shift(pv.offsetBytes) };
 }
 
-/** What happened to one volume. */
-export interface VolumeOutcome {
-  readonly handled: string;
-  readonly reason: string;
-  /** Set when the zero sweep after the pass cannot see it (copy mode skips mapped free space). */
-  readonly reclaimedBytes?: number;
-}
-
 /** Where the volume pass runs: the copy overlay, or the image itself. */
-export interface PassTarget {
-  readonly device: BlockDevice;
-  /** The same disk as a file, for loop devices (mount engine); absent when not root. */
-  readonly fuseFile?: string;
-  readonly workDir: string;
-  readonly inPlace: boolean;
-}
+export type PassTarget = EngineTarget;
 
 /** The belt holds at most this many protected bytes of one volume in memory. */
 const MAX_SAVED_BYTES = 64 * 1024 * 1024;
 
+/** Runs plans on one disk, each through its engine's session; disposed once after the last. */
+export interface VolumePass extends AsyncDisposable {
+  run(plan: VolumePlan): Promise<VolumeOutcome>;
+}
+
 /**
- * Runs the plan for one volume on the target. The protected bytes inside the volume are left
- * out of every range an action zeroes or trims; as a belt for any engine (zero-fill cannot be
- * told which blocks to spare), they are also read before the action and written back after it
- * wherever they changed, with a warning. Per volume, because an engine only reaches its own volume.
+ * The volume pass over one disk. Every plan goes to the engine the planner named, looked up in
+ * `engines` (the engine table): the only dispatch. An engine's session is opened at its first
+ * volume, so an engine no volume needs costs nothing, and all are disposed with the pass.
  */
-export async function runVolumePlan(ctx: RunContext, plan: VolumePlan, target: PassTarget): Promise<VolumeOutcome> {
-  const guarded = plan.action !== 'keep' ? plan.protectedRanges : ExtentSet.empty;
+export function openVolumePass(ctx: RunContext, target: PassTarget, engines: readonly Engine[] = ENGINES): VolumePass {
+  const stack = new AsyncStack((err) => ctx.log.warn(`closing an engine: ${err instanceof Error ? err.message : String(err)}`));
+  const sessions = new Map<string, EngineSession>();
+  const sessionFor = async (id: string): Promise<EngineSession> => {
+    let session = sessions.get(id);
+    if (!session) {
+      session = stack.use(await engineById(id, engines).open(ctx, target));
+      sessions.set(id, session);
+    }
+    return session;
+  };
+  return {
+    run: async (plan) => {
+      if (plan.action === 'keep' || !plan.engine) return keepVolume(ctx, plan, target);
+      const session = await sessionFor(plan.engine);
+      return withProtectedBytes(ctx, plan, target.device, () => session.run(plan));
+    },
+    [Symbol.asyncDispose]: () => stack[Symbol.asyncDispose](),
+  };
+}
+
+function keepVolume(ctx: RunContext, plan: VolumePlan, target: PassTarget): VolumeOutcome {
+  const kept = target.inPlace ? 'left alone' : 'copied as is';
+  if (plan.warn) ctx.log.warn(`${plan.volume.name}: ${plan.reason}: ${kept}`);
+  return { handled: kept, reason: plan.reason };
+}
+
+/**
+ * The belt around every engine run. The protected bytes inside the volume are left out of every
+ * range an engine zeroes or trims; as a belt for any engine (zero-fill cannot be told which
+ * blocks to spare), they are also read before the run and written back after it wherever they
+ * changed, with a warning. Per volume, because an engine only reaches its own volume.
+ */
+async function withProtectedBytes(
+  ctx: RunContext,
+  plan: VolumePlan,
+  device: BlockDevice,
+  run: () => Promise<VolumeOutcome>,
+): Promise<VolumeOutcome> {
+  const guarded = plan.protectedRanges;
   if (guarded.totalBytes > MAX_SAVED_BYTES) {
     ctx.log.debug(`${plan.volume.name}: ${guarded.totalBytes} protected bytes: too many to hold for the belt`);
-    return runAction(ctx, plan, target);
+    return run();
   }
-  const saved = await saveBytes(target.device, guarded);
-  const outcome = await runAction(ctx, plan, target);
-  const restored = await restoreChangedBytes(target.device, saved);
+  const saved = await saveBytes(device, guarded);
+  const outcome = await run();
+  const restored = await restoreChangedBytes(device, saved);
   if (!restored.isEmpty) {
     const where = restored.ranges.map((r) => `${r.start}–${r.end - 1}`).join(', ');
     ctx.log.warn(
@@ -159,94 +196,6 @@ export async function runVolumePlan(ctx: RunContext, plan: VolumePlan, target: P
     );
   }
   return outcome;
-}
-
-async function runAction(ctx: RunContext, plan: VolumePlan, target: PassTarget): Promise<VolumeOutcome> {
-  const { volume } = plan;
-  const kept = target.inPlace ? 'left alone' : 'copied as is';
-  const keep = (reason: string, warning?: string): VolumeOutcome => {
-    if (warning) ctx.log.warn(warning);
-    return { handled: kept, reason };
-  };
-  switch (plan.action) {
-    case 'keep':
-      return keep(plan.reason, plan.warn ? `${volume.name}: ${plan.reason}: ${kept}` : undefined);
-    case 'zero':
-    case 'swap':
-    case 'map':
-      return makeZero(plan, target);
-    case 'mount': {
-      if (!target.fuseFile) return keep('the mount engine is not available here');
-      const outcome = await trimByMount(ctx, {
-        fuseFile: target.fuseFile,
-        volume,
-        fs: plan.fs,
-        workDir: target.workDir,
-        zeroFill: !target.inPlace,
-        keep: plan.protectedRanges.shift(-volume.offsetBytes),
-      });
-      if (outcome.status === 'trimmed') {
-        const how = outcome.method === 'fstrim' ? 'trimmed' : 'zero-filled';
-        return { handled: how, reason: outcome.note ? `${plan.reason}; ${outcome.note}` : plan.reason };
-      }
-      const why = outcome.status === 'no-trim' ? outcome.reason : `cannot be mounted (${outcome.reason})`;
-      return keep(why, target.inPlace ? notTrimmedWarning(plan, why) : `${volume.name}: ${why}: ${kept}`);
-    }
-  }
-}
-
-/**
- * The byte ranges (disk offsets) a plan makes read as zero without a filesystem pass: a trusted
- * free map, a --zero volume whole, swap after its header; never a protected byte. Empty for the
- * other actions.
- */
-export function zeroingRanges(plan: VolumePlan): ExtentSet {
-  return wholeZeroingRanges(plan).subtract(plan.protectedRanges);
-}
-
-function wholeZeroingRanges(plan: VolumePlan): ExtentSet {
-  const { volume } = plan;
-  switch (plan.action) {
-    case 'map':
-      return diskFreeRanges(volume, plan.freeMap!);
-    case 'zero':
-      return ExtentSet.of(volume.offsetBytes, volume.sizeBytes);
-    case 'swap': {
-      // Swap keeps its first page (label, UUID, version, signature), as virt-sparsify does.
-      const headerBytes = Math.min(swapHeaderBytes(plan.fs), volume.sizeBytes);
-      return ExtentSet.of(volume.offsetBytes + headerBytes, volume.sizeBytes - headerBytes);
-    }
-    default:
-      return ExtentSet.empty;
-  }
-}
-
-const HANDLED: Record<'map' | 'zero' | 'swap', [copy: string, inPlace: string]> = {
-  map: ['free blocks skipped', 'free blocks discarded'],
-  zero: ['zeroed', 'zeroed'],
-  swap: ['swap cleared', 'swap cleared'],
-};
-
-/**
- * In copy mode the ranges join the copier's skip set: nothing is written now, and they are
- * never read. In place they are discarded with write-zeroes that may punch holes, so they read
- * back as zero whatever the format.
- */
-async function makeZero(plan: VolumePlan, target: PassTarget): Promise<VolumeOutcome> {
-  const zeros = await readZeroExtents(target.device, plan.volume.offsetBytes, plan.volume.sizeBytes);
-  const todo = zeroingRanges(plan).subtract(zeros);
-  if (target.inPlace) for (const r of todo.ranges) await target.device.writeZeroes(r.start, r.end - r.start, true);
-  const handled = HANDLED[plan.action as 'map' | 'zero' | 'swap'][target.inPlace ? 1 : 0];
-  return { handled, reason: plan.reason, reclaimedBytes: todo.totalBytes };
-}
-
-/** virt-sparsify's in-place warning, with the reason added. */
-function notTrimmedWarning(plan: VolumePlan, why: string): string {
-  const name = plan.volume.name;
-  return (
-    `fstrim operation is not supported on ${name} (${plan.fs.type}: ${why}).  ` +
-    `Suppress this warning using '--ignore ${name}', or use copying mode instead.`
-  );
 }
 
 /** Bytes of each volume that read as zero, from block status alone. */

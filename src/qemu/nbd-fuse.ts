@@ -10,7 +10,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import type { RunContext } from '../context.js';
 import { SparsifyError } from '../errors.js';
 import { once } from '../util/async-stack.js';
-import { isMounted, releaseContext, unmount } from '../engines/mounts.js';
+import { isMounted, releaseContext, unmount } from '../host/mounts.js';
 import { describeExit, startDaemon } from './daemon.js';
 
 /** A mounted FUSE file; disposing unmounts it and waits for nbdfuse to exit. */

@@ -1,4 +1,4 @@
-import type { Action } from '../engines/plan.js';
+import type { Action } from '../plan/plan-volumes.js';
 
 /** How one volume was handled, for the report and --json. */
 export interface VolumeReport {

@@ -14,7 +14,7 @@ import type { RunContext } from '../context.js';
 import { ExtentSet, type Range } from '../disk/extent-set.js';
 import type { BlockSource } from '../disk/types.js';
 import { readZeroExtents } from '../disk/zero-map.js';
-import type { VolumePlan } from '../engines/plan.js';
+import type { VolumePlan } from '../plan/plan-volumes.js';
 import { zeroingRanges } from '../modes/volume-pass.js';
 import type { NotVerified, VerifyReport } from '../report/types.js';
 import { verifyError } from './error.js';

@@ -6,7 +6,7 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { makeContext } from '../../src/context.js';
 import { isSparsifyError } from '../../src/errors.js';
-import { readMounts } from '../../src/engines/mounts.js';
+import { readMounts } from '../../src/host/mounts.js';
 import { checkImage, createImage, readImageInfo } from '../../src/qemu/img.js';
 import { serveImage } from '../../src/qemu/storage-daemon.js';
 import { describeIntegration } from '../helpers/require.js';

@@ -117,7 +117,7 @@ export async function detectExt(reader: BlockReader, head: Uint8Array): Promise<
   const result: ProbeResult = {
     type: sb.type,
     ...common,
-    ...(sb.needsRecovery ? { detail: 'journal needs recovery' } : {}),
+    ...(sb.needsRecovery ? { detail: 'journal needs recovery', dirty: true } : {}),
   };
   // The descriptor table starts in the block after the superblock's (group_descr.rst).
   const gdtOffset = (sb.firstDataBlock + 1) * sb.blockSizeBytes;

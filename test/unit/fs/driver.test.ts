@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { canMap } from '../../../src/engines/map.js';
+import { canMap } from '../../../src/engines/map/free-map.js';
 import { readExtFreeMap } from '../../../src/fs/ext/free-map.js';
 import { readFatFreeMap } from '../../../src/fs/fat/free-map.js';
 import { readNtfsFreeMap } from '../../../src/fs/ntfs/free-map.js';

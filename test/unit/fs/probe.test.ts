@@ -229,7 +229,7 @@ describe('probeVolume: other filesystems', () => {
     async (sig) => {
       const vol = new Uint8Array(MiB);
       putSwap(vol, 4096, sig);
-      expect(await probe(vol)).toMatchObject({ type: 'swap', detail: 'swap with hibernation image' });
+      expect(await probe(vol)).toMatchObject({ type: 'swap', detail: 'swap with hibernation image', hibernated: true });
     },
   );
 

@@ -1,7 +1,7 @@
 /** What a plan zeroes never includes a protected byte, whatever the action. */
 import { describe, expect, it } from 'vitest';
 import { ExtentSet } from '../../../src/disk/extent-set.js';
-import { planVolumes, type PlanInput } from '../../../src/engines/plan.js';
+import { planVolumes, type PlanInput } from '../../../src/plan/plan-volumes.js';
 import type { FreeMap } from '../../../src/fs/types.js';
 import type { Volume } from '../../../src/layout/types.js';
 import { zeroingRanges } from '../../../src/modes/volume-pass.js';
@@ -11,7 +11,7 @@ const volume: Volume = { name: '/dev/sda5', offsetBytes: 10 * MiB, sizeBytes: 20
 /** An EBR in the volume's free space, and one sector outside the volume. */
 const ebr = { start: 22 * MiB, end: 22 * MiB + 512 };
 const PROTECTED = ExtentSet.from([ebr, { start: 0, end: 512 }]);
-const input: PlanInput = { ignore: [], zero: [], noZero: false, engine: 'auto', canMount: false };
+const input: PlanInput = { ignore: [], zero: [], noZero: false, engine: 'auto', root: false };
 const freeMap: FreeMap = { trusted: true, free: ExtentSet.of(MiB, 18 * MiB), unitBytes: 4096, counterFreeBytes: 18 * MiB };
 
 describe('zeroingRanges', () => {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ExtentSet } from '../../../src/disk/extent-set.js';
 import type { BlockSource } from '../../../src/disk/types.js';
-import type { Action, VolumePlan } from '../../../src/engines/plan.js';
+import type { Action, VolumePlan } from '../../../src/plan/plan-volumes.js';
 import { isSparsifyError } from '../../../src/errors.js';
 import { findInPlaceChange, readInPlaceBaseline } from '../../../src/verify/in-place.js';
 

@@ -6,15 +6,16 @@
  */
 import { mkdtemp, readFile, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { RunContext } from '../context.js';
-import { ExtentSet } from '../disk/extent-set.js';
-import { isSparsifyError } from '../errors.js';
-import type { ProbeResult } from '../fs/types.js';
-import type { Volume } from '../layout/types.js';
-import { AsyncStack } from '../util/async-stack.js';
-import { ToolFailedError, runTool } from '../util/run.js';
-import { openLoopDevice } from './loop.js';
-import { mountFailureReason, openMount, type Mount } from './mounts.js';
+import type { RunContext } from '../../context.js';
+import { ExtentSet } from '../../disk/extent-set.js';
+import { isSparsifyError } from '../../errors.js';
+import type { ProbeResult } from '../../fs/types.js';
+import type { Volume } from '../../layout/types.js';
+import { AsyncStack } from '../../util/async-stack.js';
+import { ToolFailedError, runTool } from '../../util/run.js';
+import { openLoopDevice } from '../../host/loop.js';
+import { mountFailureReason, openMount, type Mount } from '../../host/mounts.js';
+import { mountPlanFor, type MountPlan } from './mount-plan.js';
 import { zeroFillFreeSpace } from './zero-fill.js';
 
 /** What the mount engine did with one volume. */
@@ -65,37 +66,6 @@ export function trimRanges(sizeBytes: number, keep: ExtentSet): ExtentSet | unde
     end: Math.ceil(r.end / TRIM_ALIGN_BYTES) * TRIM_ALIGN_BYTES,
   }));
   return ExtentSet.of(0, sizeBytes).subtract(ExtentSet.from(widened));
-}
-
-/** How to mount one filesystem type, or why it cannot be. */
-export type MountPlan =
-  | { readonly kind: 'mount'; readonly fsType: string; readonly options: readonly string[] }
-  | { readonly kind: 'unmountable'; readonly reason: string };
-
-/** Guest files must never become devices, setuid programs or executables on the host. */
-const SAFE_OPTIONS = ['nodev', 'nosuid', 'noexec'] as const;
-
-/** The mount for a probed filesystem. */
-export function mountPlanFor(fs: ProbeResult): MountPlan {
-  switch (fs.type) {
-    case 'ext2':
-    case 'ext3':
-    case 'ext4':
-      // The ext4 driver mounts ext2/ext3 without changing their features, and implements FITRIM for all three.
-      return { kind: 'mount', fsType: 'ext4', options: SAFE_OPTIONS };
-    case 'xfs':
-      // nouuid: the same filesystem may be mounted elsewhere on the host (the VM's own image, a clone).
-      return { kind: 'mount', fsType: 'xfs', options: [...SAFE_OPTIONS, 'nouuid'] };
-    case 'btrfs':
-      // The top-level subvolume: one fstrim covers the whole filesystem, snapshots included.
-      return { kind: 'mount', fsType: 'btrfs', options: [...SAFE_OPTIONS, 'subvolid=5'] };
-    case 'ntfs':
-      return { kind: 'mount', fsType: 'ntfs-3g', options: SAFE_OPTIONS };
-    case 'vfat':
-      return { kind: 'mount', fsType: 'vfat', options: SAFE_OPTIONS };
-    default:
-      return { kind: 'unmountable', reason: `${fs.type === 'unknown' ? 'no known filesystem' : fs.type} cannot be mounted` };
-  }
 }
 
 /** Bytes from `fstrim -v` ("/mnt: 181.9 MiB (190755840 bytes) trimmed"), or undefined. */

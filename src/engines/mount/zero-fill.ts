@@ -5,8 +5,8 @@
  */
 import { open, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { RunContext } from '../context.js';
-import { throwIfCancelled } from '../errors.js';
+import type { RunContext } from '../../context.js';
+import { throwIfCancelled } from '../../errors.js';
 
 /** One write; large enough to be efficient, small enough to bound memory. */
 const CHUNK_BYTES = 1024 * 1024;

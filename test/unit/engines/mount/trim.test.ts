@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { ExtentSet } from '../../../src/disk/extent-set.js';
-import { mountPlanFor, parseFstrimBytes, trimRanges } from '../../../src/engines/mount.js';
-import { mountFailureReason, parseMountInfo } from '../../../src/engines/mounts.js';
+import { ExtentSet } from '../../../../src/disk/extent-set.js';
+import { mountPlanFor } from '../../../../src/engines/mount/mount-plan.js';
+import { parseFstrimBytes, trimRanges } from '../../../../src/engines/mount/trim.js';
+import { mountFailureReason, parseMountInfo } from '../../../../src/host/mounts.js';
 
 describe('parseMountInfo', () => {
   it('reads mount point, type, source and read-only state, undoing octal escapes', () => {

@@ -4,12 +4,12 @@
  * when the filesystem is dirty or its counters disagree; then the volume goes to another engine
  * or is copied as it is (ARCHITECTURE.md invariants 2 and 4).
  */
-import { ExtentSet } from '../disk/extent-set.js';
-import { sliceReader, type BlockReader } from '../disk/types.js';
-import { isSparsifyError } from '../errors.js';
-import { fsDriverFor } from '../fs/probe.js';
-import type { FreeMap, FsType, ProbeResult } from '../fs/types.js';
-import type { Volume } from '../layout/types.js';
+import { ExtentSet } from '../../disk/extent-set.js';
+import { sliceReader, type BlockReader } from '../../disk/types.js';
+import { isSparsifyError } from '../../errors.js';
+import { fsDriverFor } from '../../fs/probe.js';
+import type { FreeMap, FsType, ProbeResult } from '../../fs/types.js';
+import type { Volume } from '../../layout/types.js';
 
 /** Whether the map engine can read this filesystem type: its driver has a free-map reader. */
 export function canMap(type: FsType): boolean {

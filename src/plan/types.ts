@@ -1,0 +1,58 @@
+import type { ExtentSet } from '../disk/extent-set.js';
+import type { FreeMap, ProbeResult } from '../fs/types.js';
+import type { Volume } from '../layout/types.js';
+import type { EngineChoice } from '../options.js';
+import type { EngineId } from '../engines/registry.js';
+
+/** What will be done to one volume, and why. */
+export type Action =
+  /** Left exactly as it is (copied as is in copy mode, untouched in place). */
+  | 'keep'
+  /** Made wholly zero (--zero), by the map engine. */
+  | 'zero'
+  /** Swap: the first page (label, UUID, signature) kept, the rest zeroed, by the map engine. */
+  | 'swap'
+  /** Handed to the engine of that id ('map': the filesystem's own allocation map; 'mount': fstrim). */
+  | EngineId;
+
+/** A volume, what probing found, and the planned action with its engine and reason. */
+export interface VolumePlan {
+  readonly volume: Volume;
+  readonly fs: ProbeResult;
+  readonly action: Action;
+  /** The engine that runs the plan; absent for 'keep'. */
+  readonly engine?: EngineId;
+  readonly reason: string;
+  /** The volume is left as it is for a reason the user did not choose: the report warns. */
+  readonly warn: boolean;
+  /** The trusted free map, for action 'map'. */
+  readonly freeMap?: FreeMap & { trusted: true };
+  /**
+   * Partition-table and LVM structures inside the volume (disk offsets): whatever the action,
+   * these bytes stay as they are (an EBR may sit in a logical partition's free blocks).
+   */
+  readonly protectedRanges: ExtentSet;
+}
+
+/** A probed volume and, when its free map was read, that map. */
+export interface ProbedVolume {
+  readonly volume: Volume;
+  readonly fs: ProbeResult;
+  readonly freeMap?: FreeMap;
+}
+
+/** What the planner needs to know beyond the volumes. */
+export interface PlanInput {
+  readonly ignore: readonly string[];
+  readonly zero: readonly string[];
+  /** No filesystem pass at all (--no-zero). */
+  readonly noZero: boolean;
+  readonly engine: EngineChoice;
+  /** Whether this process is root (loop devices, mounts, FUSE). */
+  readonly root: boolean;
+}
+
+/** "ext4 map not trusted (REASON)" for a volume whose free map was refused, else undefined. */
+export function untrustedMapReason({ fs, freeMap }: ProbedVolume): string | undefined {
+  return freeMap && !freeMap.trusted ? `${fs.type} map not trusted (${freeMap.reason})` : undefined;
+}

@@ -1,0 +1,152 @@
+import { describe, expect, it } from 'vitest';
+import { planVolumes, shouldReadFreeMap, unmatchedNames } from '../../../src/plan/plan-volumes.js';
+import { passNeeds } from '../../../src/plan/pass-needs.js';
+import type { ProbeResult } from '../../../src/fs/types.js';
+import type { Volume } from '../../../src/layout/types.js';
+import type { FreeMap } from '../../../src/fs/types.js';
+import type { EngineChoice } from '../../../src/options.js';
+import { ExtentSet } from '../../../src/disk/extent-set.js';
+
+const vol = (n: number): Volume => ({ name: `/dev/sda${n}`, offsetBytes: n * 1e6, sizeBytes: 1e6, kind: 'partition', partitionNumber: n });
+const input = { ignore: [] as string[], zero: [] as string[], noZero: false, root: true, engine: 'auto' as EngineChoice };
+
+function planOne(fs: ProbeResult, over: Partial<typeof input> = {}, freeMap?: FreeMap) {
+  return planVolumes([{ volume: vol(1), fs, ...(freeMap ? { freeMap } : {}) }], { ...input, ...over })[0]!;
+}
+
+const trusted: FreeMap = { trusted: true, free: ExtentSet.of(4096, 8192), unitBytes: 4096, counterFreeBytes: 8192 };
+const untrusted: FreeMap = { trusted: false, reason: 'the journal needs recovery' };
+
+describe('planVolumes', () => {
+  it('mounts the filesystems the kernel or ntfs-3g can trim', () => {
+    for (const type of ['ext2', 'ext3', 'ext4', 'xfs', 'btrfs', 'ntfs', 'vfat'] as const) {
+      expect(planOne({ type }).action).toBe('mount');
+    }
+  });
+
+  it('keeps the swap header, but leaves a hibernation image alone', () => {
+    expect(planOne({ type: 'swap' }).action).toBe('swap');
+    const hib = planOne({ type: 'swap', detail: 'swap with hibernation image', hibernated: true });
+    expect(hib.action).toBe('keep');
+    expect(hib.reason).toMatch(/hibernation/);
+  });
+
+  it('copies unknown, LUKS and LVM PVs as they are, saying why', () => {
+    expect(planOne({ type: 'unknown' })).toMatchObject({ action: 'keep', reason: expect.stringMatching(/no filesystem/) });
+    expect(planOne({ type: 'luks' })).toMatchObject({ action: 'keep', reason: expect.stringMatching(/LUKS/) });
+    expect(planOne({ type: 'lvm-pv' })).toMatchObject({ action: 'keep', reason: expect.stringMatching(/LVM/) });
+  });
+
+  it('--ignore wins over --zero, --zero over the filesystem, --no-zero keeps everything', () => {
+    expect(planOne({ type: 'ext4' }, { ignore: ['/dev/sda1'], zero: ['/dev/sda1'] }).action).toBe('keep');
+    expect(planOne({ type: 'ext4' }, { zero: ['/dev/sda1'] }).action).toBe('zero');
+    expect(planOne({ type: 'swap' }, { noZero: true }).action).toBe('keep');
+    expect(planOne({ type: 'ext4' }, { noZero: true, zero: ['/dev/sda1'] }).action).toBe('zero');
+  });
+
+  it('without root nothing is mounted', () => {
+    expect(planOne({ type: 'ext4' }, { root: false })).toMatchObject({ action: 'keep', reason: expect.stringMatching(/root/) });
+  });
+
+  it('names given to --ignore/--zero that match nothing are reported', () => {
+    expect(unmatchedNames(['/dev/sda1', '/dev/sdb9'], [vol(1)])).toEqual(['/dev/sdb9']);
+  });
+
+  it('a trusted free map makes it a map volume, unless --engine mount', () => {
+    expect(planOne({ type: 'ext4' }, {}, trusted)).toMatchObject({ action: 'map', freeMap: trusted });
+    expect(planOne({ type: 'vfat' }, { root: false }, trusted).action).toBe('map');
+    expect(planOne({ type: 'swap' }, {}, trusted).action).toBe('map');
+    expect(planOne({ type: 'ext4' }, { engine: 'mount' }, trusted).action).toBe('mount');
+    expect(planOne({ type: 'swap' }, { engine: 'mount' }).action).toBe('swap');
+  });
+
+  it('an untrusted map is never used: the mount engine replays the journal, or the volume is left as it is', () => {
+    const mounted = planOne({ type: 'ext4' }, {}, untrusted);
+    expect(mounted.action).toBe('mount');
+    expect(mounted.reason).toMatch(/journal needs recovery.*trimmed through a mount instead/);
+    const kept = planOne({ type: 'ext4' }, { root: false }, untrusted);
+    expect(kept).toMatchObject({ action: 'keep', warn: true });
+    expect(kept.reason).toMatch(/journal needs recovery/);
+    expect(planOne({ type: 'ext4' }, { engine: 'map' }, untrusted).action).toBe('keep');
+    expect(planOne({ type: 'swap' }, {}, { trusted: false, reason: 'old SWAP-SPACE format' }).action).toBe('keep');
+  });
+
+  it('--engine map never mounts', () => {
+    expect(planOne({ type: 'btrfs' }, { engine: 'map' })).toMatchObject({ action: 'keep', reason: expect.stringMatching(/--engine map/) });
+  });
+
+  it("an LVM PV's free extents are used whatever the engine", () => {
+    expect(planOne({ type: 'lvm-pv' }, { engine: 'mount' }, trusted)).toMatchObject({ action: 'map', reason: expect.stringMatching(/LVM/) });
+    expect(planOne({ type: 'lvm-pv' }, {}, untrusted)).toMatchObject({ action: 'keep', warn: true });
+  });
+});
+
+/** Every action and reason the planner can give, one row each, with the engine that runs it. */
+describe('planVolumes: the whole table', () => {
+  const rows: [string, ProbeResult, Partial<typeof input>, FreeMap | undefined, { action: string; engine?: string; reason: string; warn: boolean }][] = [
+    ['--ignore', { type: 'ext4' }, { ignore: ['/dev/sda1'] }, trusted, { action: 'keep', reason: 'ignored (--ignore)', warn: false }],
+    ['--zero', { type: 'ext4' }, { zero: ['/dev/sda1'] }, undefined, { action: 'zero', engine: 'map', reason: 'zeroed as asked (--zero)', warn: false }],
+    ['--no-zero', { type: 'ext4' }, { noZero: true }, undefined, { action: 'keep', reason: 'no filesystem pass (--no-zero)', warn: false }],
+    ['hibernated swap', { type: 'swap', hibernated: true }, {}, undefined, { action: 'keep', reason: 'swap holds a hibernation image', warn: true }],
+    ['trusted map', { type: 'xfs' }, {}, trusted, { action: 'map', engine: 'map', reason: 'xfs: free blocks from its own allocation map', warn: false }],
+    ['LVM PV', { type: 'lvm-pv' }, { engine: 'mount' }, trusted, { action: 'map', engine: 'map', reason: 'LVM: extents no logical volume uses', warn: false }],
+    ['swap', { type: 'swap' }, {}, undefined, { action: 'swap', engine: 'map', reason: 'swap: header kept, the rest zeroed', warn: false }],
+    ['old swap', { type: 'swap' }, {}, { trusted: false, reason: 'old' }, { action: 'keep', reason: 'swap map not trusted (old)', warn: true }],
+    ['mount', { type: 'btrfs' }, {}, undefined, { action: 'mount', engine: 'mount', reason: 'btrfs: free space trimmed through a mount', warn: false }],
+    [
+      'untrusted, mounted',
+      { type: 'ext4', dirty: true },
+      {},
+      untrusted,
+      { action: 'mount', engine: 'mount', reason: 'ext4 map not trusted (the journal needs recovery): trimmed through a mount instead, which replays its journal', warn: false },
+    ],
+    ['untrusted, no root', { type: 'ext4' }, { root: false }, untrusted, { action: 'keep', reason: 'ext4 map not trusted (the journal needs recovery)', warn: true }],
+    ['no root', { type: 'ntfs' }, { root: false }, undefined, { action: 'keep', reason: 'the mount engine needs root', warn: true }],
+    ['--engine map', { type: 'vfat' }, { engine: 'map' }, undefined, { action: 'keep', reason: 'vfat: no trusted map, and --engine map does not mount', warn: true }],
+    ['--engine map, no root', { type: 'vfat' }, { engine: 'map', root: false }, undefined, { action: 'keep', reason: 'vfat: no trusted map, and --engine map does not mount', warn: true }],
+    ['--engine mount', { type: 'ext4' }, { engine: 'mount' }, undefined, { action: 'mount', engine: 'mount', reason: 'ext4: free space trimmed through a mount', warn: false }],
+    ['LUKS', { type: 'luks' }, {}, undefined, { action: 'keep', reason: 'encrypted (LUKS)', warn: true }],
+    ['PV without metadata', { type: 'lvm-pv' }, {}, undefined, { action: 'keep', reason: 'LVM physical volume without volume group metadata', warn: true }],
+    ['unknown', { type: 'unknown' }, { engine: 'map' }, undefined, { action: 'keep', reason: 'no filesystem recognised', warn: true }],
+  ];
+  it.each(rows)('%s', (_, fs, over, freeMap, expected) => {
+    const plan = planOne(fs, over, freeMap);
+    expect({ action: plan.action, engine: plan.engine, reason: plan.reason, warn: plan.warn }).toEqual({ engine: undefined, ...expected });
+  });
+});
+
+describe('shouldReadFreeMap', () => {
+  const probed = { volume: vol(1), fs: { type: 'ext4' as const } };
+  it('reads maps only where the map engine may take the volume and the user did not decide', () => {
+    expect(shouldReadFreeMap(probed, input)).toBe(true);
+    expect(shouldReadFreeMap(probed, { ...input, engine: 'map', root: false })).toBe(true);
+    expect(shouldReadFreeMap(probed, { ...input, engine: 'mount' })).toBe(false);
+    expect(shouldReadFreeMap(probed, { ...input, noZero: true })).toBe(false);
+    expect(shouldReadFreeMap(probed, { ...input, zero: ['/dev/sda1'] })).toBe(false);
+    expect(shouldReadFreeMap(probed, { ...input, ignore: ['/dev/sda1'] })).toBe(false);
+    // The volumes of an ignored volume group come as the extra list.
+    expect(shouldReadFreeMap(probed, input, ['/dev/sda1'])).toBe(false);
+    expect(shouldReadFreeMap({ ...probed, freeMap: trusted }, input)).toBe(false);
+  });
+});
+
+describe('passNeeds', () => {
+  const plans = (over: Partial<typeof input>, ...types: ProbeResult['type'][]) =>
+    planVolumes(types.map((type, i) => ({ volume: vol(i + 1), fs: { type }, ...(type === 'xfs' ? { freeMap: trusted } : {}) })), { ...input, ...over });
+  const MOUNT_TOOLS = ['losetup', 'mount', 'umount', 'fstrim', 'ntfs-3g', 'nbdfuse', 'fusermount3'];
+
+  it('asks for the mount tools and an overlay only when some volume is mounted', () => {
+    expect(passNeeds(plans({}, 'xfs', 'ext4', 'btrfs', 'swap'))).toEqual({ engines: ['map', 'mount'], tools: MOUNT_TOOLS, overlay: true, overlayVolumes: 2 });
+    expect(passNeeds(plans({}, 'xfs', 'swap'))).toEqual({ engines: ['map'], tools: [], overlay: false, overlayVolumes: 0 });
+  });
+
+  it('--engine map as root asks for no mount tool (ntfs-3g, nbdfuse)', () => {
+    expect(passNeeds(plans({ engine: 'map' }, 'xfs', 'ext4', 'ntfs'))).toMatchObject({ tools: [], overlay: false });
+  });
+
+  it('--engine mount, and auto without root', () => {
+    expect(passNeeds(plans({ engine: 'mount' }, 'xfs'))).toMatchObject({ engines: ['mount'], tools: MOUNT_TOOLS, overlayVolumes: 1 });
+    expect(passNeeds(plans({ root: false }, 'ext4', 'ntfs'))).toEqual({ engines: [], tools: [], overlay: false, overlayVolumes: 0 });
+    expect(passNeeds(plans({ noZero: true }, 'ext4'))).toMatchObject({ engines: [], tools: [] });
+  });
+});
