@@ -7,6 +7,8 @@ import { open, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { RunContext } from '../../context.js';
 import { throwIfCancelled } from '../../errors.js';
+import { errnoOf } from '../../util/errno.js';
+import { fsyncDir } from '../../util/fsync.js';
 
 /** One write; large enough to be efficient, small enough to bound memory. */
 const CHUNK_BYTES = 1024 * 1024;
@@ -33,7 +35,7 @@ export async function zeroFillFreeSpace(ctx: RunContext, dir: string): Promise<n
     }
   } finally {
     for (const f of files) await unlink(f).catch(() => undefined);
-    await syncDir(dir);
+    await fsyncDir(dir);
   }
   ctx.log.debug(`${dir}: wrote ${total} bytes of zeros into free space`);
   return total;
@@ -48,7 +50,7 @@ async function fillFile(ctx: RunContext, fh: FileHandle): Promise<{ bytes: numbe
       if (bytesWritten === 0) return { bytes, full: true };
       bytes += bytesWritten;
     } catch (err) {
-      const code = (err as { code?: unknown }).code;
+      const code = errnoOf(err);
       if (code === 'ENOSPC' || code === 'EDQUOT') return { bytes, full: true };
       if (code === 'EFBIG') return { bytes, full: bytes === 0 };
       throw err;
@@ -61,16 +63,7 @@ async function syncIgnoringFull(fh: FileHandle): Promise<void> {
   try {
     await fh.sync();
   } catch (err) {
-    const code = (err as { code?: unknown }).code;
+    const code = errnoOf(err);
     if (code !== 'ENOSPC' && code !== 'EDQUOT') throw err;
-  }
-}
-
-async function syncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
   }
 }
