@@ -12,9 +12,14 @@ import { NBD_OPT_ABORT, nbdProtocolError } from './protocol.js';
 /** How long a refused handshake waits for the server to hang up after NBD_OPT_ABORT. */
 const ABORT_TIMEOUT_MS = 1000;
 
-/** The error every request gets when the run's signal aborts. */
-export function cancelledError(): SparsifyError {
-  return new SparsifyError('CANCELLED', 'NBD request cancelled (quit at user request)');
+/**
+ * The error every request gets when the run's signal aborts: the run's own CANCELLED error (the
+ * abort reason) when it is one, so a ^C says the same one line wherever it lands.
+ */
+export function cancelledError(signal: AbortSignal | undefined): SparsifyError {
+  const reason: unknown = signal?.reason;
+  if (isSparsifyError(reason)) return reason;
+  return new SparsifyError('CANCELLED', 'quit (^C) at user request');
 }
 
 /** Connects to a unix socket; TOOL_FAILED with the errno (ENOENT, ECONNREFUSED) as `cause` when nobody listens. */
@@ -23,7 +28,7 @@ export function connectUnix(socketPath: string, signal: AbortSignal | undefined)
     const socket = createConnection({ path: socketPath });
     const onAbort = (): void => {
       socket.destroy();
-      reject(cancelledError());
+      reject(cancelledError(signal));
     };
     signal?.addEventListener('abort', onAbort, { once: true });
     socket.once('connect', () => {
@@ -128,7 +133,7 @@ export class SocketHandshakeIo implements HandshakeIo {
     } else if (this.#cancelled || this.#lost !== undefined) {
       this.#waiter = undefined;
       const where = `during the handshake, after ${this.#received} bytes, while reading ${w.what}`;
-      w.reject(this.#cancelled ? cancelledError() : nbdProtocolError(`${this.#lost} ${where}`));
+      w.reject(this.#cancelled ? cancelledError(this.signal) : nbdProtocolError(`${this.#lost} ${where}`));
     }
   }
 }
