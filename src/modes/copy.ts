@@ -180,9 +180,15 @@ async function serveInput(ctx: RunContext, options: CopyOptions, state: CopyStat
   stack.defer(() => rm(workDir, { recursive: true, force: true }));
   state.workDir = workDir;
   const served = stack.use(
-    await serveImage(ctx, { file: options.input, format: state.info!.format, readOnly: true, discard: false, dir: workDir }),
+    await serveImage(ctx, {
+      file: options.input,
+      format: state.info!.format,
+      readOnly: true,
+      discard: false,
+      dir: workDir,
+      onStarted: (p) => state.daemons.push({ ...p, serves: options.input }),
+    }),
   );
-  state.daemons.push({ serves: options.input, exited: served.exited });
   state.device = stack.use(await openNbdClient({ socketPath: served.socketPath, exportName: served.exportName, signal: ctx.signal }));
 }
 
@@ -223,9 +229,9 @@ async function createOverlay(ctx: RunContext, options: CopyOptions, state: CopyS
       detectZeroes: 'unmap',
       fuse: true,
       dir: workDir,
+      onStarted: (p) => state.daemons.push({ ...p, serves: `the overlay ${overlay}` }),
     }),
   );
-  state.daemons.push({ serves: `the overlay ${overlay}`, exited: served.exited });
   state.fuseFile = served.fuseFile;
   state.device = stack.use(await openNbdClient({ socketPath: served.socketPath, exportName: served.exportName, signal: ctx.signal }));
 }

@@ -41,6 +41,18 @@ export interface ServeOptions {
   readonly readyTimeoutMs?: number;
   /** After ctx.signal aborts, the owner has this long to dispose before the daemon is stopped anyway. */
   readonly abortGraceMs?: number;
+  /**
+   * Told of each process serving the image as soon as it runs, before serveImage returns: one
+   * killed while the next starts is then known as the cause of that failure.
+   */
+  readonly onStarted?: (process: ServingProcess) => void;
+}
+
+/** A process serving an image (the daemon, or nbdfuse over it). */
+export interface ServingProcess {
+  readonly tool: 'qemu-storage-daemon' | 'nbdfuse';
+  readonly pid: number;
+  readonly exited: Promise<DaemonExit>;
 }
 
 /** A served image; disposing unmounts the FUSE file, stops the daemon and removes its files. */
@@ -149,6 +161,7 @@ export async function serveImage(ctx: RunContext, opts: ServeOptions): Promise<S
     stack.defer(async () => {
       await daemon.stop('SIGTERM');
     });
+    opts.onStarted?.({ tool: 'qemu-storage-daemon', pid: daemon.pid, exited: daemon.exited });
     const fuse = opts.fuse
       ? stack.use(
           await openNbdFuse(ctx, {
@@ -161,6 +174,7 @@ export async function serveImage(ctx: RunContext, opts: ServeOptions): Promise<S
           }),
         )
       : undefined;
+    if (fuse) opts.onStarted?.({ tool: 'nbdfuse', pid: fuse.pid, exited: fuse.exited });
     ctx.log.debug(`serving ${opts.file} (${opts.format}) on ${socketPath}${fuse ? ` and ${fuse.path}` : ''}`);
     return withAbortBackstop(ctx, stack.move(), opts.abortGraceMs ?? DEFAULT_ABORT_GRACE_MS, {
       socketPath,
