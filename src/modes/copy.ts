@@ -1,6 +1,6 @@
 import { rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { ListrTask } from 'listr2';
 import type { RunContext } from '../context.js';
 import { copyBlocks } from '../copy/copier.js';
@@ -233,6 +233,7 @@ async function createOverlay(ctx: RunContext, options: CopyOptions, state: CopyS
     }),
   );
   state.fuseFile = served.fuseFile;
+  state.overlayDir = dirname(overlay);
   state.device = stack.use(await openNbdClient({ socketPath: served.socketPath, exportName: served.exportName, signal: ctx.signal }));
 }
 

@@ -95,6 +95,8 @@ export interface PassState {
   device?: BlockDevice;
   fuseFile?: string;
   workDir?: string;
+  /** The directory of the copy's overlay. */
+  overlayDir?: string;
   examined?: Examined;
   outcomes: VolumeOutcome[];
   /** Per volume, bytes that read as zero before and after the pass (block status only). */
@@ -107,7 +109,7 @@ export function volumePassTask<Ctx extends PassState>(title: string, start: RunS
   return {
     title,
     task: (_, task) => {
-      const target = { device: state.device!, fuseFile: state.fuseFile, workDir: state.workDir!, inPlace };
+      const target = { device: state.device!, fuseFile: state.fuseFile, workDir: state.workDir!, inPlace, overlayDir: state.overlayDir };
       const list = volumeTasks<Ctx>(start, state.examined!.plans, inPlace, (plan) => runVolumePlan(ctx, plan, target), state.outcomes);
       return task.newListr(list, { concurrent: false, exitOnError: true });
     },

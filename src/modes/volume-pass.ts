@@ -1,4 +1,5 @@
 import type { RunContext } from '../context.js';
+import { fullDirError } from '../host/free-space.js';
 import { isSparsifyError } from '../errors.js';
 import { readZeroExtents } from '../disk/zero-map.js';
 import { sliceReader, type BlockDevice, type BlockReader } from '../disk/types.js';
@@ -131,6 +132,8 @@ export interface PassTarget {
   readonly fuseFile?: string;
   readonly workDir: string;
   readonly inPlace: boolean;
+  /** Where the copy's overlay grows (absent in place): a mount that fails there may mean it is full. */
+  readonly overlayDir?: string;
 }
 
 /** The belt holds at most this many protected bytes of one volume in memory. */
@@ -184,7 +187,14 @@ async function runAction(ctx: RunContext, plan: VolumePlan, target: PassTarget):
         workDir: target.workDir,
         zeroFill: !target.inPlace,
         keep: plan.protectedRanges.shift(-volume.offsetBytes),
+      }).catch(async (err: unknown) => {
+        throw (await overlayFull(target, err)) ?? err;
       });
+      if (outcome.status !== 'trimmed') {
+        // The overlay under the loop device could not grow: a full temp dir, not a broken filesystem.
+        const full = await overlayFull(target, new Error(outcome.reason));
+        if (full) throw full;
+      }
       if (outcome.status === 'trimmed') {
         const how = outcome.method === 'fstrim' ? 'trimmed' : 'zero-filled';
         return { handled: how, reason: outcome.note ? `${plan.reason}; ${outcome.note}` : plan.reason };
@@ -193,6 +203,10 @@ async function runAction(ctx: RunContext, plan: VolumePlan, target: PassTarget):
       return keep(why, target.inPlace ? notTrimmedWarning(plan, why) : `${volume.name}: ${why}: ${kept}`);
     }
   }
+}
+
+async function overlayFull(target: PassTarget, cause: unknown): Promise<Error | undefined> {
+  return target.overlayDir === undefined ? undefined : fullDirError(target.overlayDir, cause);
 }
 
 /**

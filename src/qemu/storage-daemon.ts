@@ -13,7 +13,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Stats } from 'node:fs';
 import type { RunContext } from '../context.js';
-import { SparsifyError, throwIfCancelled } from '../errors.js';
+import { SparsifyError, isSparsifyError, throwIfCancelled } from '../errors.js';
+import { fullDirError } from '../host/free-space.js';
 import { makeWorkDir } from '../host/work-dir.js';
 import { AsyncStack, once } from '../util/async-stack.js';
 import { describeExit, startDaemon, type DaemonExit } from './daemon.js';
@@ -185,7 +186,8 @@ export async function serveImage(ctx: RunContext, opts: ServeOptions): Promise<S
     });
   } catch (err) {
     await stack[Symbol.asyncDispose]();
-    throw err;
+    // A daemon that could not start (pid file, socket) in a full directory: say so, not qemu's text.
+    throw (isSparsifyError(err, 'TOOL_FAILED') && (await fullDirError(opts.dir, err))) || err;
   }
 }
 
