@@ -8,7 +8,7 @@ import type { Stats } from 'node:fs';
 import type { RunContext } from '../context.js';
 import { SparsifyError, isSparsifyError } from '../errors.js';
 import { pathError } from '../util/errno.js';
-import { runTool, spawnTool, stderrTail, ToolFailedError } from '../util/run.js';
+import { killedTool, runTool, spawnTool, stderrTail, ToolFailedError } from '../util/run.js';
 import { keepFirstLines } from './daemon.js';
 import {
   classifyOpenFailure,
@@ -84,6 +84,7 @@ export async function checkImage(ctx: RunContext, path: string, format: string):
   const argv = ['check', '--output=json', '-f', format, resolve(path)];
   const result = await spawnTool(ctx, 'qemu-img', argv, { stdout: 'pipe', stderr: [keepFirstLines(CHECK_STDERR_LINES)] });
   if (result.isCanceled || ctx.signal.aborted) throw new SparsifyError('CANCELLED', 'quit (^C) at user request');
+  if (result.signal !== undefined) throw killedTool('qemu-img', result.signal);
   const stderr = String(result.stderr ?? '');
   const exitCode = result.exitCode;
   if (exitCode === undefined) {
