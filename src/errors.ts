@@ -41,7 +41,10 @@ export function isSparsifyError(err: unknown, ...codes: ErrorCode[]): err is Spa
 }
 
 /** The error of a run stopped by SIGINT/SIGTERM: every layer throws this one, with virt-sparsify's message. */
-export function cancelledError(): SparsifyError {
+export function cancelledError(signal?: AbortSignal): SparsifyError {
+  // The run's own CANCELLED error when the signal carries one, so a ^C reads the same everywhere.
+  const reason: unknown = signal?.reason;
+  if (isSparsifyError(reason, 'CANCELLED')) return reason;
   return new SparsifyError('CANCELLED', 'quit (^C) at user request');
 }
 

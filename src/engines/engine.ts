@@ -8,6 +8,7 @@
 import type { RunContext } from '../context.js';
 import type { BlockDevice } from '../disk/types.js';
 import type { ProbedVolume, VolumePlan } from '../plan/types.js';
+import type { ServingProcess } from '../qemu/storage-daemon.js';
 
 /** Usable, or the reason why not; `blame` says whether the volume or this host is the cause. */
 export type Verdict =
@@ -33,6 +34,10 @@ export interface EngineTarget {
   /** A private directory of this run, removed after it. */
   readonly workDir: string;
   readonly inPlace: boolean;
+  /** Where the copy's overlay grows (absent in place): an engine failure there may mean it is full. */
+  readonly overlayDir?: string;
+  /** Told of every process an engine starts to serve the disk, so a run can name it when it dies. */
+  readonly onProcess?: (process: ServingProcess) => void;
 }
 
 /** What happened to one volume. */

@@ -1,6 +1,6 @@
 import { rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { ListrTask } from 'listr2';
 import type { RunContext } from '../context.js';
 import { copyBlocks } from '../copy/copier.js';
@@ -17,7 +17,7 @@ import { AsyncStack } from '../util/async-stack.js';
 import { PathError, pathError, renamePathError } from '../util/errno.js';
 import { verifyCopiedOutput } from '../verify/output.js';
 import { VERSION } from '../version.js';
-import { explainDaemonDeath, type WatchedDaemon } from './daemon-death.js';
+import { explainDaemonDeath } from './daemon-death.js';
 import { openOutputImage } from './output-image.js';
 import { checkOutputFits, commitOutput, resolveOutputTarget, type OutputTarget } from './output-target.js';
 import { isRoot } from './preflight.js';
@@ -34,8 +34,6 @@ interface CopyState extends PassState {
   outputFormat?: OutputFormat;
   copy?: CopySummary;
   outputAllocatedBytes?: number;
-  /** The daemons serving the input and the overlay, to explain a connection that broke. */
-  daemons: WatchedDaemon[];
   /** The copier's skip set: what --verify expects to read as zero. */
   zeroed?: ExtentSet;
   verify?: VerifyReport;
@@ -180,9 +178,15 @@ async function serveInput(ctx: RunContext, options: CopyOptions, state: CopyStat
   stack.defer(() => rm(workDir, { recursive: true, force: true }));
   state.workDir = workDir;
   const served = stack.use(
-    await serveImage(ctx, { file: options.input, format: state.info!.format, readOnly: true, discard: false, dir: workDir }),
+    await serveImage(ctx, {
+      file: options.input,
+      format: state.info!.format,
+      readOnly: true,
+      discard: false,
+      dir: workDir,
+      onStarted: (p) => state.daemons.push({ ...p, serves: options.input }),
+    }),
   );
-  state.daemons.push({ serves: options.input, exited: served.exited });
   state.device = stack.use(await openNbdClient({ socketPath: served.socketPath, exportName: served.exportName, signal: ctx.signal }));
 }
 
@@ -214,10 +218,11 @@ async function createOverlay(ctx: RunContext, options: CopyOptions, state: CopyS
       discard: true,
       detectZeroes: 'unmap',
       dir: workDir,
+      onStarted: (p) => state.daemons.push({ ...p, serves: `the overlay ${overlay}` }),
     }),
   );
-  state.daemons.push({ serves: `the overlay ${overlay}`, exited: served.exited });
   state.export = { socketPath: served.socketPath, exportName: served.exportName };
+  state.overlayDir = dirname(overlay);
   state.device = stack.use(await openNbdClient({ socketPath: served.socketPath, exportName: served.exportName, signal: ctx.signal }));
 }
 

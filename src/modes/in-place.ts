@@ -12,6 +12,7 @@ import type { RunReport } from '../report/types.js';
 import { AsyncStack } from '../util/async-stack.js';
 import { readInPlaceBaseline, verifyInPlace, type InPlaceBaseline } from '../verify/in-place.js';
 import { VERSION } from '../version.js';
+import { explainDaemonDeath } from './daemon-death.js';
 import { isRoot } from './preflight.js';
 import { punchFreeQcow2Clusters } from './qcow2-punch.js';
 import { humanBytes } from '../util/size.js';
@@ -27,6 +28,7 @@ interface InPlaceState extends PassState {
   allocatedBefore?: number;
   /** --verify: what the pass must not change, read before it. */
   baseline?: InPlaceBaseline;
+  /** The processes serving the image, to explain a failure their death caused. */
 }
 
 /**
@@ -44,7 +46,7 @@ export async function sparsifyInPlace(options: InPlaceOptions, ctx: RunContext, 
   const work: RunContext = uninterruptible(start.run);
 
   await using stack = new AsyncStack((err) => log.debug(`cleanup: ${String(err)}`));
-  const state: InPlaceState = { outcomes: [], zeroBefore: [], zeroAfter: [] };
+  const state: InPlaceState = { outcomes: [], zeroBefore: [], zeroAfter: [], daemons: [] };
   const tasks: ListrTask<InPlaceState>[] = [
     {
       title: 'Examine disk',
@@ -77,7 +79,9 @@ export async function sparsifyInPlace(options: InPlaceOptions, ctx: RunContext, 
       },
     },
   ];
-  await runTasks(ui, tasks, state);
+  await runTasks(ui, tasks, state).catch(async (err: unknown) => {
+    throw await explainDaemonDeath(err, state.daemons, 'only free blocks were discarded');
+  });
   await stack[Symbol.asyncDispose]();
   const qcow2 = state.info!.format === 'qcow2' ? await clock.time('qcow2 refcounts', () => punchQcow2(work, options.input, say)) : undefined;
   const verify = state.baseline && (await clock.time('verify', () => verifyInPlace(start.run, state.baseline!, options.input, state.info!.format)));
@@ -132,6 +136,7 @@ async function openInPlace(ctx: RunContext, ui: RunUi, options: InPlaceOptions, 
       discard: true,
       detectZeroes: 'unmap',
       dir: workDir,
+      onStarted: (p) => state.daemons.push({ ...p, serves: options.input }),
     }),
   );
   state.export = { socketPath: served.socketPath, exportName: served.exportName };

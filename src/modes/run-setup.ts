@@ -6,6 +6,7 @@ import { SparsifyError, throwIfCancelled } from '../errors.js';
 import type { VolumePlan } from '../plan/plan-volumes.js';
 import type { Options } from '../options.js';
 import type { ImageInfo } from '../qemu/img.js';
+import type { WatchedDaemon } from './daemon-death.js';
 import { PhaseClock } from './phase-clock.js';
 import { BASE_TOOLS, isRoot, preflight } from './preflight.js';
 import type { RunUi } from './ui.js';
@@ -94,6 +95,10 @@ export interface PassState {
   /** The writable NBD export of the disk (the overlay, or the image in place), for engines that need one. */
   export?: EngineTarget['export'];
   workDir?: string;
+  /** The directory of the copy's overlay. */
+  overlayDir?: string;
+  /** The processes serving the disk (input, overlay, FUSE file), to explain a connection that broke. */
+  daemons: WatchedDaemon[];
   examined?: Examined;
   outcomes: VolumeOutcome[];
   /** Per volume, bytes that read as zero before and after the pass (block status only). */
@@ -106,7 +111,14 @@ export function volumePassTask<Ctx extends PassState>(title: string, start: RunS
   return {
     title,
     task: async (_, task) => {
-      const target: EngineTarget = { device: state.device!, ...(state.export ? { export: state.export } : {}), workDir: state.workDir!, inPlace };
+      const target: EngineTarget = {
+        device: state.device!,
+        ...(state.export ? { export: state.export } : {}),
+        workDir: state.workDir!,
+        inPlace,
+        ...(state.overlayDir !== undefined ? { overlayDir: state.overlayDir } : {}),
+        onProcess: (p) => state.daemons.push({ ...p, serves: 'the disk as a FUSE file' }),
+      };
       await using pass = openVolumePass(ctx, target);
       const list = volumeTasks<Ctx>(start, state.examined!.plans, inPlace, (plan) => pass.run(plan), state.outcomes);
       await task.newListr(list, { concurrent: false, exitOnError: true }).run();

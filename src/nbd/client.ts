@@ -78,7 +78,7 @@ export class NbdClient implements BlockDevice, AsyncDisposable {
   readonly #conn: NbdConnection;
   readonly #limit: InFlightLimit;
   readonly #signal: AbortSignal | undefined;
-  readonly #onAbort = (): void => this.#fail(cancelledError());
+  readonly #onAbort = (): void => this.#fail(cancelledError(this.#signal));
   #closing = false;
   #zeroBuffer: Uint8Array | undefined;
 

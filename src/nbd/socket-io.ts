@@ -18,7 +18,7 @@ export function connectUnix(socketPath: string, signal: AbortSignal | undefined)
     const socket = createConnection({ path: socketPath });
     const onAbort = (): void => {
       socket.destroy();
-      reject(cancelledError());
+      reject(cancelledError(signal));
     };
     signal?.addEventListener('abort', onAbort, { once: true });
     socket.once('connect', () => {
@@ -123,7 +123,7 @@ export class SocketHandshakeIo implements HandshakeIo {
     } else if (this.#cancelled || this.#lost !== undefined) {
       this.#waiter = undefined;
       const where = `during the handshake, after ${this.#received} bytes, while reading ${w.what}`;
-      w.reject(this.#cancelled ? cancelledError() : nbdProtocolError(`${this.#lost} ${where}`));
+      w.reject(this.#cancelled ? cancelledError(this.signal) : nbdProtocolError(`${this.#lost} ${where}`));
     }
   }
 }

@@ -2,6 +2,7 @@
  * A long-running helper process (qemu-storage-daemon, nbdfuse) that says it is ready by writing
  * a pid file, and is stopped in order by its owner.
  */
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { RunContext } from '../context.js';
@@ -16,6 +17,8 @@ export interface DaemonExit {
   readonly stderr: string;
   /** Why it could not even start (ENOENT…). */
   readonly spawnError?: unknown;
+  /** It ended because its owner stopped it (stop(), or expectExit() then an unmount): not a death to report. */
+  readonly byOwner?: boolean;
 }
 
 /** A running daemon; `stop` is idempotent. */
@@ -25,6 +28,8 @@ export interface Daemon {
   running(): boolean;
   /** Sends `signal`, waits up to `graceMs`, then SIGKILLs and waits for the exit. */
   stop(signal?: NodeJS.Signals, graceMs?: number): Promise<DaemonExit>;
+  /** The owner is about to make it exit another way (unmounting nbdfuse's file): its exit is byOwner. */
+  expectExit(): void;
 }
 
 /** Options for {@link startDaemon}. */
@@ -61,20 +66,25 @@ export async function startDaemon(ctx: RunContext, file: string, args: readonly 
   } as const;
   const child = spawnTool(ctx, file, args, spawnOptions, opts.deathSignal);
   let done = false;
+  let byOwner = false;
+  const pid = child.pid;
+  // Only a daemon still alive when its owner asks it to go ends "by the owner": one already
+  // killed (a zombie not yet reaped) died.
+  const expectExit = (): void => void (byOwner ||= !done && pid !== undefined && isAlive(pid));
   const exited: Promise<DaemonExit> = child.then(
     (r) => ({
       exitCode: r.exitCode,
       signal: r.signal,
       stderr: String(r.stderr ?? ''),
+      byOwner,
       ...(r.failed && r.exitCode === undefined && r.signal === undefined ? { spawnError: r.cause } : {}),
     }),
-    (err: unknown) => ({ exitCode: undefined, signal: undefined, stderr: '', spawnError: err }),
+    (err: unknown) => ({ exitCode: undefined, signal: undefined, stderr: '', byOwner, spawnError: err }),
   );
   void exited.then(() => {
     done = true;
     process.off('exit', terminateOnExit);
   });
-  const pid = child.pid;
   // SIGTERM, not SIGKILL: both daemons unmount their FUSE file and flush the image on SIGTERM,
   // where a SIGKILLed FUSE server leaves a dead mount behind.
   function terminateOnExit(): void {
@@ -92,7 +102,9 @@ export async function startDaemon(ctx: RunContext, file: string, args: readonly 
     pid: pid ?? -1,
     exited,
     running: () => !done,
+    expectExit,
     stop(signal = 'SIGTERM', graceMs = DEFAULT_STOP_GRACE_MS) {
+      expectExit();
       return (stopping ??= stopChild(() => done, (s) => child.kill(s), exited, signal, graceMs));
     },
   };
@@ -143,6 +155,21 @@ async function stopChild(
     if ((await Promise.race([exited, timer])) === 'timeout' && !isDone()) kill('SIGKILL');
   }
   return exited;
+}
+
+/**
+ * Whether process `pid` still runs: a killed child stays a zombie until Node reaps it, and the
+ * error its death causes (a refused connection, EIO from its FUSE file) can arrive first.
+ */
+export function isAlive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Field 3, after the command name in parentheses (which may itself hold ") ").
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    return state !== 'Z' && state !== 'X' && state !== 'x';
+  } catch {
+    return false;
+  }
 }
 
 /** A one-line description of how a daemon ended, for error messages. */

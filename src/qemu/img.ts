@@ -8,7 +8,7 @@ import type { Stats } from 'node:fs';
 import type { RunContext } from '../context.js';
 import { SparsifyError, cancelledError, isSparsifyError } from '../errors.js';
 import { errnoOf, pathError } from '../util/errno.js';
-import { runTool, spawnTool, stderrTail, ToolFailedError } from '../util/run.js';
+import { killedTool, runTool, spawnTool, stderrTail, ToolFailedError } from '../util/run.js';
 import { keepFirstLines } from './daemon.js';
 import {
   classifyOpenFailure,
@@ -65,6 +65,7 @@ export async function checkImage(ctx: RunContext, path: string, format: string):
   const argv = ['check', '--output=json', '-f', format, resolve(path)];
   const result = await spawnTool(ctx, 'qemu-img', argv, { stdout: 'pipe', stderr: [keepFirstLines(CHECK_STDERR_LINES)] });
   if (result.isCanceled || ctx.signal.aborted) throw cancelledError();
+  if (result.signal !== undefined) throw killedTool('qemu-img', result.signal);
   const stderr = String(result.stderr ?? '');
   const exitCode = result.exitCode;
   if (exitCode === undefined) {

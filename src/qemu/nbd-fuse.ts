@@ -11,12 +11,13 @@ import type { RunContext } from '../context.js';
 import { SparsifyError } from '../errors.js';
 import { once } from '../util/async-stack.js';
 import { isMounted, releaseContext, unmount } from '../host/mounts.js';
-import { describeExit, startDaemon } from './daemon.js';
+import { describeExit, startDaemon, type DaemonExit } from './daemon.js';
 
 /** A mounted FUSE file; disposing unmounts it and waits for nbdfuse to exit. */
 export interface NbdFuseFile extends AsyncDisposable {
   readonly path: string;
   readonly pid: number;
+  readonly exited: Promise<DaemonExit>;
 }
 
 /** Which export to show, and where. */
@@ -56,6 +57,7 @@ export async function openNbdFuse(ctx: RunContext, opts: NbdFuseOptions): Promis
   const started = daemon;
   const close = once(async () => {
     const rctx = releaseContext(ctx);
+    started.expectExit();
     await unmount(rctx, opts.path);
     await Promise.race([started.exited, delay(EXIT_AFTER_UNMOUNT_MS, undefined, { ref: false })]);
     await started.stop('SIGTERM', 5000);
@@ -65,7 +67,7 @@ export async function openNbdFuse(ctx: RunContext, opts: NbdFuseOptions): Promis
     await close();
     throw new SparsifyError('TOOL_FAILED', `nbdfuse reported ready but ${opts.path} is not mounted`);
   }
-  return { path: opts.path, pid: started.pid, [Symbol.asyncDispose]: close };
+  return { path: opts.path, pid: started.pid, exited: started.exited, [Symbol.asyncDispose]: close };
 }
 
 /** Removes the mountpoint file and pid file, first detaching a mount a killed nbdfuse left behind. */

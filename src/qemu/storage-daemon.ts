@@ -13,7 +13,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Stats } from 'node:fs';
 import type { RunContext } from '../context.js';
-import { SparsifyError, throwIfCancelled } from '../errors.js';
+import { SparsifyError, isSparsifyError, throwIfCancelled } from '../errors.js';
+import { fullDirError } from '../host/free-space.js';
 import { makeWorkDir } from '../host/work-dir.js';
 import { AsyncStack, once } from '../util/async-stack.js';
 import { describeExit, startDaemon, type DaemonExit } from './daemon.js';
@@ -41,6 +42,18 @@ export interface ServeOptions {
   readonly readyTimeoutMs?: number;
   /** After ctx.signal aborts, the owner has this long to dispose before the daemon is stopped anyway. */
   readonly abortGraceMs?: number;
+  /**
+   * Told of each process serving the image as soon as it runs, before serveImage returns: one
+   * killed while the next starts is then known as the cause of that failure.
+   */
+  readonly onStarted?: (process: ServingProcess) => void;
+}
+
+/** A process serving an image (the daemon, or nbdfuse over it). */
+export interface ServingProcess {
+  readonly tool: 'qemu-storage-daemon' | 'nbdfuse';
+  readonly pid: number;
+  readonly exited: Promise<DaemonExit>;
 }
 
 /** A served image; disposing unmounts the FUSE file, stops the daemon and removes its files. */
@@ -149,6 +162,7 @@ export async function serveImage(ctx: RunContext, opts: ServeOptions): Promise<S
     stack.defer(async () => {
       await daemon.stop('SIGTERM');
     });
+    opts.onStarted?.({ tool: 'qemu-storage-daemon', pid: daemon.pid, exited: daemon.exited });
     const fuse = opts.fuse
       ? stack.use(
           await openNbdFuse(ctx, {
@@ -161,6 +175,7 @@ export async function serveImage(ctx: RunContext, opts: ServeOptions): Promise<S
           }),
         )
       : undefined;
+    if (fuse) opts.onStarted?.({ tool: 'nbdfuse', pid: fuse.pid, exited: fuse.exited });
     ctx.log.debug(`serving ${opts.file} (${opts.format}) on ${socketPath}${fuse ? ` and ${fuse.path}` : ''}`);
     return withAbortBackstop(ctx, stack.move(), opts.abortGraceMs ?? DEFAULT_ABORT_GRACE_MS, {
       socketPath,
@@ -171,7 +186,8 @@ export async function serveImage(ctx: RunContext, opts: ServeOptions): Promise<S
     });
   } catch (err) {
     await stack[Symbol.asyncDispose]();
-    throw err;
+    // A daemon that could not start (pid file, socket) in a full directory: say so, not qemu's text.
+    throw (isSparsifyError(err, 'TOOL_FAILED') && (await fullDirError(opts.dir, err))) || err;
   }
 }
 

@@ -71,6 +71,9 @@ export async function runTool(
     const result = await execa(LAUNCHER, launchArgs(file, args), {
       cancelSignal: ctx.signal,
       forceKillAfterDelay: FORCE_KILL_DELAY_MS,
+      // Its own process group: a terminal's ^C reaches sparsify only, which decides (in place it
+      // finishes the volume first; a copy cancels the child through cancelSignal).
+      detached: true,
       reject: false,
       stripFinalNewline: false,
       ...(options.input !== undefined ? { input: options.input } : { stdin: 'ignore' }),
@@ -81,6 +84,7 @@ export async function runTool(
     if (result.isCanceled || ctx.signal.aborted) {
       throw cancelledError();
     }
+    if (result.signal !== undefined && !result.timedOut) throw killedTool(file, result.signal);
     const spawnError = result.failed && result.exitCode === undefined ? result.cause : undefined;
     if (isEnoent(spawnError)) throw missingTool(LAUNCHER, spawnError);
     const exitCode = result.exitCode ?? -1;
@@ -112,6 +116,15 @@ export class ToolFailedError extends SparsifyError {
   }
 }
 
+/**
+ * A tool killed by a signal nobody in this run sent: not a verdict on its input (an empty stderr
+ * must not read as "cannot be opened"). SIGINT/SIGTERM came from the user.
+ */
+export function killedTool(file: string, signal: string): SparsifyError {
+  if (signal === 'SIGINT' || signal === 'SIGTERM') return new SparsifyError('CANCELLED', 'quit (^C) at user request');
+  return new SparsifyError('TOOL_FAILED', `${file} was killed by ${signal}`, { hint: 'check the kernel log (dmesg: the OOM killer?) and run again' });
+}
+
 /** Starts a long-running child (a daemon) tied to the run's signal; the caller owns it. */
 export function spawnTool(
   ctx: RunContext,
@@ -124,6 +137,8 @@ export function spawnTool(
   return execa(LAUNCHER, launchArgs(file, args, deathSignal), {
     cancelSignal: ctx.signal,
     forceKillAfterDelay: FORCE_KILL_DELAY_MS,
+    // Like runTool: out of the terminal's process group, so only sparsify gets ^C.
+    detached: true,
     reject: false,
     stdin: 'ignore',
     ...options,

@@ -6,6 +6,7 @@
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { RunContext } from '../../context.js';
+import { fullDirError } from '../../host/free-space.js';
 import { openNbdFuse } from '../../qemu/nbd-fuse.js';
 import { untrustedMapReason, type VolumePlan } from '../../plan/types.js';
 import type { Engine, EngineSession, EngineTarget, VolumeOutcome } from '../engine.js';
@@ -46,6 +47,7 @@ async function openMountSession(ctx: RunContext, target: EngineTarget): Promise<
     readOnly: false,
     readyTimeoutMs: FUSE_READY_TIMEOUT_MS,
   });
+  target.onProcess?.({ tool: 'nbdfuse', pid: fuse.pid, exited: fuse.exited });
   return {
     run: (plan) => trimVolume(ctx, plan, target, fuse.path),
     [Symbol.asyncDispose]: () => fuse[Symbol.asyncDispose](),
@@ -62,7 +64,14 @@ async function trimVolume(ctx: RunContext, plan: VolumePlan, target: EngineTarge
     // In place, zeros written into a partly used qcow2 cluster would allocate it.
     zeroFill: !target.inPlace,
     keep: plan.protectedRanges.shift(-volume.offsetBytes),
+  }).catch(async (err: unknown) => {
+    throw (await overlayFull(target, err)) ?? err;
   });
+  if (outcome.status !== 'trimmed') {
+    // The overlay under the loop device could not grow: a full temp dir, not a broken filesystem.
+    const full = await overlayFull(target, new Error(outcome.reason));
+    if (full) throw full;
+  }
   if (outcome.status === 'trimmed') {
     const how = outcome.method === 'fstrim' ? 'trimmed' : 'zero-filled';
     return { handled: how, reason: outcome.note ? `${plan.reason}; ${outcome.note}` : plan.reason };
@@ -71,6 +80,11 @@ async function trimVolume(ctx: RunContext, plan: VolumePlan, target: EngineTarge
   const kept = target.inPlace ? 'left alone' : 'copied as is';
   ctx.log.warn(target.inPlace ? notTrimmedWarning(plan, why) : `${volume.name}: ${why}: ${kept}`);
   return { handled: kept, reason: why };
+}
+
+/** NO_SPACE naming the overlay's directory when it has no room left; undefined otherwise (or in place). */
+async function overlayFull(target: EngineTarget, cause: unknown): Promise<Error | undefined> {
+  return target.overlayDir === undefined ? undefined : fullDirError(target.overlayDir, cause);
 }
 
 /** virt-sparsify's in-place warning, with the reason added. */

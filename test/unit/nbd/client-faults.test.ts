@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { isSparsifyError } from '../../../src/errors.js';
+import { SparsifyError, isSparsifyError } from '../../../src/errors.js';
 import { type NbdClient, openNbdClient } from '../../../src/nbd/client.js';
 import { type FakeConnection, type FakeOptions, type FakeRequest, type FakeServer, startFakeServer } from './fake-server.js';
 
@@ -126,6 +126,18 @@ describe('NbdClient cancellation', () => {
     abort.abort();
     for (const r of await pending) expect(isSparsifyError(r, 'CANCELLED')).toBe(true);
     await expect(c.read(0, 512)).rejects.toMatchObject({ code: 'CANCELLED' });
+    await c.close();
+  });
+
+  it("fails requests with the run's own CANCELLED error (the abort reason), not one of its own", async () => {
+    const abort = new AbortController();
+    const c = await open(() => {}, abort.signal);
+    const pending = settleAll([c.read(0, 512)]);
+    await new Promise((r) => setTimeout(r, 20));
+    const reason = new SparsifyError('CANCELLED', 'quit (^C) at user request');
+    abort.abort(reason);
+    expect(await pending).toEqual([reason]);
+    await expect(c.read(0, 512)).rejects.toBe(reason);
     await c.close();
   });
 

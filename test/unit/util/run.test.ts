@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { makeContext } from '../../../src/context.js';
 import { launchArgs, runTool } from '../../../src/util/run.js';
@@ -23,5 +24,16 @@ describe('runTool', () => {
       code: 'TOOL_FAILED',
       message: 'sh exited with code 127: broken',
     });
+  });
+
+  it("starts the program in its own process group, out of reach of a terminal's ^C", async () => {
+    const { stdout } = await runTool(makeContext(), 'sh', ['-c', 'ps -o pgid= -p $$']);
+    expect(Number(stdout.trim())).not.toBe(Number(execFileSync('ps', ['-o', 'pgid=', '-p', String(process.pid)], { encoding: 'utf8' }).trim()));
+  });
+
+  it('a program killed by SIGINT or SIGTERM is a cancel, by another signal a kill: never its (empty) output', async () => {
+    await expect(runTool(makeContext(), 'sh', ['-c', 'kill -INT $$'])).rejects.toMatchObject({ code: 'CANCELLED', message: 'quit (^C) at user request' });
+    await expect(runTool(makeContext(), 'sh', ['-c', 'kill -TERM $$'])).rejects.toMatchObject({ code: 'CANCELLED' });
+    await expect(runTool(makeContext(), 'sh', ['-c', 'kill -KILL $$'])).rejects.toMatchObject({ code: 'TOOL_FAILED', message: 'sh was killed by SIGKILL' });
   });
 });
