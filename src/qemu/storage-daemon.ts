@@ -243,6 +243,12 @@ async function statServed(file: string): Promise<Stats> {
 }
 
 function explainDaemonFailure(exit: DaemonExit, opts: ServeOptions): Error {
+  // Killed before it was ready (not by sparsify: it stops a starting daemon only after this).
+  if (exit.signal) {
+    return new SparsifyError('DAEMON_DIED', `qemu-storage-daemon serving ${opts.file} died (killed by ${exit.signal})`, {
+      hint: 'check the kernel log (dmesg: the OOM killer?) and run again',
+    });
+  }
   const known = classifyOpenFailure(exit.stderr, opts.file);
   if (known) return known;
   const notFormat = /Image is not in \S+ format|not in \S+ format|invalid \S+ image/i.test(exit.stderr);
