@@ -5,7 +5,7 @@ import { SparsifyError } from '../errors.js';
 import { packageOf } from '../util/tools.js';
 
 /** Programs every run needs; each engine names its own (Engine.tools). */
-export const BASE_TOOLS = ['qemu-img', 'qemu-io', 'qemu-storage-daemon'] as const;
+export const BASE_TOOLS = ['qemu-img', 'qemu-storage-daemon', 'setpriv'] as const;
 
 /** Finds a program on PATH (and the sbin directories root has), or undefined. */
 export async function findTool(tool: string): Promise<string | undefined> {
