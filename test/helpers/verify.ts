@@ -276,7 +276,8 @@ function compareTree(
   }
 }
 
-async function readBytes(file: string, offsetBytes: number, sizeBytes: number): Promise<Buffer> {
+/** Reads `sizeBytes` at `offsetBytes` of a file (fewer at its end). */
+export async function readBytes(file: string, offsetBytes: number, sizeBytes: number): Promise<Buffer> {
   const handle = await open(file, 'r');
   try {
     const buffer = Buffer.alloc(sizeBytes);

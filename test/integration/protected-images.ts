@@ -8,7 +8,7 @@ import { mkdir, open, rm, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { crc32 } from '../../src/binary/crc32.js';
-import type { Manifest, ManifestVolume } from '../helpers/verify.js';
+import { readBytes, type Manifest, type ManifestVolume } from '../helpers/verify.js';
 
 const MiB = 1024 * 1024;
 const SECTOR = 512;
@@ -21,17 +21,6 @@ export interface HandMade {
   readonly manifestPath: string;
   /** Partition-table sectors (byte offsets) the test checks by hand. */
   readonly tableRanges: readonly { offsetBytes: number; sizeBytes: number }[];
-}
-
-async function readAt(path: string, offsetBytes: number, sizeBytes: number): Promise<Buffer> {
-  const fh = await open(path, 'r');
-  try {
-    const buf = Buffer.alloc(sizeBytes);
-    await fh.read(buf, 0, sizeBytes, offsetBytes);
-    return buf;
-  } finally {
-    await fh.close();
-  }
 }
 
 export async function writeAt(path: string, offsetBytes: number, data: Uint8Array): Promise<void> {
@@ -94,7 +83,7 @@ function putEntry(sector: Buffer, slot: number, type: number, firstLba: number, 
 
 async function writeManifest(image: string, layout: 'mbr' | 'gpt', volumes: ManifestVolume[], ranges: HandMade['tableRanges']): Promise<string> {
   const hash = createHash('sha256');
-  for (const r of ranges) hash.update(await readAt(image, r.offsetBytes, r.sizeBytes));
+  for (const r of ranges) hash.update(await readBytes(image, r.offsetBytes, r.sizeBytes));
   const manifest: Manifest = {
     version: 1,
     layout,
@@ -153,10 +142,10 @@ export async function buildEbrInFreeSpace(dir: string): Promise<HandMade & { ebr
 
 /** Points the GPT header at `headerLba` to an entry array moved to `entriesLba`, and refreshes its CRC. */
 async function moveEntryArray(image: string, headerLba: number, entriesLba: number): Promise<void> {
-  const header = await readAt(image, headerLba * SECTOR, SECTOR);
+  const header = await readBytes(image, headerLba * SECTOR, SECTOR);
   const oldLba = Number(header.readBigUInt64LE(72));
   const arrayBytes = header.readUInt32LE(80) * header.readUInt32LE(84);
-  const array = await readAt(image, oldLba * SECTOR, arrayBytes);
+  const array = await readBytes(image, oldLba * SECTOR, arrayBytes);
   await writeAt(image, oldLba * SECTOR, Buffer.alloc(arrayBytes));
   await writeAt(image, entriesLba * SECTOR, array);
   header.writeBigUInt64LE(BigInt(entriesLba), 72);

@@ -4,13 +4,14 @@
  * label after copy mode and in place, with either engine; the stale pages after it read as zero.
  */
 import { execFile } from 'node:child_process';
-import { open, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { copyImage } from '../helpers/image.js';
 import { leftoversUnder, makeRunTmp, runCli } from '../helpers/cli.js';
 import { describeIntegration } from '../helpers/require.js';
+import { readBytes } from '../helpers/verify.js';
 
 const execFileAsync = promisify(execFile);
 const MiB = 1024 * 1024;
@@ -21,17 +22,6 @@ const PART_OFFSET_BYTES = MiB;
 const PART_BYTES = DISK_BYTES - 2 * MiB;
 const LABEL = 'pages64k';
 const UUID = '3f1e2d4c-5b6a-4789-8abc-def012345678';
-
-async function readRange(path: string, offsetBytes: number, lengthBytes: number): Promise<Buffer> {
-  const file = await open(path, 'r');
-  try {
-    const buf = Buffer.alloc(lengthBytes);
-    await file.read(buf, 0, lengthBytes, offsetBytes);
-    return buf;
-  } finally {
-    await file.close();
-  }
-}
 
 /** blkid's view of the swap partition of a raw image (low-level probe at the partition's offset). */
 async function blkidSwap(image: string): Promise<Record<string, string>> {
@@ -64,7 +54,7 @@ describeIntegration('swap made with 64 KiB pages', { tools: ['mkswap', 'blkid', 
   beforeAll(async () => {
     dir = await makeRunTmp();
     disk = await buildDisk(dir);
-    header = await readRange(disk, PART_OFFSET_BYTES, PAGE_BYTES);
+    header = await readBytes(disk, PART_OFFSET_BYTES, PAGE_BYTES);
     expect(await blkidSwap(disk)).toMatchObject({ TYPE: 'swap', UUID, LABEL });
   });
   afterAll(async () => {
@@ -73,8 +63,8 @@ describeIntegration('swap made with 64 KiB pages', { tools: ['mkswap', 'blkid', 
 
   async function expectSwapKept(image: string): Promise<void> {
     expect(await blkidSwap(image)).toMatchObject({ TYPE: 'swap', UUID, LABEL });
-    expect((await readRange(image, PART_OFFSET_BYTES, PAGE_BYTES)).equals(header)).toBe(true);
-    const rest = await readRange(image, PART_OFFSET_BYTES + PAGE_BYTES, PART_BYTES - PAGE_BYTES);
+    expect((await readBytes(image, PART_OFFSET_BYTES, PAGE_BYTES)).equals(header)).toBe(true);
+    const rest = await readBytes(image, PART_OFFSET_BYTES + PAGE_BYTES, PART_BYTES - PAGE_BYTES);
     expect(rest.every((b) => b === 0)).toBe(true);
   }
 
