@@ -1,10 +1,12 @@
-import { mkdir, readFile, rm, stat } from 'node:fs/promises';
+import { mkdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, expect, it } from 'vitest';
 import { buildImage, type BuiltImage, type ImageOptions } from '../helpers/image.js';
 import { leftoversUnder, makeRunTmp, runCli } from '../helpers/cli.js';
+import { readReport } from '../helpers/report.js';
 import { describeIntegration } from '../helpers/require.js';
 import { allocatedBytes, sha256File, verifyImage } from '../helpers/verify.js';
+import type { RunReport } from '../../src/index.js';
 
 const TOOLS = ['qemu-img', 'qemu-storage-daemon', 'losetup', 'fstrim', 'ntfs-3g', 'mkfs.xfs', 'mkfs.btrfs', 'mkfs.ntfs', 'mkfs.vfat', 'sgdisk', 'sfdisk'];
 const ALL_FS = ['ext4', 'xfs', 'ntfs', 'vfat', 'swap', 'btrfs'] as const;
@@ -40,7 +42,7 @@ async function sparsifyAndCheck(f: Fixture, outFormat: 'raw' | 'qcow2', extra: s
     const verdict = await verifyImage(out, outFormat, f.dirty.manifestPath);
     expect(verdict.problems).toEqual([]);
     expect(verdict.ok).toBe(true);
-    const report = JSON.parse(await readFile(json, 'utf8'));
+    const report = await readReport(json);
     return { out, report, outAllocated: await allocatedBytes(out) };
   } finally {
     await rm(tmp, { recursive: true, force: true });
@@ -48,7 +50,7 @@ async function sparsifyAndCheck(f: Fixture, outFormat: 'raw' | 'qcow2', extra: s
 }
 
 /** Bytes the output may hold: what the clean twin holds, plus deleted data on volumes copied as is. */
-async function allowedBytes(f: Fixture, report: { volumes: { name: string; handled: string }[] }): Promise<number> {
+async function allowedBytes(f: Fixture, report: RunReport): Promise<number> {
   const cleanAllocated = await allocatedBytes(f.clean.imagePath);
   const asIs = report.volumes.filter((v) => v.handled === 'copied as is').length;
   return cleanAllocated * 1.05 + asIs * GARBAGE_MIB * 1024 * 1024;
@@ -64,10 +66,10 @@ describeIntegration('copy mode end to end: GPT with ext4, xfs, ntfs, vfat, swap,
 
   it('raw → qcow2 with --engine mount: files identical, fsck clean, input unchanged, vfat reported as copied as is', async () => {
     const { report, outAllocated } = await sparsifyAndCheck(raw, 'qcow2', ['--engine', 'mount']);
-    const byName = Object.fromEntries(report.volumes.map((v: { name: string }) => [v.name, v]));
-    const vfat = report.volumes.find((v: { type: string }) => v.type === 'vfat');
-    expect(vfat.handled).toBe('copied as is');
-    expect(vfat.reason).toMatch(/vfat/);
+    const byName = Object.fromEntries(report.volumes.map((v) => [v.name, v]));
+    const vfat = report.volumes.find((v) => v.type === 'vfat');
+    expect(vfat?.handled).toBe('copied as is');
+    expect(vfat?.reason).toMatch(/vfat/);
     for (const v of report.volumes) {
       if (['ext4', 'xfs', 'btrfs', 'ntfs'].includes(v.type)) expect(v.handled, v.name).toMatch(/trimmed|zero-filled/);
       if (v.type === 'swap') expect(v.handled).toBe('swap cleared');
@@ -79,11 +81,11 @@ describeIntegration('copy mode end to end: GPT with ext4, xfs, ntfs, vfat, swap,
 
   it('qcow2 → qcow2 (default engine: vfat and swap from their own maps, nothing copied as is)', async () => {
     const { report, outAllocated } = await sparsifyAndCheck(qcow2, 'qcow2');
-    const byType = (t: string) => report.volumes.find((v: { type: string }) => v.type === t);
+    const byType = (t: string) => report.volumes.find((v) => v.type === t);
     expect(byType('vfat')).toMatchObject({ action: 'map', handled: 'free blocks skipped' });
-    expect(byType('vfat').reclaimedBytes).toBeGreaterThan(GARBAGE_MIB * 1024 * 1024 * 0.9);
+    expect(byType('vfat')?.reclaimedBytes).toBeGreaterThan(GARBAGE_MIB * 1024 * 1024 * 0.9);
     expect(byType('swap')).toMatchObject({ action: 'map', handled: 'free blocks skipped' });
-    expect(report.volumes.filter((v: { handled: string }) => v.handled === 'copied as is')).toEqual([]);
+    expect(report.volumes.filter((v) => v.handled === 'copied as is')).toEqual([]);
     expect(outAllocated).toBeLessThanOrEqual(await allowedBytes(qcow2, report));
   });
 
@@ -95,7 +97,7 @@ describeIntegration('copy mode end to end: GPT with ext4, xfs, ntfs, vfat, swap,
   it('--compress: compressed qcow2 smaller than the uncompressed one', async () => {
     const plain = await sparsifyAndCheck(raw, 'qcow2');
     const { report, outAllocated } = await sparsifyAndCheck(raw, 'qcow2', ['--compress']);
-    expect(report.output.compressed).toBe(true);
+    expect(report.output?.compressed).toBe(true);
     expect(outAllocated).toBeLessThan(plain.outAllocated);
   });
 });
@@ -105,7 +107,7 @@ describeIntegration('copy mode end to end: MBR with logical partitions, and a wh
     const f = await fixture('mbr', ['ext4', 'xfs', 'ext3', 'swap', 'ntfs', 'btrfs'], 'raw');
     const { report, outAllocated } = await sparsifyAndCheck(f, 'qcow2');
     expect(report.partitionTable).toBe('mbr');
-    expect(report.volumes.map((v: { name: string }) => v.name)).toEqual(['/dev/sda1', '/dev/sda2', '/dev/sda5', '/dev/sda6', '/dev/sda7', '/dev/sda8']);
+    expect(report.volumes.map((v) => v.name)).toEqual(['/dev/sda1', '/dev/sda2', '/dev/sda5', '/dev/sda6', '/dev/sda7', '/dev/sda8']);
     expect(outAllocated).toBeLessThanOrEqual(await allowedBytes(f, report));
   });
 

@@ -11,6 +11,7 @@ import { join, relative } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { buildImage, copyImage, type BuiltImage } from '../helpers/image.js';
 import { leftoversUnder, makeRunTmp, runCli } from '../helpers/cli.js';
+import { readReport } from '../helpers/report.js';
 import { describeIntegration } from '../helpers/require.js';
 import { sha256File } from '../helpers/verify.js';
 
@@ -112,7 +113,7 @@ describeIntegration('crash-consistent snapshots: dirty journals are replayed, ne
   it('the snapshot really is dirty', async () => {
     const r = await runCli(['--engine', 'map', '--format', 'raw', '--json', join(dir, 'dirty.json'), snapshot, join(dir, 'map-only.raw')]);
     expect(r.exitCode, r.stderr).toBe(0);
-    const rows = (JSON.parse(await readFile(join(dir, 'dirty.json'), 'utf8')) as { volumes: { handled: string; reason: string }[] }).volumes;
+    const rows = (await readReport(join(dir, 'dirty.json'))).volumes;
     for (const row of rows) {
       expect(row.handled).toBe('copied as is');
       expect(row.reason).toMatch(/not trusted/);
@@ -127,7 +128,7 @@ describeIntegration('crash-consistent snapshots: dirty journals are replayed, ne
     const json = join(dir, 'copy.json');
     const r = await runCli(['--format', 'raw', '--tmp', tmp, '--json', json, snapshot, out]);
     expect(r.exitCode, r.stderr).toBe(0);
-    const rows = (JSON.parse(await readFile(json, 'utf8')) as { volumes: { action: string; reason: string }[] }).volumes;
+    const rows = (await readReport(json)).volumes;
     for (const row of rows) {
       expect(row.action).toBe('mount');
       expect(row.reason).toMatch(/not trusted .*replays its journal/);

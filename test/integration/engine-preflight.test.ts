@@ -3,11 +3,12 @@
  * runs without ntfs-3g and nbdfuse (the mount engine's), and a run that needs the mount engine
  * without them stops before anything is written, naming them.
  */
-import { readdir, rm, symlink, mkdir, readFile } from 'node:fs/promises';
+import { readdir, rm, symlink, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { buildImage, type BuiltImage } from '../helpers/image.js';
 import { leftoversUnder, makeRunTmp, runCli } from '../helpers/cli.js';
+import { readReport } from '../helpers/report.js';
 import { describeIntegration } from '../helpers/require.js';
 import { sha256File } from '../helpers/verify.js';
 
@@ -40,7 +41,7 @@ describeIntegration('preflight from the chosen engines', { tools: ['qemu-img', '
     await mkdir(tmp);
     const r = await runCli(['--engine', 'map', '--format', 'raw', '--convert', 'qcow2', '--json', json, image.imagePath, out], { PATH: bin, TMPDIR: tmp });
     expect(r.exitCode, r.stderr).toBe(0);
-    const rows = (JSON.parse(await readFile(json, 'utf8')) as { volumes: { type: string; action: string }[] }).volumes;
+    const rows = (await readReport(json)).volumes;
     expect(rows.map((v) => `${v.type}:${v.action}`)).toEqual(['ext4:map', 'btrfs:keep']);
     expect(await leftoversUnder(tmp)).toEqual([]);
   });

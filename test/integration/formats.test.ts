@@ -4,11 +4,12 @@
  * its 512-byte minimum block size (issue 7, finding 3).
  */
 import { execFileSync } from 'node:child_process';
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { buildImage, type BuiltImage } from '../helpers/image.js';
 import { leftoversUnder, makeRunTmp, runCli } from '../helpers/cli.js';
+import { readReport } from '../helpers/report.js';
 import { describeIntegration } from '../helpers/require.js';
 import { sha256File, verifyImage } from '../helpers/verify.js';
 
@@ -54,7 +55,7 @@ describeIntegration('every qemu input format, to qcow2 and raw', { tools: TOOLS,
     expect(r.exitCode, r.stderr).toBe(0);
     expect(await sha256File(path)).toBe(before);
     expect(await leftoversUnder(work)).toEqual([]);
-    return JSON.parse(await readFile(json, 'utf8')) as { input: { format: string }; volumes: { handled: string }[] };
+    return readReport(json);
   }
 
   it.each(INPUT_FORMATS.flatMap((input) => (['qcow2', 'raw'] as const).map((output) => [input, output] as const)))(

@@ -1,9 +1,10 @@
 import { execFileSync } from 'node:child_process';
-import { mkdir, open, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, open, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { buildImage, copyImage, type BuiltImage } from '../helpers/image.js';
 import { leftoversUnder, makeRunTmp, runCli, spawnCli, waitForExit, waitForOutput } from '../helpers/cli.js';
+import { readReport } from '../helpers/report.js';
 import { describeIntegration } from '../helpers/require.js';
 import { allocatedBytes, sha256File, verifyImage } from '../helpers/verify.js';
 import { startVmHolding, stopVm } from '../helpers/vm.js';
@@ -11,13 +12,6 @@ import { startVmHolding, stopVm } from '../helpers/vm.js';
 const MiB = 1024 * 1024;
 const TOOLS = ['qemu-img', 'qemu-io', 'qemu-storage-daemon', 'qemu-system-x86_64', 'losetup', 'fstrim', 'ntfs-3g', 'nbdfuse'];
 const GARBAGE_MIB = 96;
-
-interface VolumeRow {
-  name: string;
-  type: string;
-  handled: string;
-  reclaimedBytes: number;
-}
 
 describeIntegration('in-place mode', { tools: TOOLS, root: true }, () => {
   let multi: BuiltImage;
@@ -46,7 +40,7 @@ describeIntegration('in-place mode', { tools: TOOLS, root: true }, () => {
     const json = `${path}.json`;
     const r = await runCli(['--in-place', '--json', json, ...args, path], { TMPDIR: tmp });
     expect(await leftoversUnder(tmp)).toEqual([]);
-    const report = r.exitCode === 0 ? (JSON.parse(await readFile(json, 'utf8')) as { volumes: VolumeRow[]; allocatedBytesAfter: number }) : undefined;
+    const report = r.exitCode === 0 ? await readReport(json) : undefined;
     return { r, report };
   }
 
@@ -150,8 +144,8 @@ describeIntegration('in-place mode', { tools: TOOLS, root: true }, () => {
     // 8 MiB of clusters are freed; the host filesystem may spend a block or two of its own
     // extent tree on the new holes, so allow 64 KiB of slack.
     expect(before - (await allocatedBytes(disk))).toBeGreaterThanOrEqual(8 * MiB - 64 * 1024);
-    const report = JSON.parse(await readFile(json, 'utf8')) as { notes: string[] };
-    expect(report.notes.join(' ')).toMatch(/qcow2: the file's free clusters/);
+    const report = await readReport(json);
+    expect(report.notes?.join(' ')).toMatch(/qcow2: the file's free clusters/);
     execFileSync('qemu-img', ['check', '-q', disk]);
     execFileSync('qemu-img', ['compare', '-q', '-f', 'qcow2', '-F', 'raw', disk, reference]);
     expect(await leftoversUnder(tmp)).toEqual([]);

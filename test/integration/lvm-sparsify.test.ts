@@ -11,8 +11,10 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { copyImage, fixtureDir } from '../helpers/image.js';
 import { leftoversUnder, makeRunTmp, runCli } from '../helpers/cli.js';
+import { readReport } from '../helpers/report.js';
 import { describeIntegration } from '../helpers/require.js';
 import { allocatedBytes, sha256File } from '../helpers/verify.js';
+import type { VolumeReport } from '../../src/index.js';
 
 const execFileAsync = promisify(execFile);
 const GUESTFS_ENV = { ...process.env, LIBGUESTFS_BACKEND: 'direct', LIBGUESTFS_BACKEND_SETTINGS: 'force_tcg' };
@@ -64,15 +66,6 @@ async function checkLv(rawImage: string, offsetBytes: number, sizeBytes: number)
   }
 }
 
-interface Row {
-  name: string;
-  type: string;
-  handled: string;
-  offsetBytes: number;
-  sizeBytes: number;
-  reclaimedBytes: number;
-}
-
 describeIntegration('LVM disks built by libguestfs (its own sparsify tests, adapted)', { tools: ['guestfish', 'qemu-img', 'qemu-storage-daemon', 'losetup', 'e2fsck'], root: true }, () => {
   let image: string;
   let dir: string;
@@ -84,14 +77,14 @@ describeIntegration('LVM disks built by libguestfs (its own sparsify tests, adap
     await rm(dir, { recursive: true, force: true });
   });
 
-  async function run(args: string[]): Promise<Row[]> {
+  async function run(args: string[]): Promise<readonly VolumeReport[]> {
     const tmp = join(dir, `tmp-${args.length}-${Date.now()}`);
     await mkdir(tmp);
     const json = join(dir, `r-${Date.now()}.json`);
     const r = await runCli(['--json', json, '--format', 'raw', ...args], { TMPDIR: tmp });
     expect(r.exitCode, r.stderr).toBe(0);
     expect(await leftoversUnder(tmp)).toEqual([]);
-    return (JSON.parse(await readFile(json, 'utf8')) as { volumes: Row[] }).volumes;
+    return (await readReport(json)).volumes;
   }
 
   it('in place: the image shrinks by more than 300 MB; the LV is fsck clean with its file intact', async () => {

@@ -4,18 +4,11 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { buildImage, type BuiltImage } from '../helpers/image.js';
 import { leftoversUnder, makeRunTmp, runCli } from '../helpers/cli.js';
+import { readReport } from '../helpers/report.js';
 import { describeIntegration } from '../helpers/require.js';
 import { allocatedBytes, verifyImage } from '../helpers/verify.js';
 
 const MiB = 1024 * 1024;
-
-interface VolumeRow {
-  name: string;
-  type: string;
-  handled: string;
-  reason: string;
-  reclaimedBytes: number;
-}
 
 describeIntegration('copy-mode options on a real image', { tools: ['qemu-img', 'qemu-storage-daemon', 'losetup', 'fstrim'], root: true }, () => {
   let image: BuiltImage;
@@ -42,7 +35,7 @@ describeIntegration('copy-mode options on a real image', { tools: ['qemu-img', '
     const r = await runCli(['--tmp', work, '--convert', 'qcow2', '--json', json, ...args, image.imagePath, out]);
     expect(r.exitCode, r.stderr).toBe(0);
     expect(await leftoversUnder(work)).toEqual([]);
-    const report = JSON.parse(await readFile(json, 'utf8')) as { volumes: VolumeRow[] };
+    const report = await readReport(json);
     const row = (n: string) => report.volumes.find((v) => v.name === n)!;
     return { out, r, report, row, allocated: await allocatedBytes(out) };
   }

@@ -3,22 +3,18 @@
  * and in place: an EBR inside logical 5's ext4 (issue 7, finding 2) and GPT entry arrays inside
  * the partitions they describe.
  */
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { copyImage } from '../helpers/image.js';
 import { leftoversUnder, makeRunTmp, runCli } from '../helpers/cli.js';
+import { readReport } from '../helpers/report.js';
 import { describeIntegration } from '../helpers/require.js';
 import { allocatedBytes, readManifest, verifyImage } from '../helpers/verify.js';
 import { buildEbrInFreeSpace, buildGptEntriesInPartitions, type HandMade } from './protected-images.js';
 
 const TOOLS = ['qemu-img', 'qemu-storage-daemon', 'losetup', 'fstrim', 'sfdisk', 'sgdisk', 'mkfs.ext4', 'debugfs', 'e2fsck'];
-
-interface Row {
-  name: string;
-  handled: string;
-}
 
 /** The partitions `sfdisk` lists: number, first sector, sectors. */
 async function partitions(image: string): Promise<[number, number, number][]> {
@@ -63,7 +59,7 @@ describeIntegration('protected ranges', { tools: TOOLS, root: true }, () => {
     }
     expect(r.exitCode, r.stderr).toBe(0);
     expect(await leftoversUnder(tmp)).toEqual([]);
-    const report = JSON.parse(await readFile(json, 'utf8')) as { volumes: Row[] };
+    const report = await readReport(json);
     return { out, report, stderr: r.stderr };
   }
 

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { buildImage, copyImage, type BuiltImage } from '../helpers/image.js';
 import { CLI, leftoversUnder, makeRunTmp, runCli, type CliResult } from '../helpers/cli.js';
+import { readReport } from '../helpers/report.js';
 import { describeIntegration } from '../helpers/require.js';
 import { sha256File } from '../helpers/verify.js';
 
@@ -122,8 +123,8 @@ describeIntegration('report files: checked first, never the input or the output'
     const out = join(dir, 'json-ok.raw');
     const r = await run(['--json', json, '-q'], out);
     expect(r.exitCode, r.stderr).toBe(0);
-    const report = JSON.parse(await readFile(json, 'utf8')) as { output: { path: string }; totalMs: number };
-    expect(report.output.path).toBe(out);
+    const report = await readReport(json);
+    expect(report.output?.path).toBe(out);
     await rm(out);
   });
 });

@@ -4,11 +4,12 @@
  * map reader yet and is left as it is).
  */
 import { execFileSync } from 'node:child_process';
-import { chown, mkdir, readFile, rm } from 'node:fs/promises';
+import { chown, mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { buildImage, copyImage, type BuiltImage } from '../helpers/image.js';
 import { CLI, leftoversUnder, makeRunTmp } from '../helpers/cli.js';
+import { readReport } from '../helpers/report.js';
 import { describeIntegration } from '../helpers/require.js';
 import { allocatedBytes, sha256File, verifyImage } from '../helpers/verify.js';
 
@@ -27,13 +28,6 @@ function runAsUser(args: string[], env: Record<string, string>): { exitCode: num
     const e = err as { status: number; stdout: string; stderr: string };
     return { exitCode: e.status, stdout: e.stdout, stderr: e.stderr };
   }
-}
-
-interface Row {
-  name: string;
-  type: string;
-  action: string;
-  handled: string;
 }
 
 describeIntegration('rootless: --engine map as an ordinary user', { tools: ['runuser', 'useradd', 'qemu-img', 'qemu-storage-daemon'], root: true }, () => {
@@ -78,7 +72,7 @@ describeIntegration('rootless: --engine map as an ordinary user', { tools: ['run
     const tmp = await userTmp('tmp-copy');
     const r = runAsUser(['--engine', 'map', '--format', 'raw', '--convert', 'qcow2', '--json', json, input, out], { TMPDIR: tmp });
     expect(r.exitCode, r.stderr).toBe(0);
-    const rows = (JSON.parse(await readFile(json, 'utf8')) as { volumes: Row[] }).volumes;
+    const rows = (await readReport(json)).volumes;
     expect(rows.map((v) => `${v.type}:${v.action}`)).toEqual(['ext4:map', 'xfs:map', 'ntfs:map', 'vfat:map', 'swap:map', 'btrfs:keep']);
     expect(await sha256File(input)).toBe(sha);
     expect(await leftoversUnder(tmp)).toEqual([]);

@@ -3,32 +3,22 @@
  * or the overlay as source) and in place, and fails with one line, exit 1 and no output when a
  * byte of the result is flipped just before the check (the test-only hook).
  */
-import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { buildImage, copyImage, type BuiltImage } from '../helpers/image.js';
 import { leftoversUnder, makeRunTmp, runCli, type CliResult } from '../helpers/cli.js';
+import { readReport } from '../helpers/report.js';
 import { describeIntegration } from '../helpers/require.js';
 import { sha256File } from '../helpers/verify.js';
+import type { RunReport } from '../../src/index.js';
 
 const TOOLS = ['qemu-img', 'qemu-storage-daemon', 'losetup', 'fstrim', 'ntfs-3g', 'mkfs.xfs', 'mkfs.btrfs', 'mkfs.ntfs', 'mkfs.vfat', 'sgdisk'];
 const CORRUPT = 'SPARSIFY_TEST_CORRUPT_OUTPUT_AT';
 /** A byte of the protective MBR: outside every volume, never made zero. */
 const MBR_BYTE = 510;
 
-interface VerifyRow {
-  checkedBytes: number;
-  identicalBytes: number;
-  zeroBytes: number;
-  ok: boolean;
-  notVerified: { name: string; reason: string }[];
-}
-
-interface Report {
-  input: { virtualSizeBytes: number };
-  verify?: VerifyRow;
-  volumes: { name: string; type: string; handled: string }[];
-}
+type VerifyRow = NonNullable<RunReport['verify']>;
 
 describeIntegration('--verify on GPT with ext4, xfs, ntfs, vfat, swap, btrfs', { tools: TOOLS, root: true }, () => {
   let image: BuiltImage;
@@ -50,16 +40,16 @@ describeIntegration('--verify on GPT with ext4, xfs, ntfs, vfat, swap, btrfs', {
     await rm(dir, { recursive: true, force: true });
   });
 
-  async function run(args: string[], env: Record<string, string> = {}): Promise<{ r: CliResult; report?: Report }> {
+  async function run(args: string[], env: Record<string, string> = {}): Promise<{ r: CliResult; report?: RunReport }> {
     const json = join(dir, 'report.json');
     await rm(json, { force: true });
     const r = await runCli(['--json', json, ...args], env);
     expect(await leftoversUnder(work)).toEqual([]);
-    const report = r.exitCode === 0 ? (JSON.parse(await readFile(json, 'utf8')) as Report) : undefined;
+    const report = r.exitCode === 0 ? await readReport(json) : undefined;
     return { r, report };
   }
 
-  function expectPassed(r: CliResult, report: Report | undefined): VerifyRow {
+  function expectPassed(r: CliResult, report: RunReport | undefined): VerifyRow {
     expect(r.stderr).not.toMatch(/error/);
     expect(r.exitCode).toBe(0);
     const v = report!.verify!;

@@ -6,6 +6,7 @@ import type { Volume } from '../../../src/layout/types.js';
 import type { FreeMap } from '../../../src/fs/types.js';
 import type { EngineChoice } from '../../../src/options.js';
 import { ExtentSet } from '../../../src/disk/extent-set.js';
+import { mapEngine } from '../../../src/engines/map/engine.js';
 
 const vol = (n: number): Volume => ({ name: `/dev/sda${n}`, offsetBytes: n * 1e6, sizeBytes: 1e6, kind: 'partition', partitionNumber: n });
 const input = { ignore: [] as string[], zero: [] as string[], noZero: false, root: true, engine: 'auto' as EngineChoice };
@@ -108,10 +109,116 @@ describe('planVolumes: the whole table', () => {
     ['LUKS', { type: 'luks' }, {}, undefined, { action: 'keep', reason: 'encrypted (LUKS)', warn: true }],
     ['PV without metadata', { type: 'lvm-pv' }, {}, undefined, { action: 'keep', reason: 'LVM physical volume without volume group metadata', warn: true }],
     ['unknown', { type: 'unknown' }, { engine: 'map' }, undefined, { action: 'keep', reason: 'no filesystem recognised', warn: true }],
+    ['--ignore and --no-zero', { type: 'swap' }, { ignore: ['/dev/sda1'], noZero: true }, undefined, { action: 'keep', reason: 'ignored (--ignore)', warn: false }],
+    ['--zero, no root, --engine mount', { type: 'luks' }, { zero: ['/dev/sda1'], root: false, engine: 'mount' }, undefined, { action: 'zero', engine: 'map', reason: 'zeroed as asked (--zero)', warn: false }],
+    ['--no-zero over a hibernation image', { type: 'swap', hibernated: true }, { noZero: true }, undefined, { action: 'keep', reason: 'no filesystem pass (--no-zero)', warn: false }],
+    ['hibernated NTFS, trusted map', { type: 'ntfs', hibernated: true }, {}, trusted, { action: 'keep', reason: 'ntfs holds a hibernation image', warn: true }],
+    ['swap, no root', { type: 'swap' }, { root: false }, undefined, { action: 'swap', engine: 'map', reason: 'swap: header kept, the rest zeroed', warn: false }],
+    ['swap, --engine mount', { type: 'swap' }, { engine: 'mount' }, undefined, { action: 'swap', engine: 'map', reason: 'swap: header kept, the rest zeroed', warn: false }],
+    ['untrusted, --engine map', { type: 'ext4' }, { engine: 'map' }, untrusted, { action: 'keep', reason: 'ext4 map not trusted (the journal needs recovery)', warn: true }],
+    ['untrusted PV', { type: 'lvm-pv' }, {}, untrusted, { action: 'keep', reason: 'lvm-pv map not trusted (the journal needs recovery)', warn: true }],
+    ['trusted map, --engine mount, no root', { type: 'ext4' }, { engine: 'mount', root: false }, trusted, { action: 'keep', reason: 'the mount engine needs root', warn: true }],
+    ['LUKS, --engine map', { type: 'luks' }, { engine: 'map' }, undefined, { action: 'keep', reason: 'encrypted (LUKS)', warn: true }],
   ];
   it.each(rows)('%s', (_, fs, over, freeMap, expected) => {
     const plan = planOne(fs, over, freeMap);
     expect({ action: plan.action, engine: plan.engine, reason: plan.reason, warn: plan.warn }).toEqual({ engine: undefined, ...expected });
+  });
+});
+
+/**
+ * --engine auto|map|mount, as root or not, over an ext4 with no map, a trusted one and a refused
+ * one: the action and reason of each of the 18 cases. Swap and an LVM PV's free extents go to the
+ * map engine in every case.
+ */
+describe('planVolumes: --engine by root by free map', () => {
+  const MOUNTED = 'ext4: free space trimmed through a mount';
+  const MAPPED = 'ext4: free blocks from its own allocation map';
+  const REFUSED = 'ext4 map not trusted (the journal needs recovery)';
+  const REPLAYED = `${REFUSED}: trimmed through a mount instead, which replays its journal`;
+  const NEEDS_ROOT = 'the mount engine needs root';
+  const NO_MOUNT = 'ext4: no trusted map, and --engine map does not mount';
+  const maps = { none: undefined, trusted, untrusted };
+  const grid: [keyof typeof maps, EngineChoice, boolean, string, string][] = [
+    ['none', 'auto', true, 'mount', MOUNTED],
+    ['none', 'auto', false, 'keep', NEEDS_ROOT],
+    ['none', 'map', true, 'keep', NO_MOUNT],
+    ['none', 'map', false, 'keep', NO_MOUNT],
+    ['none', 'mount', true, 'mount', MOUNTED],
+    ['none', 'mount', false, 'keep', NEEDS_ROOT],
+    ['trusted', 'auto', true, 'map', MAPPED],
+    ['trusted', 'auto', false, 'map', MAPPED],
+    ['trusted', 'map', true, 'map', MAPPED],
+    ['trusted', 'map', false, 'map', MAPPED],
+    ['trusted', 'mount', true, 'mount', MOUNTED],
+    ['trusted', 'mount', false, 'keep', NEEDS_ROOT],
+    ['untrusted', 'auto', true, 'mount', REPLAYED],
+    ['untrusted', 'auto', false, 'keep', REFUSED],
+    ['untrusted', 'map', true, 'keep', REFUSED],
+    ['untrusted', 'map', false, 'keep', REFUSED],
+    ['untrusted', 'mount', true, 'mount', REPLAYED],
+    ['untrusted', 'mount', false, 'keep', REFUSED],
+  ];
+  it.each(grid)('ext4, %s map, --engine %s, root %s: %s', (map, engine, root, action, reason) => {
+    const plan = planOne({ type: 'ext4' }, { engine, root }, maps[map]);
+    expect({ action: plan.action, engine: plan.engine, reason: plan.reason, warn: plan.warn }).toEqual({
+      action,
+      engine: action === 'keep' ? undefined : action,
+      reason,
+      warn: action === 'keep',
+    });
+    expect(plan.freeMap).toBe(action === 'map' ? trusted : undefined);
+  });
+
+  it.each(['auto', 'map', 'mount'] as const)('--engine %s: swap and a PV go to the map engine, root or not', (engine) => {
+    for (const root of [true, false]) {
+      expect(planOne({ type: 'swap' }, { engine, root })).toMatchObject({ action: 'swap', engine: 'map' });
+      expect(planOne({ type: 'lvm-pv' }, { engine, root }, trusted)).toMatchObject({ action: 'map', engine: 'map', reason: 'LVM: extents no logical volume uses' });
+    }
+  });
+});
+
+describe('planVolumes: beyond one volume', () => {
+  it('with no engine but the map engine, a volume it cannot take is not handled', () => {
+    const plans = planVolumes([{ volume: vol(1), fs: { type: 'ext4' } }, { volume: vol(2), fs: { type: 'xfs' }, freeMap: trusted }], input, ExtentSet.empty, [mapEngine]);
+    expect(plans.map((p) => [p.action, p.reason, p.warn])).toEqual([
+      ['keep', 'ext4: not handled', true],
+      ['map', 'xfs: free blocks from its own allocation map', false],
+    ]);
+  });
+
+  it('each plan carries only the protected ranges inside its own volume', () => {
+    // One range inside sda1, one across the sda1/sda2 boundary, one beyond every volume.
+    const guarded = ExtentSet.of(1e6 + 512, 512).union(ExtentSet.of(2e6 - 100, 200)).union(ExtentSet.of(9e6, 512));
+    const plans = planVolumes([1, 2].map((n) => ({ volume: vol(n), fs: { type: 'ext4' as const } })), input, guarded);
+    expect(plans.map((p) => p.protectedRanges.ranges.map((r) => [r.start, r.end]))).toEqual([
+      [
+        [1e6 + 512, 1e6 + 1024],
+        [2e6 - 100, 2e6],
+      ],
+      [[2e6, 2e6 + 100]],
+    ]);
+  });
+
+  it('an ignored volume group: its PV and LVs (given as ignored names) are left alone, silently, and need nothing', () => {
+    const lv = (name: string, n: number): Volume => ({ name, offsetBytes: n * 1e6, sizeBytes: 1e6, kind: 'logical-volume' });
+    const probed = [
+      { volume: vol(1), fs: { type: 'lvm-pv' as const }, freeMap: trusted },
+      { volume: lv('/dev/VG/root', 2), fs: { type: 'ext4' as const } },
+      { volume: lv('/dev/VG/swap', 3), fs: { type: 'swap' as const } },
+      { volume: vol(4), fs: { type: 'xfs' as const }, freeMap: trusted },
+    ];
+    // examineDisk turns --ignore VG into the names of the group's PV and LVs.
+    const ignore = ['VG', '/dev/sda1', '/dev/VG/root', '/dev/VG/swap'];
+    const plans = planVolumes(probed, { ...input, ignore, zero: ['/dev/VG/swap'] });
+    expect(plans.map((p) => [p.volume.name, p.action, p.reason, p.warn])).toEqual([
+      ['/dev/sda1', 'keep', 'ignored (--ignore)', false],
+      ['/dev/VG/root', 'keep', 'ignored (--ignore)', false],
+      ['/dev/VG/swap', 'keep', 'ignored (--ignore)', false],
+      ['/dev/sda4', 'map', 'xfs: free blocks from its own allocation map', false],
+    ]);
+    expect(passNeeds(plans)).toEqual({ engines: ['map'], tools: [], overlay: false, overlayVolumes: 0 });
+    expect(probed.map((p) => shouldReadFreeMap({ volume: p.volume, fs: p.fs }, input, ignore))).toEqual([false, false, false, true]);
   });
 });
 
