@@ -189,7 +189,7 @@ describe('parseLogFileState (logfile.c: ntfs_check_logfile, ntfs_is_logfile_clea
   it('still reads a torn restart page whose restart area lies in its first sector, as the kernel does', () => {
     const page = restartPage({ lsn: 9, inUse: true, cleanFlag: false });
     flip(page, 4094, 1);
-    expect(state(log(page))).toEqual({ clean: false, reason: expect.stringMatching(/changes to replay/) });
+    expect(state(log(page))).toEqual({ clean: false, cause: 'dirty', reason: expect.stringMatching(/changes to replay/) });
   });
 
   it('judges a page chkdsk rewrote (CHKD, no update sequence) by the same rule', () => {
