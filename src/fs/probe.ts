@@ -2,6 +2,8 @@
  * Identifies what a volume holds from its superblock magic, reading a few small regions: the
  * first 8 KiB, the btrfs superblock at 64 KiB and, when needed, one more sector per candidate.
  * A volume too small for a structure simply does not match it; nothing here throws for that.
+ * Then the chosen driver's `readState`, if it has one, reads the typed state (dirty,
+ * hibernated) from a few metadata blocks; the planner decides from those fields.
  */
 import type { BlockReader } from '../disk/types.js';
 import { isSparsifyError } from '../errors.js';
