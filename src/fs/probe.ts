@@ -2,43 +2,25 @@
  * Identifies what a volume holds from its superblock magic, reading a few small regions: the
  * first 8 KiB, the btrfs superblock at 64 KiB and, when needed, one more sector per candidate.
  * A volume too small for a structure simply does not match it; nothing here throws for that.
+ * Then the chosen driver's `readState`, if it has one, reads the typed state (dirty,
+ * hibernated) from a few metadata blocks; the planner decides from those fields.
  */
 import type { BlockReader } from '../disk/types.js';
-import { LVM_LABEL_SECTOR_BYTES, findLvmPvLabel } from '../layout/lvm-pv.js';
+import { isSparsifyError } from '../errors.js';
+import { btrfsDriver } from './btrfs/index.js';
 import type { FsDriver } from './driver.js';
 import { extDriver } from './ext/index.js';
 import { fatDriver } from './fat/index.js';
+import { luksDriver } from './luks/index.js';
+import { lvmPvDriver } from './lvm-pv/index.js';
 import { ntfsDriver } from './ntfs/index.js';
-import { alwaysLive, type Detected } from './probe-common.js';
-import { detectBtrfs, detectLuks, detectSwap } from './probe-linux.js';
-import { readSwapFreeMap } from './swap.js';
-import type { FsType, ProbeResult } from './types.js';
+import type { Detected } from './probe-common.js';
+import { swapDriver } from './swap/index.js';
+import type { FsState, FsType, ProbeResult } from './types.js';
 import { xfsDriver } from './xfs/index.js';
 
 /** How much of the volume's start one read fetches: boot sectors, ext, LVM label, 4 KiB swap page. */
 export const PROBE_HEAD_BYTES = 8192;
-
-/** An LVM2 PV by its label in sectors 0–3 (the CRC makes it as sure as a signature gets). */
-function detectLvmPv(_reader: BlockReader, head: Uint8Array): Promise<Detected | undefined> {
-  const label = findLvmPvLabel(head);
-  if (!label) return Promise.resolve(undefined);
-  const mda = label.metadataAreas[0];
-  return Promise.resolve({
-    result: {
-      type: 'lvm-pv',
-      uuid: label.pvUuid,
-      detail: mda ? `LVM2 PV, metadata area at byte ${mda.offsetBytes}` : 'LVM2 PV without a metadata area',
-    },
-    magicOffsetBytes: label.labelSector * LVM_LABEL_SECTOR_BYTES,
-    confirm: alwaysLive,
-  });
-}
-
-// The formats without a folder of their own yet: detectors in probe-linux.ts, swap's map in swap.ts.
-const luksDriver: FsDriver = { types: ['luks'], detect: detectLuks };
-const lvmPvDriver: FsDriver = { types: ['lvm-pv'], detect: detectLvmPv };
-const swapDriver: FsDriver = { types: ['swap'], detect: detectSwap, readFreeMap: readSwapFreeMap };
-const btrfsDriver: FsDriver = { types: ['btrfs'], detect: detectBtrfs };
 
 /**
  * Every filesystem and volume format the probe knows, once. Adding one is a folder under
@@ -94,7 +76,10 @@ async function resolve(found: readonly Detected[]): Promise<ProbeResult> {
   return withNote(chosen, others, why);
 }
 
-/** Probes a volume by its superblocks; 'unknown' when nothing matches or the volume is too small. */
+/**
+ * Probes a volume by its superblocks, then reads the chosen driver's typed state (dirty,
+ * hibernated); 'unknown' when nothing matches or the volume is too small.
+ */
 export async function probeVolume(reader: BlockReader): Promise<ProbeResult> {
   const head = await reader.read(0, Math.min(reader.sizeBytes, PROBE_HEAD_BYTES));
   const found: Detected[] = [];
@@ -103,6 +88,19 @@ export async function probeVolume(reader: BlockReader): Promise<ProbeResult> {
     if (d) found.push(d);
   }
   if (found.length === 0) return { type: 'unknown' };
-  if (found.length === 1) return found[0]!.result;
-  return resolve(found);
+  const result = found.length === 1 ? found[0]!.result : await resolve(found);
+  return { ...result, ...(await readState(reader, result.type)) };
 }
+
+/** The state the driver of `type` reads beyond its superblock; none when it cannot decode it. */
+async function readState(reader: BlockReader, type: FsType): Promise<FsState> {
+  const read = fsDriverFor(type)?.readState;
+  if (!read) return {};
+  try {
+    return await read(reader);
+  } catch (err) {
+    if (isSparsifyError(err, 'BAD_IMAGE')) return {};
+    throw err;
+  }
+}
+

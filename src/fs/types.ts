@@ -21,13 +21,23 @@ export interface ProbeResult {
   readonly uuid?: string;
   /** Filesystem block or cluster size in bytes, when the superblock says. */
   readonly blockSizeBytes?: number;
-  /** Free-form detail for the report: 'FAT32', 'swap with hibernation image', 'xfs v5', … */
+  /** Free-form detail for the report only ('FAT32', 'xfs v5', …): nothing decides from it. */
   readonly detail?: string;
-  /** A hibernation image lives here (swap): the next boot resumes from it, so it is left alone. */
+  /**
+   * A hibernation image lives here: a swap area written by swsusp, uswsusp or TuxOnIce, or an
+   * NTFS volume of a Windows hibernated or shut down with Fast Startup. The next boot resumes
+   * from it, so it is left alone.
+   */
   readonly hibernated?: boolean;
-  /** The superblock says the journal needs recovery (not cleanly unmounted). */
+  /**
+   * Not cleanly unmounted, so its on-disk maps may be stale until the journal is replayed: ext
+   * needs_recovery, an XFS log that needs recovery, NTFS's dirty flag or a $LogFile to replay.
+   */
   readonly dirty?: boolean;
 }
+
+/** The typed state of a probed volume that decides whether its maps may be read. */
+export type FsState = Pick<ProbeResult, 'dirty' | 'hibernated'>;
 
 /**
  * What a filesystem's own allocation structures say about its free space (the map engine).

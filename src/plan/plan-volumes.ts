@@ -8,7 +8,7 @@ import { ExtentSet } from '../disk/extent-set.js';
 import type { Engine, HostFacts } from '../engines/engine.js';
 import { ENGINES, ZEROING_ENGINE, type EngineId } from '../engines/registry.js';
 import type { Volume } from '../layout/types.js';
-import { untrustedMapReason, type PlanInput, type ProbedVolume, type VolumePlan } from './types.js';
+import { hibernationReason, untrustedMapReason, type PlanInput, type ProbedVolume, type VolumePlan } from './types.js';
 
 export type { Action, PlanInput, ProbedVolume, VolumePlan } from './types.js';
 
@@ -35,12 +35,14 @@ export function planVolumes(
 
 /**
  * Whether the free map of this volume is worth reading: the map engine may take it (not
- * --engine mount, not --no-zero) and the user did not already decide (--ignore, --zero).
+ * --engine mount, not --no-zero), the user did not already decide (--ignore, --zero), and the
+ * probe did not find it dirty or hibernated (its map is not the truth then).
  * `ignore` includes the volumes of an ignored volume group.
  */
 export function shouldReadFreeMap(probed: ProbedVolume, input: PlanInput, ignore: readonly string[] = input.ignore): boolean {
   const name = probed.volume.name;
   if (probed.freeMap || input.noZero || ignore.includes(name) || input.zero.includes(name)) return false;
+  if (probed.fs.dirty || probed.fs.hibernated) return false;
   return input.engine === 'auto' || input.engine === ZEROING_ENGINE;
 }
 
@@ -49,14 +51,14 @@ function decide(probed: ProbedVolume, input: PlanInput, engines: readonly Engine
   if (input.ignore.includes(volume.name)) return keep('ignored (--ignore)');
   if (input.zero.includes(volume.name)) return { action: 'zero', engine: ZEROING_ENGINE, reason: 'zeroed as asked (--zero)' };
   if (input.noZero) return keep('no filesystem pass (--no-zero)');
-  if (fs.hibernated) return keep(`${fs.type} holds a hibernation image`);
+  if (fs.hibernated) return keep(hibernationReason(fs));
   const host: HostFacts = { root: input.root };
   const allowed = (e: Engine) => input.engine === 'auto' || e.id === input.engine || (e.id === ZEROING_ENGINE && fs.type === 'lvm-pv');
   // The map engine first: it needs no root and changes nothing but free space. A PV's free
   // extents are known from LVM's metadata alone, whatever the engine.
   const mapper = engines.find((e) => e.id === ZEROING_ENGINE);
   const mapped = mapper && allowed(mapper) ? mapper.accepts(probed, host) : undefined;
-  if (mapped?.usable && probed.freeMap?.trusted) return { action: 'map', engine: ZEROING_ENGINE, reason: mapped.reason, freeMap: probed.freeMap };
+  if (mapped?.usable && probed.freeMap?.trusted && !fs.dirty) return { action: 'map', engine: ZEROING_ENGINE, reason: mapped.reason, freeMap: probed.freeMap };
   const untrusted = untrustedMapReason(probed);
   if (fs.type === 'swap') {
     // A swap header the map reader refused (old format, odd version) is left as it is.

@@ -1,4 +1,5 @@
 import type { ExtentSet } from '../disk/extent-set.js';
+import { fsDriverFor } from '../fs/probe.js';
 import type { FreeMap, ProbeResult } from '../fs/types.js';
 import type { Volume } from '../layout/types.js';
 import type { EngineChoice } from '../options.js';
@@ -52,7 +53,16 @@ export interface PlanInput {
   readonly root: boolean;
 }
 
-/** "ext4 map not trusted (REASON)" for a volume whose free map was refused, else undefined. */
+/**
+ * "ext4 map not trusted (REASON)" for a volume the probe found dirty (in its driver's words) or
+ * whose free map was refused, else undefined.
+ */
 export function untrustedMapReason({ fs, freeMap }: ProbedVolume): string | undefined {
+  if (fs.dirty) return `${fs.type} map not trusted (${fsDriverFor(fs.type)?.says?.dirty ?? 'not cleanly unmounted'})`;
   return freeMap && !freeMap.trusted ? `${fs.type} map not trusted (${freeMap.reason})` : undefined;
+}
+
+/** "swap holds a hibernation image", in the driver's words, for a volume the probe found hibernated. */
+export function hibernationReason(fs: ProbeResult): string {
+  return `${fs.type} ${fsDriverFor(fs.type)?.says?.hibernated ?? 'holds a hibernation image'}`;
 }

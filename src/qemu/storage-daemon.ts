@@ -1,6 +1,6 @@
 /**
  * One qemu-storage-daemon per image: the image served over NBD on a unix socket, and optionally
- * as a FUSE file (through nbdfuse, see nbd-fuse.ts) for a loop device and a kernel mount.
+ * as a FUSE file (through nbdfuse, see host/nbd-fuse.ts) for a loop device and a kernel mount.
  *
  * qemu-storage-daemon rather than qemu-nbd: one process takes a `--blockdev` graph (separate
  * protocol and format nodes, each with its own discard setting; the compress filter as a node),
@@ -19,7 +19,7 @@ import { makeWorkDir } from '../host/work-dir.js';
 import { AsyncStack, once } from '../util/async-stack.js';
 import { describeExit, startDaemon, type DaemonExit } from './daemon.js';
 import { classifyOpenFailure, wrongFormatError } from './img-parse.js';
-import { openNbdFuse } from './nbd-fuse.js';
+import { openNbdFuse } from '../host/nbd-fuse.js';
 
 /** How to serve one image. */
 export interface ServeOptions {

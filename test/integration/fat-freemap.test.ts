@@ -13,7 +13,7 @@ import { isAllZero } from '../../src/binary/bytes.js';
 import type { ExtentSet } from '../../src/disk/extent-set.js';
 import { openFileReader } from '../helpers/file-reader.js';
 import { readFatFreeMap } from '../../src/fs/fat/free-map.js';
-import { readSwapFreeMap } from '../../src/fs/swap.js';
+import { readSwapFreeMap } from '../../src/fs/swap/free-map.js';
 import type { FreeMap } from '../../src/fs/types.js';
 import { prng, randInt } from '../helpers/copy-fakes.js';
 import { describeIntegration } from '../helpers/require.js';

@@ -1,6 +1,6 @@
 import { ExtentSet } from '../../disk/extent-set.js';
 import { readZeroExtents } from '../../disk/zero-map.js';
-import { swapHeaderBytes } from '../../fs/swap.js';
+import { swapHeaderBytes } from '../../fs/swap/free-map.js';
 import type { VolumePlan } from '../../plan/types.js';
 import type { EngineTarget, VolumeOutcome } from '../engine.js';
 import { diskFreeRanges } from './free-map.js';

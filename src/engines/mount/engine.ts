@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { RunContext } from '../../context.js';
 import { fullDirError } from '../../host/free-space.js';
-import { openNbdFuse } from '../../qemu/nbd-fuse.js';
+import { openNbdFuse } from '../../host/nbd-fuse.js';
 import { untrustedMapReason, type VolumePlan } from '../../plan/types.js';
 import type { Engine, EngineSession, EngineTarget, VolumeOutcome } from '../engine.js';
 import { mountPlanFor } from './mount-plan.js';

@@ -33,22 +33,11 @@ import type { BlockReader } from '../../disk/types.js';
 import type { FreeMap } from '../types.js';
 import { FreeClusterCollector } from './bitmap.js';
 import { ATTR_FLAG, ATTR_TYPE, MFT_RECORD, NtfsUntrusted, badNtfs, untrusted } from './common.js';
-import { LOGFILE_SCAN_BYTES, MIN_LOGFILE_BYTES, parseLogFileState } from './logfile.js';
-import { readHibernationReason } from './hiberfil.js';
-import { findAttributes, parseMftRecord, type MftRecord } from './record.js';
-import { parseDataRuns } from './runs.js';
+import { openNtfsVolume, readSystemRecord } from './open.js';
+import { readNtfsVolumeState } from './state.js';
 import { readAttributeStream } from './stream.js';
-import { NtfsVolume, readNtfsGeometry, runStream, type NtfsGeometry, type Stream } from './volume.js';
+import type { NtfsVolume, Stream } from './volume.js';
 
-/** $VOLUME_INFORMATION value: major and minor version, flags (layout.h VOLUME_INFORMATION). */
-const VI = { major: 0x08, minor: 0x09, flags: 0x0a } as const;
-const VI_BYTES = 0x0c;
-/** VOLUME_FLAGS that forbid trusting the on-disk maps. */
-const VOLUME_IS_DIRTY = 0x0001;
-const VOLUME_CHKDSK_UNDERWAY = 0x4000;
-const SUPPORTED_MAJOR_VERSIONS: readonly number[] = [1, 3];
-/** Records 0–15 are reserved for system files; a smaller $MFT is not NTFS. */
-const MIN_MFT_RECORDS = 16;
 /** $Boot, the boot sector and its loader, is 8 KiB at LCN 0. */
 const BOOT_FILE_BYTES = 8192;
 /** The bitmap is read in chunks of this size. */
@@ -65,16 +54,13 @@ export async function readNtfsFreeMap(reader: BlockReader): Promise<FreeMap> {
 }
 
 async function readMap(reader: BlockReader): Promise<FreeMap> {
-  const geometry = await readNtfsGeometry(reader);
-  const volume = await openMft(reader, geometry);
-  const version = await checkVolumeInformation(volume);
-  const logFile = await checkLogFile(volume);
-  const hibernation = await readHibernationReason(volume);
-  if (hibernation) untrusted(hibernation);
+  const volume = await openNtfsVolume(reader);
+  const { version, logFile, findings } = await readNtfsVolumeState(volume);
+  if (findings[0]) untrusted(findings[0].reason);
   const bitmap = await openBitmap(volume);
   const freeClusters = await readFreeClusters(volume, bitmap);
   checkMetadataIsUsed(volume, freeClusters, { $LogFile: logFile, $Bitmap: bitmap });
-  const clusterBytes = geometry.clusterBytes;
+  const clusterBytes = volume.geometry.clusterBytes;
   const free = ExtentSet.from(freeClusters.ranges.map((r) => ({ start: r.start * clusterBytes, end: r.end * clusterBytes })));
   const runs = bitmap.resident ? 'resident' : `${bitmap.runs.length} run${bitmap.runs.length === 1 ? '' : 's'}`;
   return {
@@ -86,61 +72,9 @@ async function readMap(reader: BlockReader): Promise<FreeMap> {
   };
 }
 
-/** Reads $MFT's record 0 where the boot sector says, then its whole run list (through its attribute list if any). */
-async function openMft(reader: BlockReader, geometry: NtfsGeometry): Promise<NtfsVolume> {
-  const offsetBytes = geometry.mftLcn * geometry.clusterBytes;
-  const where = { what: `MFT record ${MFT_RECORD.mft}`, offsetBytes };
-  if (offsetBytes + geometry.mftRecordBytes > reader.sizeBytes) badNtfs(where, 0, 'record lies beyond the volume');
-  const record = parseMftRecord(await reader.read(offsetBytes, geometry.mftRecordBytes), MFT_RECORD.mft, offsetBytes);
-  if (!record.inUse) badNtfs(where, 0, '$MFT record is not in use');
-  const head = findAttributes(record, ATTR_TYPE.data, '').find((a) => !a.resident && a.lowestVcn === 0);
-  if (!head || head.resident) badNtfs(where, 0, '$MFT has no non-resident $DATA starting at VCN 0');
-  // Bootstrap: the first extent alone maps the records an attribute list may point to.
-  const firstRuns = parseDataRuns(record.bytes, head.runsStart, head.runsEnd, 0, record.where);
-  const bootstrap = new NtfsVolume(reader, geometry, runStream(geometry, record.where, firstRuns, head));
-  const mft = await readAttributeStream(bootstrap, record, ATTR_TYPE.data, '');
-  if (!mft || mft.resident) badNtfs(where, 0, '$MFT has no non-resident $DATA');
-  if (mft.runs[0]?.lcn !== geometry.mftLcn) badNtfs(where, 0, `$MFT does not start at LCN ${geometry.mftLcn} as the boot sector says`);
-  const volume = new NtfsVolume(reader, geometry, mft);
-  if (volume.recordCount < MIN_MFT_RECORDS) badNtfs(where, 0, `$MFT holds only ${volume.recordCount} records`);
-  return volume;
-}
-
-/** Reads a system file's base record, which must be in use. */
-async function systemRecord(volume: NtfsVolume, number: number): Promise<MftRecord> {
-  const record = await volume.readRecord(number, volume.mft.where);
-  if (!record.inUse || record.baseRecord !== 0) badNtfs(record.where, 0, 'system file record is not an in-use base record');
-  return record;
-}
-
-/** $Volume's version and flags; returns "major.minor". */
-async function checkVolumeInformation(volume: NtfsVolume): Promise<string> {
-  const record = await systemRecord(volume, MFT_RECORD.volume);
-  const info = await readAttributeStream(volume, record, ATTR_TYPE.volumeInformation, '');
-  if (!info?.resident || info.value.length < VI_BYTES) badNtfs(record.where, 0, '$Volume has no resident $VOLUME_INFORMATION');
-  const [major, minor] = [info.value[VI.major]!, info.value[VI.minor]!];
-  const flags = info.value[VI.flags]! | (info.value[VI.flags + 1]! << 8);
-  if (!SUPPORTED_MAJOR_VERSIONS.includes(major)) untrusted(`NTFS version ${major}.${minor} is not supported`);
-  if (flags & VOLUME_IS_DIRTY) untrusted('the volume dirty flag is set: Windows did not shut down cleanly or chkdsk is scheduled');
-  if (flags & VOLUME_CHKDSK_UNDERWAY) untrusted('chkdsk was interrupted on this volume');
-  return `${major}.${minor}`;
-}
-
-/** The $LogFile stream, after checking that its restart area is clean. */
-async function checkLogFile(volume: NtfsVolume): Promise<Stream> {
-  const record = await systemRecord(volume, MFT_RECORD.logFile);
-  const log = await readAttributeStream(volume, record, ATTR_TYPE.data, '');
-  if (!log || log.resident) badNtfs(record.where, 0, '$LogFile has no non-resident $DATA');
-  if (log.dataBytes < MIN_LOGFILE_BYTES) untrusted(`$LogFile is only ${log.dataBytes} bytes`);
-  const head = await volume.readStream(log, 0, Math.min(log.dataBytes, LOGFILE_SCAN_BYTES));
-  const state = parseLogFileState(head, { what: '$LogFile', offsetBytes: volume.volumeOffset(log, 0) });
-  if (!state.clean) untrusted(state.reason);
-  return log;
-}
-
 /** $Bitmap's $DATA, checked to hold an initialized bit for every cluster. */
 async function openBitmap(volume: NtfsVolume): Promise<Stream> {
-  const record = await systemRecord(volume, MFT_RECORD.bitmap);
+  const record = await readSystemRecord(volume, MFT_RECORD.bitmap);
   const bitmap = await readAttributeStream(volume, record, ATTR_TYPE.data, '');
   if (!bitmap) badNtfs(record.where, 0, '$Bitmap has no unnamed $DATA');
   if (bitmap.flags & (ATTR_FLAG.compressionMask | ATTR_FLAG.encrypted | ATTR_FLAG.sparse)) {

@@ -145,7 +145,10 @@ async function findInRootDirectory(volume: NtfsVolume, name: string): Promise<Mf
   return found.map((f) => f.reference);
 }
 
-/** Why the volume must be treated as hibernated, or undefined when hiberfil.sys is absent or cleared. */
+/**
+ * Why the volume must be treated as hibernated, or undefined when hiberfil.sys is absent or
+ * cleared; NtfsUntrusted when hiberfil.sys is there but cannot be checked.
+ */
 export async function readHibernationReason(volume: NtfsVolume): Promise<string | undefined> {
   const references = await findInRootDirectory(volume, HIBERFIL_NAME);
   for (const reference of references) {
@@ -158,7 +161,7 @@ export async function readHibernationReason(volume: NtfsVolume): Promise<string 
       untrusted('hiberfil.sys is compressed or encrypted: its signature cannot be checked');
     }
     if (data.dataBytes < HIBERFIL_HEADER_BYTES) {
-      untrusted(`hiberfil.sys is shorter than ${HIBERFIL_HEADER_BYTES} bytes (ntfs-3g: a hibernated non-system partition)`);
+      return `hiberfil.sys is shorter than ${HIBERFIL_HEADER_BYTES} bytes (ntfs-3g: a hibernated non-system partition)`;
     }
     const head = await volume.readStream(data, 0, 4);
     const signature = HIBERNATION_SIGNATURES.find((s) => hasAscii(head, 0, s));

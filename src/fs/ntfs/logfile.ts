@@ -48,8 +48,13 @@ export const LOGFILE_SCAN_BYTES = 2 * MAX_PAGE_BYTES;
 /** The log must hold two restart pages (logfile.c: "$LogFile is too small"). */
 export const MIN_LOGFILE_BYTES = 2 * 4096;
 
-/** What the restart pages say. */
-export type LogFileState = { readonly clean: true; readonly empty: boolean } | { readonly clean: false; readonly reason: string };
+/**
+ * What the restart pages say. Not clean: `dirty` with changes to replay, `hibernated` when
+ * Windows kept its metadata cached (Fast Startup), `unknown` when no restart page decodes.
+ */
+export type LogFileState =
+  | { readonly clean: true; readonly empty: boolean }
+  | { readonly clean: false; readonly cause: 'dirty' | 'hibernated' | 'unknown'; readonly reason: string };
 
 interface RestartPage {
   readonly lsn: bigint;
@@ -127,11 +132,11 @@ export function parseLogFileState(head: Uint8Array, where: Where): LogFileState 
   const { empty, pages } = scanRestartPages(head, where);
   if (empty) return { clean: true, empty: true };
   const [first, second] = pages;
-  if (!first) return { clean: false, reason: '$LogFile is not empty but has no valid restart page' };
+  if (!first) return { clean: false, cause: 'unknown', reason: '$LogFile is not empty but has no valid restart page' };
   const current = second && second.lsn > first.lsn ? second : first;
   if (current.version === '2.0') {
-    return { clean: false, reason: 'Windows kept metadata cached for Fast Startup or hibernation ($LogFile version 2.0)' };
+    return { clean: false, cause: 'hibernated', reason: 'Windows kept metadata cached for Fast Startup or hibernation ($LogFile version 2.0)' };
   }
-  if (!current.clean) return { clean: false, reason: '$LogFile has changes to replay: Windows did not shut down cleanly' };
+  if (!current.clean) return { clean: false, cause: 'dirty', reason: '$LogFile has changes to replay: Windows did not shut down cleanly' };
   return { clean: true, empty: false };
 }

@@ -25,7 +25,6 @@
  */
 import { ExtentSet, type Range } from '../../disk/extent-set.js';
 import type { BlockReader } from '../../disk/types.js';
-import { SparsifyError } from '../../errors.js';
 import { AGF_SECTOR, AGFL_SECTOR, parseXfsAgf, parseXfsAgfl, type XfsAgf } from './ag.js';
 import { readBnobt } from './bnobt.js';
 import { allocBtreeShape, type AllocBtreeShape, type XfsFreeExtent } from './btree.js';
@@ -35,14 +34,12 @@ import {
   agBlockOffsetBytes,
   isXfsV5,
   parseXfsGeometry,
-  parseXfsSectorSize,
+  readXfsSuperblockSector,
   superblockRefusal,
   xfsSuperblockCrcOk,
   type XfsGeometry,
 } from './superblock.js';
 import type { FreeMap } from '../types.js';
-
-const FIRST_SECTOR_BYTES = 512;
 
 /** One AG's free extents and the AGF counters they were checked against. */
 interface AgFreeSpace {
@@ -53,17 +50,11 @@ interface AgFreeSpace {
 
 /** The free space of the XFS filesystem on `reader` (one volume), or why it cannot be trusted. */
 export async function readXfsFreeMap(reader: BlockReader): Promise<FreeMap> {
-  if (reader.sizeBytes < FIRST_SECTOR_BYTES) throw new SparsifyError('BAD_IMAGE', `xfs superblock: a ${reader.sizeBytes}-byte volume`);
-  const head = await reader.read(0, FIRST_SECTOR_BYTES);
-  const sectorBytes = parseXfsSectorSize(head);
-  if (sectorBytes > reader.sizeBytes) {
-    throw new SparsifyError('BAD_IMAGE', `xfs superblock: ${sectorBytes}-byte sectors on a smaller volume`);
-  }
-  const sb = sectorBytes === FIRST_SECTOR_BYTES ? head : await reader.read(0, sectorBytes);
+  const sb = await readXfsSuperblockSector(reader);
   if (isXfsV5(sb) && !xfsSuperblockCrcOk(sb)) return untrusted('xfs superblock: CRC mismatch');
   const g = parseXfsGeometry(sb);
   try {
-    const refusal = superblockRefusal(g, reader.sizeBytes) ?? (await readXfsLogRefusal(reader, g));
+    const refusal = superblockRefusal(g, reader.sizeBytes) ?? (await readXfsLogRefusal(reader, g))?.reason;
     if (refusal) return untrusted(refusal);
     const shape = allocBtreeShape(g);
     const ags: AgFreeSpace[] = [];

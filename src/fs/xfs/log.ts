@@ -93,13 +93,25 @@ interface Windows {
   readonly longestRecordBB: number;
 }
 
+/**
+ * Why the log cannot be called clean: `needsRecovery` when it was not cleanly unmounted (the
+ * probe's `dirty`), else its state cannot be known from the volume (external, damaged, not a log).
+ */
+export interface XfsLogRefusal {
+  readonly reason: string;
+  readonly needsRecovery: boolean;
+}
+
+const unknown = (reason: string): XfsLogRefusal => ({ reason, needsRecovery: false });
+const recovery = (reason: string): XfsLogRefusal => ({ reason, needsRecovery: true });
+
 /** Why the log cannot be called clean ("xfs log …"), or undefined when it was cleanly unmounted. */
-export async function readXfsLogRefusal(reader: BlockReader, g: XfsGeometry): Promise<string | undefined> {
-  if (g.logStartFsb === 0) return 'xfs has an external log device, whose state cannot be checked from the volume';
+export async function readXfsLogRefusal(reader: BlockReader, g: XfsGeometry): Promise<XfsLogRefusal | undefined> {
+  if (g.logStartFsb === 0) return unknown('xfs has an external log device, whose state cannot be checked from the volume');
   const agno = Math.floor(g.logStartFsb / 2 ** g.agBlockLog);
   const agbno = g.logStartFsb % 2 ** g.agBlockLog;
   if (!(agno < g.agCount && g.logBlocks > 0 && agbno + g.logBlocks <= agLengthBlocks(g, agno))) {
-    return `xfs superblock: the log (${g.logBlocks} blocks at FSB ${g.logStartFsb}) lies outside the filesystem`;
+    return unknown(`xfs superblock: the log (${g.logBlocks} blocks at FSB ${g.logStartFsb}) lies outside the filesystem`);
   }
   const ring = new LogRing(reader, agBlockOffsetBytes(g, agno, agbno), (g.logBlocks * g.blockSizeBytes) / BB_BYTES);
   const recordBytes = g.logV2 ? XLOG_MAX_RECORD_BYTES : XLOG_BIG_RECORD_BYTES;
@@ -109,14 +121,14 @@ export async function readXfsLogRefusal(reader: BlockReader, g: XfsGeometry): Pr
     longestRecordBB: Math.min(ring.sizeBB, recordBytes / BB_BYTES + MAX_HEADER_BB),
   };
   const head = await findHead(ring, g, windows);
-  return typeof head === 'string' ? head : checkUnmountRecord(ring, g, head, windows);
+  return typeof head === 'number' ? checkUnmountRecord(ring, g, head, windows) : head;
 }
 
 /** xlog_find_head: the head block in 0..sizeBB-1, or why there is none. */
-async function findHead(ring: LogRing, g: XfsGeometry, w: Windows): Promise<number | string> {
+async function findHead(ring: LogRing, g: XfsGeometry, w: Windows): Promise<number | XfsLogRefusal> {
   const n = ring.sizeBB;
   const first = await ring.cycle(0);
-  if (first === 0) return 'xfs log is entirely zeroed, so its state is unknown';
+  if (first === 0) return unknown('xfs log is entirely zeroed, so its state is unknown');
   const last = await ring.cycle(n - 1);
   if (last === 0) return findHeadOfZeroedTail(ring, g, w, first);
   let head: number;
@@ -128,16 +140,16 @@ async function findHead(ring: LogRing, g: XfsGeometry, w: Windows): Promise<numb
     head = await cycleStart(ring, 0, n - 1, last);
     stopOnCycle = last;
   } else {
-    return `xfs log: cycle ${first} at its start and ${last} at its end do not make one ring`;
+    return unknown(`xfs log: cycle ${first} at its start and ${last} at its end do not make one ring`);
   }
   head = await behindHoles(ring, head, stopOnCycle, w.scanBB);
   const verified = await backOverPartialRecord(ring, g, head, w.recordBB);
-  return typeof verified === 'string' ? verified : verified % n;
+  return typeof verified === 'number' ? verified % n : verified;
 }
 
 /** xlog_find_zeroed: a ring written once up to a point and zero after it (cycle 1, then 0). */
-async function findHeadOfZeroedTail(ring: LogRing, g: XfsGeometry, w: Windows, first: number): Promise<number | string> {
-  if (first !== 1) return `xfs log: cycle ${first} at its start but a zeroed end: not a log`;
+async function findHeadOfZeroedTail(ring: LogRing, g: XfsGeometry, w: Windows, first: number): Promise<number | XfsLogRefusal> {
+  if (first !== 1) return unknown(`xfs log: cycle ${first} at its start but a zeroed end: not a log`);
   let head = await cycleStart(ring, 0, ring.sizeBB - 1, 0);
   const scanBB = Math.min(head, w.scanBB);
   const hole = firstWithCycle(await ring.read(head - scanBB, scanBB), 0);
@@ -192,39 +204,41 @@ async function lastHeaderBefore(ring: LogRing, head: number, windowBB: number): 
 }
 
 /** xlog_find_verify_log_record: if the last record does not end at `head`, the head is its start. */
-async function backOverPartialRecord(ring: LogRing, g: XfsGeometry, head: number, windowBB: number): Promise<number | string> {
+async function backOverPartialRecord(ring: LogRing, g: XfsGeometry, head: number, windowBB: number): Promise<number | XfsLogRefusal> {
   const found = await lastHeaderBefore(ring, head, windowBB);
-  if (!found) return `xfs log: no record header in the ${windowBB} blocks before the head: the log needs recovery`;
+  if (!found) return recovery(`xfs log: no record header in the ${windowBB} blocks before the head: the log needs recovery`);
   const h = viewOf(found.header);
   const headerBB = g.logV2 ? Math.max(1, Math.ceil(h.getUint32(REC.size) / XLOG_HEADER_CYCLE_SIZE)) : 1;
   const spanBB = headerBB + Math.ceil(h.getUint32(REC.len) / BB_BYTES);
   return head - found.at === spanBB ? head : (found.at + ring.sizeBB) % ring.sizeBB;
 }
 
-const DIRTY = 'xfs log is dirty (not cleanly unmounted): it needs recovery; mount the filesystem once, or run xfs_repair';
+/** What the report says of a log that needs recovery (also the XFS driver's word for `dirty`). */
+export const XFS_LOG_DIRTY = 'xfs log is dirty (not cleanly unmounted): it needs recovery; mount the filesystem once, or run xfs_repair';
+const DIRTY = recovery(XFS_LOG_DIRTY);
 
 /** xlog_find_tail + xlog_check_unmount_rec: the record before the head must be the unmount record. */
-async function checkUnmountRecord(ring: LogRing, g: XfsGeometry, head: number, w: Windows): Promise<string | undefined> {
+async function checkUnmountRecord(ring: LogRing, g: XfsGeometry, head: number, w: Windows): Promise<XfsLogRefusal | undefined> {
   const found = await lastHeaderBefore(ring, head, w.longestRecordBB);
   if (!found) return DIRTY;
   const record = parseLogRecordHeader(found.header);
   const at = (found.at + ring.sizeBB) % ring.sizeBB;
-  if (typeof record === 'string') return `xfs log: the record header at block ${at} is damaged (${record})`;
-  if (record.lsnCycle !== record.cycle || record.lsnBlock !== at) return `xfs log: the record at block ${at} names another place`;
+  if (typeof record === 'string') return unknown(`xfs log: the record header at block ${at} is damaged (${record})`);
+  if (record.lsnCycle !== record.cycle || record.lsnBlock !== at) return unknown(`xfs log: the record at block ${at} names another place`);
   // xlog_header_check_mount: a nil UUID is an old IRIX log; any other must be this filesystem's.
   if (!record.fsUuid.every((b) => b === 0) && !sameUuid(record.fsUuid, g.uuid)) {
-    return 'xfs log belongs to another filesystem (UUID mismatch)';
+    return unknown('xfs log belongs to another filesystem (UUID mismatch)');
   }
   const headerBB = g.logV2 && record.version & XLOG_VERSION_2 && record.sizeBytes > XLOG_HEADER_CYCLE_SIZE
     ? Math.ceil(record.sizeBytes / XLOG_HEADER_CYCLE_SIZE)
     : 1;
   const dataBB = Math.ceil(record.lenBytes / BB_BYTES);
-  if (headerBB + dataBB > ring.sizeBB) return `xfs log: the record at block ${at} is longer than the log`;
+  if (headerBB + dataBB > ring.sizeBB) return unknown(`xfs log: the record at block ${at} is longer than the log`);
   if ((at + headerBB + dataBB) % ring.sizeBB !== head || record.numLogOps !== 1) return DIRTY;
   const whole = await ring.read(at, headerBB + dataBB);
   if (!(whole[headerBB * BB_BYTES + OP_FLAGS]! & XLOG_UNMOUNT_TRANS)) return DIRTY;
   if (g.version === 5 && !recordCrcOk(whole, headerBB, record.lenBytes)) {
-    return 'xfs log: the unmount record fails its CRC (a torn write): the log needs recovery';
+    return recovery('xfs log: the unmount record fails its CRC (a torn write): the log needs recovery');
   }
   return undefined;
 }

@@ -5,6 +5,7 @@
  * libxfs/xfs_format.h, struct xfs_dsb (big-endian; sb_crc little-endian).
  */
 import { isPowerOfTwo, u64be, viewOf } from '../../binary/bytes.js';
+import type { BlockReader } from '../../disk/types.js';
 import { SparsifyError } from '../../errors.js';
 import { parseXfsSuperblock } from './probe.js';
 import { crcMatches } from './common.js';
@@ -114,6 +115,15 @@ export function parseXfsSectorSize(head: Uint8Array): number {
     badSuperblock(`impossible sector size ${sectorBytes}`);
   }
   return sectorBytes;
+}
+
+/** Reads the primary superblock's whole sector; BAD_IMAGE when sector 0 is not an XFS superblock. */
+export async function readXfsSuperblockSector(reader: BlockReader): Promise<Uint8Array> {
+  if (reader.sizeBytes < MIN_SECTOR_BYTES) badSuperblock(`a ${reader.sizeBytes}-byte volume`);
+  const head = await reader.read(0, MIN_SECTOR_BYTES);
+  const sectorBytes = parseXfsSectorSize(head);
+  if (sectorBytes > reader.sizeBytes) badSuperblock(`${sectorBytes}-byte sectors on a smaller volume`);
+  return sectorBytes === MIN_SECTOR_BYTES ? head : reader.read(0, sectorBytes);
 }
 
 /** Whether a superblock sector belongs to a v5 (CRC) filesystem. */

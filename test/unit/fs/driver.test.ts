@@ -4,7 +4,7 @@ import { readExtFreeMap } from '../../../src/fs/ext/free-map.js';
 import { readFatFreeMap } from '../../../src/fs/fat/free-map.js';
 import { readNtfsFreeMap } from '../../../src/fs/ntfs/free-map.js';
 import { FS_DRIVERS, fsDriverFor } from '../../../src/fs/probe.js';
-import { readSwapFreeMap } from '../../../src/fs/swap.js';
+import { readSwapFreeMap } from '../../../src/fs/swap/free-map.js';
 import type { FsType } from '../../../src/fs/types.js';
 import { readXfsFreeMap } from '../../../src/fs/xfs/free-map.js';
 
@@ -36,5 +36,9 @@ describe('the filesystem drivers', () => {
       'lvm-pv': undefined,
     });
     expect(ALL_TYPES.filter(canMap)).toEqual(['ext2', 'ext3', 'ext4', 'xfs', 'ntfs', 'vfat', 'swap']);
+  });
+
+  it('read a state beyond the superblock only for XFS (its log) and NTFS ($Volume, $LogFile, hiberfil.sys)', () => {
+    expect(ALL_TYPES.filter((t) => fsDriverFor(t)?.readState)).toEqual(['xfs', 'ntfs']);
   });
 });

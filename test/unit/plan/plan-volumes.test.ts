@@ -27,9 +27,38 @@ describe('planVolumes', () => {
 
   it('keeps the swap header, but leaves a hibernation image alone', () => {
     expect(planOne({ type: 'swap' }).action).toBe('swap');
-    const hib = planOne({ type: 'swap', detail: 'swap with hibernation image', hibernated: true });
+    const hib = planOne({ type: 'swap', hibernated: true });
     expect(hib.action).toBe('keep');
     expect(hib.reason).toMatch(/hibernation/);
+  });
+
+  it('keeps a hibernated NTFS (Windows hibernated or Fast Startup) from the typed field, never reading its map', () => {
+    const fs: ProbeResult = { type: 'ntfs', hibernated: true };
+    for (const over of [{}, { root: false }, { engine: 'map' as const }, { engine: 'mount' as const }]) {
+      expect(planOne(fs, over)).toMatchObject({
+        action: 'keep',
+        reason: 'ntfs holds a Windows hibernation image (hibernated, or shut down with Fast Startup)',
+        warn: true,
+      });
+    }
+    // Even a map that claims to be trusted is not used.
+    expect(planOne(fs, {}, trusted).action).toBe('keep');
+    expect(shouldReadFreeMap({ volume: vol(1), fs }, input)).toBe(false);
+  });
+
+  it('a dirty XFS log: its map is not read; mounted to replay it, or kept, saying so from the typed field', () => {
+    const fs: ProbeResult = { type: 'xfs', dirty: true };
+    const why = 'xfs map not trusted (xfs log is dirty (not cleanly unmounted): it needs recovery; mount the filesystem once, or run xfs_repair)';
+    expect(planOne(fs)).toMatchObject({ action: 'mount', reason: `${why}: trimmed through a mount instead, which replays its journal` });
+    expect(planOne(fs, { root: false })).toMatchObject({ action: 'keep', reason: why, warn: true });
+    expect(planOne(fs, { engine: 'map' })).toMatchObject({ action: 'keep', reason: why, warn: true });
+    expect(planOne(fs, { root: false }, trusted)).toMatchObject({ action: 'keep', reason: why });
+    expect(shouldReadFreeMap({ volume: vol(1), fs }, input)).toBe(false);
+  });
+
+  it('a dirty NTFS or ext: the same rule, in their drivers\' words', () => {
+    expect(planOne({ type: 'ntfs', dirty: true }, { root: false }).reason).toMatch(/^ntfs map not trusted \(Windows did not shut down cleanly/);
+    expect(planOne({ type: 'ext4', dirty: true }, { engine: 'map' }).reason).toBe('ext4 map not trusted (the journal needs recovery (needs_recovery is set))');
   });
 
   it('copies unknown, LUKS and LVM PVs as they are, saying why', () => {
@@ -89,6 +118,15 @@ describe('planVolumes: the whole table', () => {
     ['--zero', { type: 'ext4' }, { zero: ['/dev/sda1'] }, undefined, { action: 'zero', engine: 'map', reason: 'zeroed as asked (--zero)', warn: false }],
     ['--no-zero', { type: 'ext4' }, { noZero: true }, undefined, { action: 'keep', reason: 'no filesystem pass (--no-zero)', warn: false }],
     ['hibernated swap', { type: 'swap', hibernated: true }, {}, undefined, { action: 'keep', reason: 'swap holds a hibernation image', warn: true }],
+    ['hibernated NTFS', { type: 'ntfs', hibernated: true }, {}, undefined, { action: 'keep', reason: 'ntfs holds a Windows hibernation image (hibernated, or shut down with Fast Startup)', warn: true }],
+    [
+      'dirty XFS, mounted',
+      { type: 'xfs', dirty: true },
+      {},
+      undefined,
+      { action: 'mount', engine: 'mount', reason: 'xfs map not trusted (xfs log is dirty (not cleanly unmounted): it needs recovery; mount the filesystem once, or run xfs_repair): trimmed through a mount instead, which replays its journal', warn: false },
+    ],
+    ['dirty XFS, no root', { type: 'xfs', dirty: true }, { root: false }, undefined, { action: 'keep', reason: 'xfs map not trusted (xfs log is dirty (not cleanly unmounted): it needs recovery; mount the filesystem once, or run xfs_repair)', warn: true }],
     ['trusted map', { type: 'xfs' }, {}, trusted, { action: 'map', engine: 'map', reason: 'xfs: free blocks from its own allocation map', warn: false }],
     ['LVM PV', { type: 'lvm-pv' }, { engine: 'mount' }, trusted, { action: 'map', engine: 'map', reason: 'LVM: extents no logical volume uses', warn: false }],
     ['swap', { type: 'swap' }, {}, undefined, { action: 'swap', engine: 'map', reason: 'swap: header kept, the rest zeroed', warn: false }],
@@ -99,7 +137,7 @@ describe('planVolumes: the whole table', () => {
       { type: 'ext4', dirty: true },
       {},
       untrusted,
-      { action: 'mount', engine: 'mount', reason: 'ext4 map not trusted (the journal needs recovery): trimmed through a mount instead, which replays its journal', warn: false },
+      { action: 'mount', engine: 'mount', reason: 'ext4 map not trusted (the journal needs recovery (needs_recovery is set)): trimmed through a mount instead, which replays its journal', warn: false },
     ],
     ['untrusted, no root', { type: 'ext4' }, { root: false }, untrusted, { action: 'keep', reason: 'ext4 map not trusted (the journal needs recovery)', warn: true }],
     ['no root', { type: 'ntfs' }, { root: false }, undefined, { action: 'keep', reason: 'the mount engine needs root', warn: true }],

@@ -14,6 +14,7 @@ import { parseAttributes, parseMftRecord } from '../../../../src/fs/ntfs/record.
 import { parseAttributeList } from '../../../../src/fs/ntfs/stream.js';
 import { parseDataRuns, type DataRun } from '../../../../src/fs/ntfs/runs.js';
 import { readNtfsFreeMap } from '../../../../src/fs/ntfs/free-map.js';
+import { probeVolume } from '../../../../src/fs/probe.js';
 import type { FreeMap } from '../../../../src/fs/types.js';
 import { prng } from '../../../helpers/copy-fakes.js';
 import { flip, memReader, putAscii, view } from '../../layout/fixtures.js';
@@ -189,7 +190,7 @@ describe('parseLogFileState (logfile.c: ntfs_check_logfile, ntfs_is_logfile_clea
   it('still reads a torn restart page whose restart area lies in its first sector, as the kernel does', () => {
     const page = restartPage({ lsn: 9, inUse: true, cleanFlag: false });
     flip(page, 4094, 1);
-    expect(state(log(page))).toEqual({ clean: false, reason: expect.stringMatching(/changes to replay/) });
+    expect(state(log(page))).toEqual({ clean: false, cause: 'dirty', reason: expect.stringMatching(/changes to replay/) });
   });
 
   it('judges a page chkdsk rewrote (CHKD, no update sequence) by the same rule', () => {
@@ -382,6 +383,8 @@ describe('readNtfsFreeMap fuzzed', () => {
       }
       // A decoder that loops re-reading would show here long before it hangs the suite.
       expect(reader.reads.length).toBeLessThan(200);
+      // The probe reads the same state: it finds or not, but never fails the run.
+      await expect(probeVolume(memReader(image))).resolves.toHaveProperty('type');
     }
     expect(outcomes.trusted).toBeGreaterThan(100);
     expect(outcomes.untrusted).toBeGreaterThan(20);

@@ -7,6 +7,7 @@ import { XfsDamage } from '../../../../src/fs/xfs/common.js';
 import { logBlockCycle, parseLogRecordHeader } from '../../../../src/fs/xfs/log.js';
 import { parseXfsGeometry } from '../../../../src/fs/xfs/superblock.js';
 import { readXfsFreeMap } from '../../../../src/fs/xfs/free-map.js';
+import { probeVolume } from '../../../../src/fs/probe.js';
 import type { FreeMap } from '../../../../src/fs/types.js';
 import { prng } from '../../../helpers/copy-fakes.js';
 import {
@@ -75,6 +76,13 @@ function expectedFree(l: XfsLayout): ExtentSet {
 
 async function mapOf(l: XfsLayout): Promise<FreeMap> {
   return readXfsFreeMap(imageReader(l.bytes));
+}
+
+/** What the probe says of the volume's log: dirty (needs recovery) or not; the type must be xfs. */
+async function dirtyOf(l: XfsLayout): Promise<boolean> {
+  const fs = await probeVolume(imageReader(l.bytes));
+  expect(fs.type).toBe('xfs');
+  return fs.dirty === true;
 }
 
 async function reasonOf(l: XfsLayout): Promise<string> {
@@ -298,6 +306,7 @@ describe('log state', () => {
     ['first pass, head near the start', 2, 1],
   ])('clean: %s', async (_name, headBB, cycle) => {
     expect(await mapOf(withLog(headBB, cycle))).toMatchObject({ trusted: true });
+    expect(await dirtyOf(withLog(headBB, cycle))).toBe(false);
   });
 
   it('clean: a tiny ring, smaller than the search windows', async () => {
@@ -314,18 +323,21 @@ describe('log state', () => {
     const l = withLog(1000);
     putLogRecord(l, 998, LOG_BB, cycleOf(1000), { ops: 2, flags: 0x02 });
     expect(await reasonOf(l)).toMatch(/log is dirty/);
+    expect(await dirtyOf(l)).toBe(true);
   });
 
   it('dirty: transactions were written after the unmount record', async () => {
     const l = withLog(1000);
     putLogRecord(l, 1000, LOG_BB, cycleOf(1004), { spanBB: 4, ops: 2, flags: 0x02 });
     expect(await reasonOf(l)).toMatch(/log is dirty/);
+    expect(await dirtyOf(l)).toBe(true);
   });
 
   it('dirty: a hole behind the head (a write overtaken by a later one)', async () => {
     const l = withLog(1000);
     stamp(l, 700, 2);
     expect(await reasonOf(l)).toMatch(/log is dirty/);
+    expect(await dirtyOf(l)).toBe(true);
   });
 
   it('dirty: the last write is torn (the head falls inside a record)', async () => {
@@ -334,12 +346,14 @@ describe('log state', () => {
     stamp(l, 1002, 2);
     stamp(l, 1003, 2);
     expect(await reasonOf(l)).toMatch(/log is dirty/);
+    expect(await dirtyOf(l)).toBe(true);
   });
 
   it('a torn unmount record fails its CRC', async () => {
     const l = withLog(1000);
     flip(l.bytes, l.logOffset(999) + 20);
     expect(await reasonOf(l)).toMatch(/unmount record fails its CRC/);
+    expect(await dirtyOf(l)).toBe(true);
   });
 
   it('a zero record CRC counts as valid (mkfs writes one)', async () => {
@@ -356,12 +370,16 @@ describe('log state', () => {
     const odd = withLog(1000);
     stamp(odd, LOG_BB - 1, 7);
     expect(await reasonOf(odd)).toMatch(/do not make one ring/);
+    // Not known to need recovery: no typed state, and the map reader refuses with its reason.
+    expect(await dirtyOf(zeroed)).toBe(false);
+    expect(await dirtyOf(odd)).toBe(false);
   });
 
   it('a record header from another filesystem', async () => {
     const l = withLog(1000);
     flip(l.bytes, l.logOffset(998) + 310);
     expect(await reasonOf(l)).toMatch(/another filesystem/);
+    expect(await dirtyOf(l)).toBe(false);
   });
 });
 
@@ -449,6 +467,8 @@ describe('fuzz: mutated metadata gives a FreeMap or a SparsifyError, never anoth
         if (!isSparsifyError(err)) throw new Error(`run ${run} (seed ${seed}) threw ${String(err)}`, { cause: err });
         outcomes.thrown++;
       }
+      // The probe reads the log too: it finds the state or not, but never fails the run.
+      await expect(probeVolume(imageReader(bytes)), `run ${run}`).resolves.toHaveProperty('type');
     }
     expect(outcomes.untrusted).toBeGreaterThan(300);
   });

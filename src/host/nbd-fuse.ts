@@ -10,8 +10,8 @@ import { setTimeout as delay } from 'node:timers/promises';
 import type { RunContext } from '../context.js';
 import { SparsifyError } from '../errors.js';
 import { once } from '../util/async-stack.js';
-import { isMounted, releaseContext, unmount } from '../host/mounts.js';
-import { describeExit, startDaemon, type DaemonExit } from './daemon.js';
+import { isMounted, releaseContext, unmount } from './mounts.js';
+import { describeExit, startDaemon, type DaemonExit } from '../qemu/daemon.js';
 
 /** A mounted FUSE file; disposing unmounts it and waits for nbdfuse to exit. */
 export interface NbdFuseFile extends AsyncDisposable {
