@@ -86,8 +86,9 @@ export const PEERS: readonly Peer[] = [
   {
     // qemu-nbd on both sides (nbdcopy starts them); a new image reads as zero, so
     // --destination-is-zero lets nbdcopy skip zero blocks; the destination's cache mode is
-    // qemu-img convert's default (unsafe: no flush). nbdcopy's own defaults for threads, requests
-    // and multi-conn. It cannot write compressed clusters.
+    // qemu-img convert's default (unsafe: no flush at close; writeback took 9 s instead of 5 on
+    // 1.5 GiB). nbdcopy's defaults otherwise: 1-2 MiB requests, multi-conn (qemu-nbd -r -e 4)
+    // and aio=io_uring were no faster here. It cannot write compressed clusters.
     name: 'nbdcopy',
     kinds: ['raw', 'qcow2'],
     check: 'input',
