@@ -29,8 +29,21 @@ function qemuImgCompare(a: string, aFormat: string, b: string, bFormat: string):
   });
 }
 
+/** The check under way: an interrupt waits for it, so that the verifier unmounts what it mounted. */
+let inFlight: Promise<CheckResult> | undefined;
+
+/** Resolves once no check is running. */
+export async function checksSettled(): Promise<void> {
+  await inFlight?.catch(() => undefined);
+}
+
 /** qemu-img compare against the input or the floor image, or the manifest check (test/helpers/verify.ts). */
-export async function checkOutput(kind: CheckKind, t: CheckTarget): Promise<CheckResult> {
+export function checkOutput(kind: CheckKind, t: CheckTarget): Promise<CheckResult> {
+  inFlight = runCheck(kind, t);
+  return inFlight;
+}
+
+async function runCheck(kind: CheckKind, t: CheckTarget): Promise<CheckResult> {
   if (kind === 'manifest') {
     const result = await verifyImage(t.output, t.outputFormat, t.manifest);
     return { kind, ok: result.ok, detail: result.ok ? 'files, partition table and swap headers as the manifest says' : result.problems.slice(0, 3).join('; ') };

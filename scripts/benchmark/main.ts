@@ -9,6 +9,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { runCell, type Cell, type RowResult } from './cell.js';
+import { checksSettled } from './check.js';
 import { ensureImage, floorSpecOf, PROFILE_NAMES, specOf, type BenchImage, type ProfileName } from './images.js';
 import { stopCurrent } from './measure.js';
 import { COPY_KINDS, OUTPUT_KINDS, PEER_NAMES, PEERS, type OutputKind, type Peer } from './peers.js';
@@ -157,9 +158,10 @@ async function main(): Promise<number> {
   };
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.on(signal, () => {
-      stopCurrent();
-      if (!s.keep) dropOutputs();
-      process.exit(signal === 'SIGINT' ? 130 : 143);
+      void stopCurrent().then(checksSettled).finally(() => {
+        if (!s.keep) dropOutputs();
+        process.exit(signal === 'SIGINT' ? 130 : 143);
+      });
     });
   }
 

@@ -121,10 +121,13 @@ function readTimeFile(path: string): [number, number, number] {
   return parts.length === 3 && parts.every(Number.isFinite) ? [parts[0]!, parts[1]!, parts[2]!] : [0, 0, 0];
 }
 
-/** Stops the measured command and everything below it (on SIGINT/SIGTERM). */
-export function stopCurrent(): void {
+/** Stops the measured command and everything below it (on SIGINT/SIGTERM); resolves once they are gone (or after 10 s). */
+export async function stopCurrent(): Promise<void> {
   if (current === undefined) return;
-  for (const pid of [current, ...descendants(current)]) {
+  const pids = [current, ...descendants(current)];
+  for (const pid of pids) {
     try { process.kill(pid, 'SIGTERM'); } catch { /* gone */ }
   }
+  const alive = (pid: number): boolean => { try { process.kill(pid, 0); return true; } catch { return false; } };
+  for (let waited = 0; waited < 10_000 && pids.some(alive); waited += 100) await new Promise((r) => setTimeout(r, 100));
 }
