@@ -1,0 +1,29 @@
+import { describe, expect, it } from 'vitest';
+import type { RowResult, RunRecord } from '../../../scripts/benchmark/cell.js';
+import { summarize } from '../../../scripts/benchmark/report.js';
+
+function run(wallSeconds: number, extra: Partial<RunRecord> = {}): RunRecord {
+  return { exitCode: 0, wallSeconds, cpuSeconds: wallSeconds / 2, maxRssBytes: 10, treeRssBytes: 20, tmpPeakBytes: 0, round: 0, position: 0, outputBytes: 1000, ...extra };
+}
+
+describe('bench summaries', () => {
+  it('takes medians per row and ratios against the sparsify row of the cell', () => {
+    const rows: RowResult[] = [
+      { peer: 'qemu-img', argv: [], runs: [run(9, { outputBytes: 4000 }), run(30, { outputBytes: 4000 }), run(12, { outputBytes: 4000 })], status: 'ok' },
+      { peer: 'sparsify', argv: [], runs: [run(2), run(4, { treeRssBytes: 99 }), run(3)], status: 'ok' },
+    ];
+    const [qemu, sparsify] = summarize(rows);
+    expect(sparsify).toMatchObject({ wallSeconds: 3, cpuSeconds: 1.5, peakRssBytes: 99, timeVsSparsify: 1, runsOk: 3 });
+    expect(qemu).toMatchObject({ wallSeconds: 12, timeVsSparsify: 4, sizeVsSparsify: 4 });
+  });
+
+  it('counts no time from a failed run or a wrong output', () => {
+    const rows: RowResult[] = [
+      { peer: 'sparsify', argv: [], runs: [run(2), run(50, { exitCode: 1 })], status: 'failed' },
+      { peer: 'nbdcopy', argv: [], runs: [run(1), run(1), run(1)], status: 'mismatch' },
+    ];
+    const [sparsify, nbdcopy] = summarize(rows);
+    expect(sparsify).toMatchObject({ wallSeconds: 2, runsOk: 1 });
+    expect(nbdcopy).toMatchObject({ runsOk: 0, wallSeconds: undefined, timeVsSparsify: undefined });
+  });
+});
