@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeContext } from '../../../src/context.js';
 import { SparsifyError } from '../../../src/errors.js';
 import { explainDaemonDeath } from '../../../src/modes/daemon-death.js';
-import { describeExit, startDaemon, type Daemon } from '../../../src/qemu/daemon.js';
+import { describeExit, isAlive, startDaemon, type Daemon } from '../../../src/qemu/daemon.js';
 
 // Real processes (sh stand-ins that announce readiness like qemu-storage-daemon), really killed.
 let dir: string;
@@ -20,6 +20,15 @@ async function standIn(name: string): Promise<Daemon> {
   });
 }
 
+/**
+ * Waits, without giving the event loop a turn (so Node cannot reap the child), until the kernel
+ * has ended the process: kill(2) returns before a loaded machine has run the target's exit.
+ */
+function waitDeadUnreaped(pid: number): void {
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  for (let i = 0; i < 5000 && isAlive(pid); i++) Atomics.wait(pause, 0, 0, 1);
+}
+
 const refused = new SparsifyError('TOOL_FAILED', 'cannot connect to the NBD server at /x.sock: ECONNREFUSED');
 
 describe('explainDaemonDeath', () => {
@@ -31,7 +40,8 @@ describe('explainDaemonDeath', () => {
   it('names a killed daemon as the cause of any failure after its death, even before its exit is reaped', async () => {
     const d = await standIn('killed');
     process.kill(d.pid, 'SIGKILL');
-    // The kill is synchronous; Node has not reaped the child yet (no await in between).
+    waitDeadUnreaped(d.pid);
+    // Node has not reaped the child yet: no await between the kill and this call.
     const explained = explainDaemonDeath(refused, [{ serves: '/in.raw', pid: d.pid, exited: d.exited }]);
     await expect(explained).resolves.toMatchObject({
       code: 'DAEMON_DIED',
