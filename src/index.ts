@@ -1,10 +1,11 @@
 /** The library API: the CLI is a thin layer over these. */
 import type { RunContext } from './context.js';
-import { sparsifyCopy } from './modes/copy.js';
-import { sparsifyInPlace } from './modes/in-place.js';
+import { copyJob } from './modes/copy.js';
+import { inPlaceJob } from './modes/in-place.js';
+import { runJob, type Job } from './modes/job.js';
 import type { RunHooks } from './modes/run-hooks.js';
-import type { RunUi } from './modes/ui.js';
-import type { Options } from './options.js';
+import { silentUi, type RunUi } from './modes/ui.js';
+import type { CopyOptions, InPlaceOptions, Options } from './options.js';
 import type { RunReport } from './report/types.js';
 
 export { SparsifyError, EXIT, exitCodeOf, type ErrorCode } from './errors.js';
@@ -13,15 +14,27 @@ export type { Options, CopyOptions, InPlaceOptions } from './options.js';
 export type { RunReport, VolumeReport } from './report/types.js';
 export { silentUi, type RunUi } from './modes/ui.js';
 export type { RunHooks } from './modes/run-hooks.js';
-export { sparsifyCopy, sparsifyInPlace };
+export { runJob, silentSteps, type Job, type Steps, type StepView } from './modes/job.js';
+export { TASK_TREE_OPTIONS, jobTask, runUnderTree, type JobTaskOptions, type TreeRun } from './modes/task-tree.js';
+export { copyJob, inPlaceJob };
 
 /**
- * Runs one validated set of options in its mode and returns the report; `hooks.onReport` gets
- * it before copy mode puts the output in place (a throw there leaves no output).
+ * One disk's run in the mode its options name, as a job: its steps, and the script that runs
+ * them (see modes/job.ts). Run it with `runJob`, or under a listr2 tree with `jobTask` /
+ * `runUnderTree`, several disks under one tree if need be. `hooks.onReport` gets the report
+ * before copy mode puts the output in place (a throw there leaves no output).
  */
-export async function runSparsify(options: Options, ctx: RunContext, ui: RunUi, hooks: RunHooks = {}): Promise<RunReport> {
-  if (options.mode === 'copy') return sparsifyCopy(options, ctx, ui, hooks);
-  const report = await sparsifyInPlace(options, ctx, ui);
-  await hooks.onReport?.(report);
-  return report;
+export function sparsifyJob(options: Options, ctx: RunContext, ui: RunUi = silentUi, hooks: RunHooks = {}): Job {
+  return options.mode === 'copy' ? copyJob(options, ctx, ui, hooks) : inPlaceJob(options, ctx, ui, hooks);
 }
+
+/** Runs one validated set of options in its mode, showing nothing, and returns the report. */
+export function runSparsify(options: Options, ctx: RunContext, ui: RunUi = silentUi, hooks: RunHooks = {}): Promise<RunReport> {
+  return runJob(sparsifyJob(options, ctx, ui, hooks));
+}
+
+/** Copy mode, run as runSparsify runs it. */
+export const sparsifyCopy: (options: CopyOptions, ctx: RunContext, ui?: RunUi, hooks?: RunHooks) => Promise<RunReport> = runSparsify;
+
+/** In-place mode, run as runSparsify runs it. */
+export const sparsifyInPlace: (options: InPlaceOptions, ctx: RunContext, ui?: RunUi, hooks?: RunHooks) => Promise<RunReport> = runSparsify;

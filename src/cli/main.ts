@@ -1,14 +1,14 @@
 #!/usr/bin/env node
+import { Listr } from 'listr2';
 import { makeContext } from '../context.js';
 import { SparsifyError, cancelledError, exitCodeOf, isSparsifyError } from '../errors.js';
-import { runSparsify } from '../index.js';
+import { TASK_TREE_OPTIONS, runUnderTree, sparsifyJob, type Job, type RunReport } from '../index.js';
+import { capabilityLines } from '../report/machine-readable.js';
+import { openReportFiles } from '../report/report-files.js';
+import { closingText } from '../report/summary.js';
 import { explainSystemError } from '../util/errno.js';
-import { formatSummary, makeCliLogger, makeCliUi } from './output.js';
+import { chooseView, makeCliLogger, type RendererName } from './output.js';
 import { parseCommandLine, type Presentation } from './parse-options.js';
-import { openReportFiles } from './report-files.js';
-
-/** The capability lines of `--machine-readable` with no disks (as virt-sparsify). */
-const CAPABILITIES = ['virt-sparsify', 'linux-swap', 'zero', 'check-tmpdir', 'in-place', 'tmp-option', 'ntfs', 'btrfs'];
 
 async function main(argv: readonly string[]): Promise<number> {
   let presentation: Presentation = { verbose: argv.includes('-v') || argv.includes('--verbose'), trace: false, quiet: false };
@@ -17,7 +17,7 @@ async function main(argv: readonly string[]): Promise<number> {
     if (command.kind === 'exit') return command.code;
     presentation = command.presentation;
     if (command.kind === 'capabilities') {
-      process.stdout.write(`${CAPABILITIES.join('\n')}\n`);
+      process.stdout.write(capabilityLines());
       return 0;
     }
     const controller = new AbortController();
@@ -26,15 +26,11 @@ async function main(argv: readonly string[]): Promise<number> {
     const reports = await openReportFiles(command.options, presentation.machineReadable);
     let failed = true;
     try {
-      const ui = makeCliUi(presentation, reports.machine);
-      const report = await runSparsify(command.options, ctx, ui, { onReport: (r) => reports.beforeCommit(r) });
+      const view = chooseView(presentation, reports.machine);
+      const job = sparsifyJob(command.options, ctx, view.ui, { onReport: (r) => reports.beforeCommit(r) });
+      const report = await runShown(job, view.renderer);
       failed = false;
-      if (!presentation.quiet && !presentation.machineReadable) {
-        process.stdout.write(`\n${formatSummary(report)}\n`);
-        if (report.mode === 'copy') {
-          process.stdout.write('\nBefore deleting the old disk, carefully check that the target disk boots and works correctly.\n');
-        }
-      }
+      if (!presentation.quiet && !presentation.machineReadable) process.stdout.write(closingText(report));
       return 0;
     } finally {
       await reports.close(failed);
@@ -43,6 +39,17 @@ async function main(argv: readonly string[]): Promise<number> {
     printError(err, presentation);
     return exitCodeOf(err);
   }
+}
+
+/**
+ * Runs one job with its steps at the top of a task tree. A job refused before its first step
+ * (an option, the output) shows no tree at all: its error is all there is to say.
+ */
+async function runShown(job: Job, renderer: RendererName): Promise<RunReport> {
+  const run = runUnderTree(job, { progressBar: renderer === 'default' });
+  await run.begin();
+  await new Listr(run.tasks, { ...TASK_TREE_OPTIONS, renderer } as never).run();
+  return run.report;
 }
 
 function installSignalHandlers(controller: AbortController): void {

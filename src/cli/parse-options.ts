@@ -198,9 +198,7 @@ function validate(o: Raw, disks: string[]): Options {
     throw usage(`output ‘${output}’ cannot be a character device, it must be a regular file`);
   }
   const convert = o.convert === undefined ? undefined : parseOutputFormat(o.convert as string);
-  if (o.compress && convert === 'raw') {
-    throw usage('--compress cannot be used for raw output.  Remove this option or use --convert qcow2.');
-  }
+  // Whether --compress and -o suit the output format is the copy job's decision (modes/output-format.ts).
   return {
     mode: 'copy',
     input,

@@ -1,7 +1,7 @@
 import { rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import type { ListrTask } from 'listr2';
 import { uninterruptible, type RunContext } from '../context.js';
+import type { EngineTarget } from '../engines/engine.js';
 import { SparsifyError, throwIfCancelled } from '../errors.js';
 import { makeWorkDir } from '../host/work-dir.js';
 import { openNbdClient } from '../nbd/client.js';
@@ -9,106 +9,130 @@ import type { InPlaceOptions } from '../options.js';
 import { checkImage, readImageInfo, type ImageInfo } from '../qemu/img.js';
 import { serveImage } from '../qemu/storage-daemon.js';
 import type { RunReport } from '../report/types.js';
+import { volumeReports, type VolumeResult } from '../report/volumes.js';
 import { AsyncStack } from '../util/async-stack.js';
+import { humanBytes } from '../util/size.js';
 import { readInPlaceBaseline, verifyInPlace, type InPlaceBaseline } from '../verify/in-place.js';
 import { VERSION } from '../version.js';
-import { explainDaemonDeath } from './daemon-death.js';
+import { explainDaemonDeath, type WatchedDaemon } from './daemon-death.js';
+import type { Job, Steps } from './job.js';
 import { isRoot } from './preflight.js';
 import { punchFreeQcow2Clusters } from './qcow2-punch.js';
-import { humanBytes } from '../util/size.js';
-import { startRun, volumePassTask, warnIfProbedRaw, type PassState } from './run-setup.js';
-import { runTasks, type RunUi } from './ui.js';
-import { examineDisk, volumeReports, zeroBytesPerVolume } from './volume-pass.js';
+import type { RunHooks } from './run-hooks.js';
+import { startRun, warnIfProbedRaw, type RunStart } from './run-setup.js';
+import { silentUi, type RunUi } from './ui.js';
+import { examineDisk, type Examined } from './volume-pass.js';
+import { measureAfter, measureBefore, passVolumes } from './volume-steps.js';
 
 /** Formats whose discarded blocks qemu gives back to the host file. */
 const DISCARDING_FORMATS: ReadonlySet<string> = new Set(['raw', 'qcow2']);
 
-interface InPlaceState extends PassState {
-  info?: ImageInfo;
-  allocatedBefore?: number;
-  /** --verify: what the pass must not change, read before it. */
-  baseline?: InPlaceBaseline;
-  /** The processes serving the image, to explain a failure their death caused. */
-}
+/** The steps of in-place mode, in order. */
+const STEP = {
+  examine: 'Examine disk',
+  filesystems: 'Examine filesystems',
+  checksum: 'Checksum what the pass must not change',
+  pass: 'Give free space back to the host',
+  flush: 'Flush',
+} as const;
 
 /**
  * In-place mode: `sparsify --in-place DISK`. The image itself is served (holding qemu's write
  * lock) with discards passed down to the host file, each volume's free space is trimmed, and
  * the file's allocated size drops. Ctrl-C stops between volumes: a volume being trimmed is
- * finished first, so every filesystem is consistent when the run ends.
+ * finished first, so every filesystem is consistent when the run ends. `hooks.onReport` gets
+ * the report at the end.
  */
-export async function sparsifyInPlace(options: InPlaceOptions, ctx: RunContext, ui: RunUi): Promise<RunReport> {
-  const start = await startRun(ctx, ui, options);
-  const { warnings, clock, say } = start;
-  const log = start.run.log;
-  // The image is being changed: nothing below may be cut half-way by the signal. The signal is
-  // checked between volumes instead (virt-sparsify does the same).
-  const work: RunContext = uninterruptible(start.run);
-
-  await using stack = new AsyncStack((err) => log.debug(`cleanup: ${String(err)}`));
-  const state: InPlaceState = { outcomes: [], zeroBefore: [], zeroAfter: [], daemons: [] };
-  const tasks: ListrTask<InPlaceState>[] = [
-    {
-      title: 'Examine disk',
-      task: () => clock.time('examine', () => openInPlace(work, ui, options, state, stack)),
-    },
-    {
-      title: 'Examine filesystems',
-      task: async (_, task) => {
-        say(task.title);
-        await clock.time('layout', async () => {
-          state.examined = await examineDisk(work, state.device!, { ...options, noZero: false, root: isRoot() });
-          state.zeroBefore = await zeroBytesPerVolume(state.device!, state.examined.plans);
-        });
-      },
-    },
-    {
-      title: 'Checksum what the pass must not change',
-      enabled: () => options.verify,
-      task: () => clock.time('verify checksum', async () => void (state.baseline = await readInPlaceBaseline(state.device!, state.examined!.plans, ctx.signal))),
-    },
-    volumePassTask('Give free space back to the host', start, state, work, true),
-    {
-      title: 'Flush',
-      task: async () => {
-        throwIfCancelled(ctx.signal);
-        await clock.time('flush', async () => {
-          await state.device!.flush();
-          state.zeroAfter = await zeroBytesPerVolume(state.device!, state.examined!.plans);
-        });
-      },
-    },
-  ];
-  await runTasks(ui, tasks, state).catch(async (err: unknown) => {
-    throw await explainDaemonDeath(err, state.daemons, 'only free blocks were discarded');
-  });
-  await stack[Symbol.asyncDispose]();
-  const qcow2 = state.info!.format === 'qcow2' ? await clock.time('qcow2 refcounts', () => punchQcow2(work, options.input, say)) : undefined;
-  const verify = state.baseline && (await clock.time('verify', () => verifyInPlace(start.run, state.baseline!, options.input, state.info!.format)));
-  const allocatedAfter = await allocatedBytes(options.input);
-  say('Sparsify in-place operation completed with no errors');
+export function inPlaceJob(options: InPlaceOptions, ctx: RunContext, ui: RunUi = silentUi, hooks: RunHooks = {}): Job {
+  const { examine, filesystems, checksum, pass, flush } = STEP;
   return {
-    tool: 'sparsify',
-    version: VERSION,
-    mode: 'in-place',
-    input: {
-      path: options.input,
-      format: state.info!.format,
-      virtualSizeBytes: state.info!.virtualSizeBytes,
-      allocatedBytes: state.allocatedBefore!,
-    },
-    allocatedBytesAfter: allocatedAfter,
-    ...(qcow2 ? { notes: [`qcow2: ${qcow2}`] } : {}),
-    ...(verify ? { verify } : {}),
-    partitionTable: state.examined!.layout.table,
-    volumes: volumeReports(state.examined!.plans, state.outcomes, state.zeroBefore, state.zeroAfter),
-    warnings,
-    phases: clock.phases(),
-    totalMs: clock.totalMs(),
+    title: options.input,
+    steps: [examine, filesystems, ...(options.verify ? [checksum] : []), pass, flush],
+    run: (steps) => runInPlace(steps, options, ctx, ui, hooks),
   };
 }
 
-async function openInPlace(ctx: RunContext, ui: RunUi, options: InPlaceOptions, state: InPlaceState, stack: AsyncStack): Promise<void> {
+/** The image as served for the pass, and what the host held of it before. */
+interface Image {
+  readonly info: ImageInfo;
+  readonly allocatedBefore: number;
+  readonly target: EngineTarget;
+}
+
+/** What the pass found and did. */
+interface Pass {
+  readonly image: Image;
+  readonly examined: Examined;
+  readonly results: VolumeResult[];
+  /** --verify: what the pass must not change, read before it. */
+  readonly baseline?: InPlaceBaseline;
+}
+
+async function runInPlace(steps: Steps, options: InPlaceOptions, ctx: RunContext, ui: RunUi, hooks: RunHooks): Promise<RunReport> {
+  const start = await startRun(ctx, ui, options);
+  const { clock, say } = start;
+  // The image is being changed: nothing below may be cut half-way by the signal. The signal is
+  // checked between volumes instead (virt-sparsify does the same).
+  const work: RunContext = uninterruptible(start.run);
+  const done = await passImage(steps, start, work, ui, options);
+  const { image, baseline } = done;
+  const { info } = image;
+  const qcow2 = info.format === 'qcow2' ? await clock.time('qcow2 refcounts', () => punchQcow2(work, options.input, say)) : undefined;
+  const verify = baseline && (await clock.time('verify', () => verifyInPlace(start.run, baseline, options.input, info.format)));
+  const allocatedAfter = await allocatedBytes(options.input);
+  say('Sparsify in-place operation completed with no errors');
+  const report: RunReport = {
+    tool: 'sparsify',
+    version: VERSION,
+    mode: 'in-place',
+    input: { path: options.input, format: info.format, virtualSizeBytes: info.virtualSizeBytes, allocatedBytes: image.allocatedBefore },
+    allocatedBytesAfter: allocatedAfter,
+    ...(qcow2 ? { notes: [`qcow2: ${qcow2}`] } : {}),
+    ...(verify ? { verify } : {}),
+    partitionTable: done.examined.layout.table,
+    volumes: volumeReports(done.results),
+    warnings: start.warnings,
+    phases: clock.phases(),
+    totalMs: clock.totalMs(),
+  };
+  await hooks.onReport?.(report);
+  return report;
+}
+
+/** The steps over the served image; the image is closed when they end, before the qcow2 pass opens the file. */
+async function passImage(steps: Steps, start: RunStart, work: RunContext, ui: RunUi, options: InPlaceOptions): Promise<Pass> {
+  const { clock, say } = start;
+  const signal = start.run.signal;
+  await using stack = new AsyncStack((err) => start.run.log.debug(`cleanup: ${String(err)}`));
+  const daemons: WatchedDaemon[] = [];
+  try {
+    const image = await steps.run(STEP.examine, () => clock.time('examine', () => openImage(work, ui, options, stack, daemons)));
+    const device = image.target.device;
+    const { examined, planned } = await steps.run(STEP.filesystems, () => {
+      say(STEP.filesystems);
+      return clock.time('layout', async () => {
+        const examined = await examineDisk(work, device, { ...options, noZero: false, root: isRoot() });
+        return { examined, planned: await measureBefore(device, examined.plans) };
+      });
+    });
+    const baseline = options.verify
+      ? await steps.run(STEP.checksum, () => clock.time('verify checksum', () => readInPlaceBaseline(device, examined.plans, signal)))
+      : undefined;
+    const passed = await passVolumes(steps, STEP.pass, start, work, image.target, planned);
+    const results = await steps.run(STEP.flush, () => {
+      throwIfCancelled(signal);
+      return clock.time('flush', async () => {
+        await device.flush();
+        return measureAfter(device, passed);
+      });
+    });
+    return { image, examined, results, ...(baseline ? { baseline } : {}) };
+  } catch (err) {
+    throw await explainDaemonDeath(err, daemons, 'only free blocks were discarded');
+  }
+}
+
+async function openImage(ctx: RunContext, ui: RunUi, options: InPlaceOptions, stack: AsyncStack, daemons: WatchedDaemon[]): Promise<Image> {
   ui.message?.('Examine disk');
   const info = await readImageInfo(ctx, options.input, options.format ? { format: options.format } : {});
   warnIfProbedRaw(ctx, info, options.input);
@@ -123,11 +147,9 @@ async function openInPlace(ctx: RunContext, ui: RunUi, options: InPlaceOptions, 
     });
   }
   await checkImage(ctx, options.input, info.format);
-  state.info = info;
-  state.allocatedBefore = await allocatedBytes(options.input);
+  const allocatedBefore = await allocatedBytes(options.input);
   const workDir = await makeWorkDir(tmpdir());
   stack.defer(() => rm(workDir, { recursive: true, force: true }));
-  state.workDir = workDir;
   const served = stack.use(
     await serveImage(ctx, {
       file: options.input,
@@ -136,15 +158,16 @@ async function openInPlace(ctx: RunContext, ui: RunUi, options: InPlaceOptions, 
       discard: true,
       detectZeroes: 'unmap',
       dir: workDir,
-      onStarted: (p) => state.daemons.push({ ...p, serves: options.input }),
+      onStarted: (p) => daemons.push({ ...p, serves: options.input }),
     }),
   );
-  state.export = { socketPath: served.socketPath, exportName: served.exportName };
-  const nbd = stack.use(await openNbdClient({ socketPath: served.socketPath, exportName: served.exportName }));
+  const exported = { socketPath: served.socketPath, exportName: served.exportName };
+  const nbd = stack.use(await openNbdClient(exported));
   if (!nbd.info.canTrim || !nbd.info.canWriteZeroes) {
     throw new SparsifyError('NO_DISCARD', `discard/trim is not supported on ${options.input}`, { hint: 'use copy mode: sparsify IN OUT' });
   }
-  state.device = nbd;
+  const onProcess: EngineTarget['onProcess'] = (p) => daemons.push({ ...p, serves: 'the disk as a FUSE file' });
+  return { info, allocatedBefore, target: { device: nbd, export: exported, workDir, inPlace: true, onProcess } };
 }
 
 /** The refcount pass of a qcow2 image, reported in one line either way. */

@@ -1,19 +1,12 @@
 import { tmpdir } from 'node:os';
 import { dirname } from 'node:path';
-import type { ListrTask } from 'listr2';
 import type { RunContext } from '../context.js';
-import { SparsifyError, throwIfCancelled } from '../errors.js';
-import type { VolumePlan } from '../plan/plan-volumes.js';
+import { SparsifyError } from '../errors.js';
 import type { Options } from '../options.js';
 import type { ImageInfo } from '../qemu/img.js';
-import type { WatchedDaemon } from './daemon-death.js';
 import { PhaseClock } from './phase-clock.js';
 import { BASE_TOOLS, isRoot, preflight } from './preflight.js';
 import type { RunUi } from './ui.js';
-import type { BlockDevice } from '../disk/types.js';
-import type { EngineTarget } from '../engines/engine.js';
-import { engineById } from '../engines/registry.js';
-import { openVolumePass, type Examined, type VolumeOutcome } from './volume-pass.js';
 import { removeDebris, type DebrisPlaces } from '../host/debris.js';
 import { snapshotInput, type InputSnapshot } from '../host/input-guard.js';
 import { LAUNCHER } from '../util/run.js';
@@ -57,71 +50,4 @@ export function warnIfProbedRaw(ctx: RunContext, info: ImageInfo, path: string):
   if (info.probedRaw) {
     ctx.log.warn(`image format was not specified for '${path}' and probing guessed raw; add --format raw to say so`);
   }
-}
-
-/** The status line virt-sparsify prints before it handles a volume. */
-function volumeMessage(plan: VolumePlan, inPlace: boolean): string {
-  const own: Partial<Record<string, string>> = { keep: 'Leave alone', zero: 'Zeroing', swap: 'Clearing Linux swap on' };
-  const verb = own[plan.action] ?? engineById(plan.action).verbs[inPlace ? 1 : 0];
-  return `${verb} ${plan.volume.name}`;
-}
-
-/**
- * One listr2 task per volume, run in order; the run's signal is checked before each volume, so
- * Ctrl-C stops between volumes (what runs inside a volume decides whether it can be cut).
- */
-export function volumeTasks<Ctx>(
-  start: RunStart,
-  plans: readonly VolumePlan[],
-  inPlace: boolean,
-  runOne: (plan: VolumePlan) => Promise<VolumeOutcome>,
-  outcomes: VolumeOutcome[],
-): ListrTask<Ctx>[] {
-  return plans.map((plan, i) => ({
-    title: `${plan.volume.name} (${plan.fs.type})`,
-    task: async (_ctx, task) => {
-      throwIfCancelled(start.run.signal);
-      start.say(volumeMessage(plan, inPlace));
-      const outcome = await start.clock.time(`volume ${plan.volume.name}`, () => runOne(plan));
-      outcomes[i] = outcome;
-      task.title = `${plan.volume.name} (${plan.fs.type}): ${outcome.handled}`;
-    },
-  }));
-}
-
-/** What the volume pass needs from a mode's state, and what it leaves there for the report. */
-export interface PassState {
-  device?: BlockDevice;
-  /** The writable NBD export of the disk (the overlay, or the image in place), for engines that need one. */
-  export?: EngineTarget['export'];
-  workDir?: string;
-  /** The directory of the copy's overlay. */
-  overlayDir?: string;
-  /** The processes serving the disk (input, overlay, FUSE file), to explain a connection that broke. */
-  daemons: WatchedDaemon[];
-  examined?: Examined;
-  outcomes: VolumeOutcome[];
-  /** Per volume, bytes that read as zero before and after the pass (block status only). */
-  zeroBefore: number[];
-  zeroAfter: number[];
-}
-
-/** The listr2 task that runs the plan of every volume, in copy mode or in place; engines are closed after the last. */
-export function volumePassTask<Ctx extends PassState>(title: string, start: RunStart, state: Ctx, ctx: RunContext, inPlace: boolean): ListrTask<Ctx> {
-  return {
-    title,
-    task: async (_, task) => {
-      const target: EngineTarget = {
-        device: state.device!,
-        ...(state.export ? { export: state.export } : {}),
-        workDir: state.workDir!,
-        inPlace,
-        ...(state.overlayDir !== undefined ? { overlayDir: state.overlayDir } : {}),
-        onProcess: (p) => state.daemons.push({ ...p, serves: 'the disk as a FUSE file' }),
-      };
-      await using pass = openVolumePass(ctx, target);
-      const list = volumeTasks<Ctx>(start, state.examined!.plans, inPlace, (plan) => pass.run(plan), state.outcomes);
-      await task.newListr(list, { concurrent: false, exitOnError: true }).run();
-    },
-  };
 }

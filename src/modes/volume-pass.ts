@@ -1,6 +1,5 @@
 import type { RunContext } from '../context.js';
 import { isSparsifyError } from '../errors.js';
-import { readZeroExtents } from '../disk/zero-map.js';
 import { sliceReader, type BlockDevice, type BlockReader } from '../disk/types.js';
 import { ExtentSet } from '../disk/extent-set.js';
 import { restoreChangedBytes, saveBytes } from '../disk/saved-bytes.js';
@@ -15,7 +14,6 @@ import { readLvm } from '../layout/lvm.js';
 import { lvmStructureRanges, probeLvmPv } from '../layout/lvm-pv.js';
 import type { Layout, Volume } from '../layout/types.js';
 import type { FreeMap } from '../fs/types.js';
-import type { VolumeReport } from '../report/types.js';
 import { AsyncStack } from '../util/async-stack.js';
 import { preflight } from './preflight.js';
 
@@ -196,33 +194,4 @@ async function withProtectedBytes(
     );
   }
   return outcome;
-}
-
-/** Bytes of each volume that read as zero, from block status alone. */
-export async function zeroBytesPerVolume(device: BlockDevice, plans: readonly VolumePlan[]): Promise<number[]> {
-  const out: number[] = [];
-  for (const { volume } of plans) {
-    out.push((await readZeroExtents(device, volume.offsetBytes, volume.sizeBytes)).totalBytes);
-  }
-  return out;
-}
-
-/** Builds the report rows from plans, outcomes and the zero counts before and after. */
-export function volumeReports(
-  plans: readonly VolumePlan[],
-  outcomes: readonly VolumeOutcome[],
-  zeroBefore: readonly number[],
-  zeroAfter: readonly number[],
-): VolumeReport[] {
-  return plans.map((p, i) => ({
-    name: p.volume.name,
-    type: p.fs.type,
-    ...(p.fs.detail ? { detail: p.fs.detail } : {}),
-    offsetBytes: p.volume.offsetBytes,
-    sizeBytes: p.volume.sizeBytes,
-    action: p.action,
-    handled: outcomes[i]?.handled ?? 'not reached',
-    reason: outcomes[i]?.reason ?? p.reason,
-    reclaimedBytes: outcomes[i]?.reclaimedBytes ?? Math.max(0, (zeroAfter[i] ?? 0) - (zeroBefore[i] ?? 0)),
-  }));
 }

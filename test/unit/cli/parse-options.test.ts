@@ -46,6 +46,11 @@ describe('parseCommandLine: copy mode', () => {
     expect(options).toMatchObject({ format: 'raw', compress: true, outputOptions: 'cluster_size=65536', overwrite: true, noZero: true, checkTmpdir: 'continue' });
   });
 
+  it('leaves --compress and -o against the output format to the copy job (modes/output-format.ts)', () => {
+    expect(run('--compress', '--convert', 'raw', 'a', 'b').options).toMatchObject({ compress: true, convert: 'raw' });
+    expect(run('-o', 'cluster_size=65536', '--convert', 'raw', 'a', 'b').options).toMatchObject({ outputOptions: 'cluster_size=65536' });
+  });
+
   it('--no-zero does not swallow --zero FS', () => {
     const { options } = run('--zero', '/dev/sda1', '--no-zero', 'a', 'b');
     expect(options).toMatchObject({ zero: ['/dev/sda1'], noZero: true });
@@ -54,7 +59,6 @@ describe('parseCommandLine: copy mode', () => {
   it('refuses what virt-sparsify refuses, with its messages', () => {
     expect(usageError('a')).toMatch(/usage: sparsify \[--options\] indisk outdisk/);
     expect(usageError('a', 'a')).toMatch(/same disk image for input and output/);
-    expect(usageError('--compress', '--convert', 'raw', 'a', 'b')).toMatch(/--compress cannot be used for raw output/);
     expect(usageError('--check-tmpdir', 'maybe', 'a', 'b')).toMatch(/--check-tmpdir: unknown argument/);
     expect(usageError('--convert', 'qed2', 'a', 'b')).toMatch(/unsupported output format/);
     expect(usageError('a', '/dev/null')).toMatch(/cannot be a character device/);

@@ -9,13 +9,10 @@ import { lstat, open, realpath, rm, stat, type FileHandle } from 'node:fs/promis
 import { basename, dirname, join } from 'node:path';
 import { SparsifyError } from '../errors.js';
 import type { MachineReadableTarget, Options } from '../options.js';
-import type { RunReport } from '../report/types.js';
 import { pathError } from '../util/errno.js';
-
-/** Where machine-readable lines go. */
-export interface LineSink {
-  write(line: string): void;
-}
+import { formatJsonReport } from './json.js';
+import type { LineSink } from './machine-readable.js';
+import type { RunReport } from './types.js';
 
 /** The report destinations of one run. */
 export interface ReportFiles {
@@ -151,7 +148,7 @@ async function identify(path: string): Promise<Identity> {
 }
 
 async function writeJson(file: OpenedFile, report: RunReport): Promise<void> {
-  const text = Buffer.from(`${JSON.stringify(report, null, 2)}\n`);
+  const text = Buffer.from(formatJsonReport(report));
   try {
     if (file.regular) await file.fh.truncate(0);
     for (let done = 0; done < text.length; ) {
