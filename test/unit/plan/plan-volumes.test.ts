@@ -150,7 +150,7 @@ describe('planVolumes: the whole table', () => {
     ['--ignore and --no-zero', { type: 'swap' }, { ignore: ['/dev/sda1'], noZero: true }, undefined, { action: 'keep', reason: 'ignored (--ignore)', warn: false }],
     ['--zero, no root, --engine mount', { type: 'luks' }, { zero: ['/dev/sda1'], root: false, engine: 'mount' }, undefined, { action: 'zero', engine: 'map', reason: 'zeroed as asked (--zero)', warn: false }],
     ['--no-zero over a hibernation image', { type: 'swap', hibernated: true }, { noZero: true }, undefined, { action: 'keep', reason: 'no filesystem pass (--no-zero)', warn: false }],
-    ['hibernated NTFS, trusted map', { type: 'ntfs', hibernated: true }, {}, trusted, { action: 'keep', reason: 'ntfs holds a hibernation image', warn: true }],
+    ['hibernated NTFS, trusted map', { type: 'ntfs', hibernated: true }, {}, trusted, { action: 'keep', reason: 'ntfs holds a Windows hibernation image (hibernated, or shut down with Fast Startup)', warn: true }],
     ['swap, no root', { type: 'swap' }, { root: false }, undefined, { action: 'swap', engine: 'map', reason: 'swap: header kept, the rest zeroed', warn: false }],
     ['swap, --engine mount', { type: 'swap' }, { engine: 'mount' }, undefined, { action: 'swap', engine: 'map', reason: 'swap: header kept, the rest zeroed', warn: false }],
     ['untrusted, --engine map', { type: 'ext4' }, { engine: 'map' }, untrusted, { action: 'keep', reason: 'ext4 map not trusted (the journal needs recovery)', warn: true }],
