@@ -14,13 +14,26 @@ export class AsyncStack implements AsyncDisposable {
     const r = resource as Partial<AsyncDisposable & Disposable>;
     const fn = r[Symbol.asyncDispose] ?? r[Symbol.dispose];
     if (typeof fn !== 'function') throw new TypeError('AsyncStack.use: value is not disposable');
-    this.#entries.push(() => fn.call(resource));
+    this.#push(() => fn.call(resource));
     return resource;
   }
 
   /** Registers a release callback. */
   defer(fn: () => Promise<void> | void): void {
-    this.#entries.push(fn);
+    this.#push(fn);
+  }
+
+  /**
+   * After the stack was released, nothing may join it unnoticed (it would never be released):
+   * the late entry is released at once and the caller gets an error.
+   */
+  #push(fn: () => Promise<void> | void): void {
+    if (!this.#disposed) {
+      this.#entries.push(fn);
+      return;
+    }
+    void (async () => fn())().catch((err: unknown) => this.onError(err));
+    throw new Error('AsyncStack: a resource was registered after the stack was released; it was released at once');
   }
 
   /** Moves every entry into a new stack and leaves this one empty (ownership transfer). */

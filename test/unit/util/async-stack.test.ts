@@ -36,3 +36,15 @@ describe('AsyncStack', () => {
     expect(n).toBe(1);
   });
 });
+
+describe('AsyncStack after release', () => {
+  it('releases a late resource at once and throws, rather than keeping it unreleased', async () => {
+    const stack = new AsyncStack();
+    await stack[Symbol.asyncDispose]();
+    const released: string[] = [];
+    expect(() => stack.defer(() => void released.push('deferred'))).toThrow(/after the stack was released/);
+    expect(() => stack.use({ [Symbol.asyncDispose]: async () => void released.push('used') })).toThrow(/after the stack was released/);
+    await new Promise((r) => setImmediate(r));
+    expect(released.sort()).toEqual(['deferred', 'used']);
+  });
+});
