@@ -6,7 +6,7 @@
 import type { FileHandle } from 'node:fs/promises';
 
 /** Bytes gathered before they are written. */
-const BATCH_BYTES = 4 * 1024 * 1024;
+const BATCH_BYTES = 1024 * 1024;
 
 export class AppendFile {
   readonly #fh: FileHandle;

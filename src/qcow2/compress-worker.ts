@@ -6,29 +6,32 @@
  * A job is guest data starting on a cluster boundary. For each cluster it answers a length:
  * 0 when the cluster reads as zero (left unallocated), -1 when compression does not make it
  * smaller than a cluster (qemu then stores the cluster uncompressed), else the length of its
- * compressed form, which follows the previous ones in `out`. A short final cluster is compressed
+ * compressed form, which follows the previous ones in the shared output buffer. A short final cluster is compressed
  * padded with zeros, as qemu pads the last cluster of an image whose size is not a multiple.
  */
 
 /** Sent to a worker as workerData. */
 export interface CompressWorkerSetup {
   readonly clusterBytes: number;
+  /** The job's data, copied in by the main thread (shared: no buffer per job to collect). */
+  readonly input: SharedArrayBuffer;
+  /** The compressed clusters, one after another; as large as `input`. */
+  readonly output: SharedArrayBuffer;
   readonly compressionType: 'zlib' | 'zstd';
   /** Absolute path of the zstd binding (an eval worker resolves modules from the cwd). */
   readonly zstdModulePath?: string;
 }
 
-/** One job: a message to the worker. */
+/** One job: a message to the worker; its data is the first `lengthBytes` of `input`. */
 export interface CompressJob {
   readonly id: number;
-  readonly data: Uint8Array;
+  readonly lengthBytes: number;
 }
 
-/** The answer to a job. */
-export interface CompressResult {
+/** The answer to a job; the compressed bytes are at the start of `output`. */
+export interface CompressAnswer {
   readonly id: number;
   readonly lengths: Int32Array;
-  readonly out: Uint8Array;
   readonly error?: string;
 }
 
@@ -51,15 +54,16 @@ export function compressWorkerMain(): void {
   }
   const zeros = Buffer.alloc(clusterBytes);
   const padded = Buffer.alloc(clusterBytes);
+  const input = Buffer.from(setup.input);
+  const output = Buffer.from(setup.output);
 
-  function run(job: CompressJob): CompressResult {
-    const data = Buffer.from(job.data.buffer, job.data.byteOffset, job.data.byteLength);
+  function run(job: CompressJob): CompressAnswer {
+    const data = input.subarray(0, job.lengthBytes);
     const count = Math.ceil(data.length / clusterBytes);
     const lengths = new Int32Array(count);
-    const parts: Uint8Array[] = [];
     let total = 0;
     for (let i = 0; i < count; i++) {
-      let cluster = data.subarray(i * clusterBytes, Math.min(data.length, (i + 1) * clusterBytes));
+      let cluster: Buffer = data.subarray(i * clusterBytes, Math.min(data.length, (i + 1) * clusterBytes));
       if (cluster.equals(zeros.subarray(0, cluster.length))) continue;
       if (cluster.length < clusterBytes) {
         padded.fill(0);
@@ -72,25 +76,19 @@ export function compressWorkerMain(): void {
         continue;
       }
       lengths[i] = packed.length;
-      parts.push(packed);
+      output.set(packed, total);
       total += packed.length;
     }
-    const out = new Uint8Array(total);
-    let at = 0;
-    for (const p of parts) {
-      out.set(p, at);
-      at += p.length;
-    }
-    return { id: job.id, lengths, out };
+    return { id: job.id, lengths };
   }
 
   parentPort!.on('message', (job: CompressJob) => {
-    let result: CompressResult;
+    let answer: CompressAnswer;
     try {
-      result = run(job);
+      answer = run(job);
     } catch (err) {
-      result = { id: job.id, lengths: new Int32Array(0), out: new Uint8Array(0), error: String(err) };
+      answer = { id: job.id, lengths: new Int32Array(0), error: String(err) };
     }
-    parentPort!.postMessage(result, [result.out.buffer as ArrayBuffer, result.lengths.buffer as ArrayBuffer]);
+    parentPort!.postMessage(answer);
   });
 }

@@ -18,15 +18,16 @@ import { once } from '../util/async-stack.js';
 import { pathError } from '../util/errno.js';
 import { fsyncDir } from '../util/fsync.js';
 import { AppendFile } from './append-file.js';
-import { CompressPool } from './compress-pool.js';
-import type { CompressResult } from './compress-worker.js';
+import { CompressPool, type CompressResult } from './compress-pool.js';
 import type { CompressedImageOptions } from './create-options.js';
 import { ImageMap } from './image-map.js';
 
 /** The zstd binding: prebuilt N-API binaries shipped in its npm platform packages. */
 const ZSTD_MODULE = '@toondepauw/node-zstd';
 /** Jobs handed to the pool per compression thread before `write` waits. */
-const JOBS_PER_THREAD = 4;
+const JOBS_PER_THREAD = 2;
+/** The largest job: the copier's chunk, and a multiple of every cluster size (512 B – 2 MiB). */
+const JOB_BYTES = 2 * 1024 * 1024;
 
 /** The compressed image being written. */
 export interface CompressedQcow2Sink extends BlockSink, AsyncDisposable {
@@ -67,6 +68,7 @@ export async function openCompressedQcow2Sink(
   const map = new ImageMap(sizeBytes, options.clusterBits, options.compressionType);
   const pool = new CompressPool(
     { clusterBytes: map.clusterBytes, compressionType: options.compressionType, ...(zstd ? { zstdModulePath: zstd } : {}) },
+    JOB_BYTES,
     threads,
   );
   return new Sink(path, fh, sizeBytes, map, pool, threads * JOBS_PER_THREAD);
@@ -112,6 +114,13 @@ class Sink implements CompressedQcow2Sink {
 
   async write(offsetBytes: number, data: Uint8Array): Promise<void> {
     this.#checkWrite(offsetBytes, data.length);
+    const jobBytes = this.#pool.jobBytes;
+    const jobs: Promise<void>[] = [];
+    for (let at = 0; at < data.length; at += jobBytes) jobs.push(this.#writeJob(offsetBytes + at, data.subarray(at, at + jobBytes)));
+    await Promise.all(jobs);
+  }
+
+  async #writeJob(offsetBytes: number, data: Uint8Array): Promise<void> {
     while (this.#jobs >= this.#maxJobs) await new Promise<void>((resolve) => this.#waiting.push(resolve));
     this.#jobs++;
     const compressed = this.#pool.compress(data);
