@@ -41,6 +41,7 @@ export function compressWorkerMain(): void {
   const { parentPort, workerData } = require('node:worker_threads') as typeof import('node:worker_threads');
   const zlib = require('node:zlib') as typeof import('node:zlib');
   const setup = workerData as CompressWorkerSetup;
+  const JOBS_PER_GC = 4;
   const clusterBytes = setup.clusterBytes;
   let compress: (cluster: Buffer) => Uint8Array;
   if (setup.compressionType === 'zstd') {
@@ -54,6 +55,12 @@ export function compressWorkerMain(): void {
   }
   const zeros = Buffer.alloc(clusterBytes);
   const padded = Buffer.alloc(clusterBytes);
+  // The compressors' output buffers live outside the JS heap, which a job barely touches: V8
+  // would leave them for a long time (measured: ~40 MiB more RSS per zstd thread). A minor GC
+  // every few jobs frees them; `gc` comes from a fresh context once --expose-gc is set.
+  require('node:v8').setFlagsFromString('--expose-gc');
+  const gc = (require('node:vm') as typeof import('node:vm')).runInNewContext('gc') as ((o: { type: 'minor' }) => void) | undefined;
+  let jobs = 0;
   const input = Buffer.from(setup.input);
   const output = Buffer.from(setup.output);
 
@@ -83,6 +90,7 @@ export function compressWorkerMain(): void {
   }
 
   parentPort!.on('message', (job: CompressJob) => {
+    if (++jobs % JOBS_PER_GC === 0) gc?.({ type: 'minor' });
     let answer: CompressAnswer;
     try {
       answer = run(job);
