@@ -36,7 +36,6 @@ export interface CompressAnswer {
 }
 
 /** The worker's program; never called in the main thread. */
-/* eslint-disable @typescript-eslint/no-require-imports */
 export function compressWorkerMain(): void {
   const { parentPort, workerData } = require('node:worker_threads') as typeof import('node:worker_threads');
   const zlib = require('node:zlib') as typeof import('node:zlib');
