@@ -7,6 +7,8 @@ import type { OutputFormat } from '../options.js';
 import { createImage, readImageInfo } from '../qemu/img.js';
 import type { DaemonExit } from '../qemu/daemon.js';
 import { serveImage } from '../qemu/storage-daemon.js';
+import { openCompressedQcow2Sink, zstdModulePath } from '../qcow2/compressed-sink.js';
+import { chooseCompressedWriter, type CompressedImageOptions } from '../qcow2/create-options.js';
 import { AsyncStack } from '../util/async-stack.js';
 import { fsyncFile } from '../util/fsync.js';
 
@@ -35,12 +37,18 @@ export interface OutputSpec {
 }
 
 /**
- * Creates the output image: raw → a sparse file (or an existing block device) written directly; any other format →
- * `qemu-img create` served over NBD by qemu-storage-daemon (with qemu's compress filter for
- * --compress). A new image reads as zero everywhere, so the copier never writes zeros into it.
+ * Creates the output image: raw → a sparse file (or an existing block device) written directly;
+ * compressed qcow2 → written by sparsify's own writer (src/qcow2/) when the -o options are ones
+ * it makes; any other format, or -o options it leaves to qemu → `qemu-img create` served over NBD
+ * by qemu-storage-daemon (with qemu's compress filter for --compress). A new image reads as zero everywhere, so the copier never writes zeros into it.
  */
 export async function openOutputImage(ctx: RunContext, spec: OutputSpec): Promise<OutputImage> {
   if (spec.format === 'raw') return openRawOutput(spec);
+  if (spec.format === 'qcow2' && spec.compress && !spec.blockDevice) {
+    const choice = chooseCompressedWriter(spec.createOptions, { zstdAvailable: zstdModulePath() !== undefined });
+    if (choice.use === 'writer') return openCompressedOutput(spec, choice.options);
+    ctx.log.debug(`compressed output through qemu: ${choice.reason}`);
+  }
   if (spec.blockDevice) throw new SparsifyError('INTERNAL', `${spec.format} output onto a block device`);
   const stack = new AsyncStack((err) => ctx.log.debug(`closing output: ${String(err)}`));
   try {
@@ -85,6 +93,12 @@ export async function openOutputImage(ctx: RunContext, spec: OutputSpec): Promis
     await stack[Symbol.asyncDispose]();
     throw err;
   }
+}
+
+/** A compressed qcow2 written by sparsify itself, compressing on every core. */
+async function openCompressedOutput(spec: OutputSpec, options: CompressedImageOptions): Promise<OutputImage> {
+  const sink = await openCompressedQcow2Sink(spec.path, spec.sizeBytes, options);
+  return { sink, finish: () => sink.finish(), [Symbol.asyncDispose]: () => sink[Symbol.asyncDispose]() };
 }
 
 async function openRawOutput(spec: OutputSpec): Promise<OutputImage> {
