@@ -74,6 +74,21 @@ export interface DaemonPaths {
   readonly protocolDriver: 'file' | 'host_device';
 }
 
+/**
+ * glibc malloc settings for the daemon. Its NBD server allocates a buffer per request and frees
+ * it on the reply; above the default 128 KiB mmap threshold (or after glibc trims the heap) each
+ * one is a fresh mapping that the kernel faults in and zeroes, then unmaps. Fixed thresholds keep
+ * the buffers in the heap for reuse; the heap stays as large as the requests in flight at most
+ * (qemu serves 16 per connection). Measured reading 3.5 GiB of qcow2 over NBD: the daemon's
+ * system time fell from 4.3 s to 1.9 s.
+ */
+const MALLOC_TUNABLES = 'glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=134217728';
+
+/** The daemon's environment: our malloc settings after any the user set. */
+export function daemonEnv(inherited: string | undefined = process.env['GLIBC_TUNABLES']): Record<string, string> {
+  return { GLIBC_TUNABLES: inherited ? `${inherited}:${MALLOC_TUNABLES}` : MALLOC_TUNABLES };
+}
+
 const DEFAULT_READY_TIMEOUT_MS = 30_000;
 const DEFAULT_ABORT_GRACE_MS = 10_000;
 const MAX_SOCKET_PATH = 107;
@@ -157,6 +172,7 @@ export async function serveImage(ctx: RunContext, opts: ServeOptions): Promise<S
     const daemon = await startDaemon(ctx, 'qemu-storage-daemon', args, {
       pidFile,
       readyTimeoutMs,
+      env: daemonEnv(),
       explainEarlyExit: (exit) => explainDaemonFailure(exit, opts),
     });
     stack.defer(async () => {
