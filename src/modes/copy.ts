@@ -4,6 +4,7 @@ import { dirname, join } from 'node:path';
 import type { ListrTask } from 'listr2';
 import type { RunContext } from '../context.js';
 import { copyBlocks } from '../copy/copier.js';
+import { openCopySource } from '../copy/raw-file-source.js';
 import { ExtentSet } from '../disk/extent-set.js';
 import { SparsifyError, isSparsifyError } from '../errors.js';
 import { assertInputUnchanged } from '../host/input-guard.js';
@@ -250,7 +251,8 @@ async function copyToOutput(
   try {
     const skip = ExtentSet.from(state.examined!.plans.flatMap((p) => zeroingRanges(p).ranges));
     state.zeroed = skip;
-    state.copy = await copyBlocks({ source: device, sink: output.sink, skip, signal: ctx.signal, onProgress });
+    await using source = await openCopySource(device, state.export ? undefined : { path: options.input, format: state.info!.format });
+    state.copy = await copyBlocks({ source, sink: output.sink, skip, signal: ctx.signal, onProgress });
     await output.finish();
   } catch (err) {
     const daemons = output.daemonExited ? [...state.daemons, { serves: options.output, exited: output.daemonExited }] : state.daemons;
