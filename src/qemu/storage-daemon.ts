@@ -72,6 +72,8 @@ export interface DaemonPaths {
   readonly pidFile: string;
   /** 'file' for regular files, 'host_device' for block devices. */
   readonly protocolDriver: 'file' | 'host_device';
+  /** The file node's I/O engine (default: qemu's, the thread pool). */
+  readonly aio?: 'io_uring' | 'threads';
 }
 
 /**
@@ -108,6 +110,7 @@ export function daemonArgs(opts: ServeOptions, paths: DaemonPaths, exportName: s
     'read-only': ro,
     discard,
     cache: { direct: opts.cacheDirect ?? false, 'no-flush': false },
+    ...(paths.aio ? { aio: paths.aio } : {}),
   };
   const guard = opts.format === 'raw' ? writeGuardNode(ro, discard) : undefined;
   const format = {
@@ -166,15 +169,9 @@ export async function serveImage(ctx: RunContext, opts: ServeOptions): Promise<S
   const stack = new AsyncStack((err) => ctx.log.warn(`stopping qemu-storage-daemon: ${String(err)}`));
   try {
     const socketPath = await socketPathFor(opts.dir, `${id}.sock`, stack);
-    const args = daemonArgs(opts, { socketPath, pidFile, protocolDriver }, exportName);
     stack.defer(() => rm(socketPath, { force: true }));
     stack.defer(() => rm(pidFile, { force: true }));
-    const daemon = await startDaemon(ctx, 'qemu-storage-daemon', args, {
-      pidFile,
-      readyTimeoutMs,
-      env: daemonEnv(),
-      explainEarlyExit: (exit) => explainDaemonFailure(exit, opts),
-    });
+    const daemon = await startServer(ctx, opts, { socketPath, pidFile, protocolDriver }, exportName, readyTimeoutMs);
     stack.defer(async () => {
       await daemon.stop('SIGTERM');
     });
@@ -205,6 +202,38 @@ export async function serveImage(ctx: RunContext, opts: ServeOptions): Promise<S
     // A daemon that could not start (pid file, socket) in a full directory: say so, not qemu's text.
     throw (isSparsifyError(err, 'TOOL_FAILED') && (await fullDirError(opts.dir, err))) || err;
   }
+}
+
+/** Set once a daemon could not use io_uring here (seccomp, kernel.io_uring_disabled): later ones use threads. */
+let ioUringRefused = false;
+
+/** qemu's early exit when it cannot set up io_uring; the daemon is then started with threads. */
+class IoUringRefused extends Error {}
+
+/**
+ * Starts the daemon with aio=io_uring, or with qemu's thread pool where io_uring is refused.
+ * Measured on a copy of 3.5 GiB to a qcow2 output (the writing daemon, page cache), two A/B
+ * rounds: CPU 12.4 s and 12.1 s -> 9.7 s and 9.9 s, wall 16.4 s and 26.0 s -> 12.8 s and 20.0 s.
+ */
+async function startServer(ctx: RunContext, opts: ServeOptions, paths: DaemonPaths, exportName: string, readyTimeoutMs: number) {
+  const start = (aio: 'io_uring' | 'threads') =>
+    startDaemon(ctx, 'qemu-storage-daemon', daemonArgs(opts, { ...paths, aio }, exportName), {
+      pidFile: paths.pidFile,
+      readyTimeoutMs,
+      env: daemonEnv(),
+      explainEarlyExit: (exit) =>
+        aio === 'io_uring' && /io_uring/i.test(exit.stderr) ? new IoUringRefused(exit.stderr) : explainDaemonFailure(exit, opts),
+    });
+  if (!ioUringRefused) {
+    try {
+      return await start('io_uring');
+    } catch (err) {
+      if (!(err instanceof IoUringRefused)) throw err;
+      ioUringRefused = true;
+      ctx.log.debug(`qemu-storage-daemon cannot use io_uring here, using threads: ${err.message.trim()}`);
+    }
+  }
+  return start('threads');
 }
 
 /**
