@@ -97,6 +97,12 @@ class CopyRun {
   readonly #sizes: Sizes;
   readonly #tasks = new Set<Promise<void>>();
   readonly #zeroRuns: ZeroRunMerger | undefined;
+  /**
+   * Chunk buffers no chunk holds: reused, not allocated per chunk (a fresh 2 MiB Buffer is
+   * page-faulted in and zeroed by the kernel, then collected). At most maxInFlightBytes /
+   * chunkBytes + 1 exist, since a chunk holds its buffer only while it holds the budget.
+   */
+  readonly #buffers: Buffer[] = [];
   #inFlightBytes = 0;
   #wake: (() => void) | undefined;
   #failed = false;
@@ -171,30 +177,42 @@ class CopyRun {
   }
 
   async #copyChunk(chunk: Chunk): Promise<void> {
-    const buf = await this.#readChunk(chunk);
-    if (this.#failed) return;
-    const dataRuns = findDataRuns(buf, chunk.startBytes, chunk.granules, this.#sizes.granuleBytes);
-    this.#count(chunk, dataRuns);
-    this.#zeroRuns?.complete(chunk.index, { start: chunk.spanStartBytes, end: chunk.endBytes }, dataRuns);
-    await settleAll(dataRuns.map((r) => this.#writeRun(buf, chunk.startBytes, r)));
-    this.#progress(chunk.endBytes - chunk.spanStartBytes);
+    const pooled = this.#buffers.pop() ?? Buffer.allocUnsafe(this.#sizes.chunkBytes);
+    try {
+      const buf = pooled.subarray(0, chunk.endBytes - chunk.startBytes);
+      await this.#readChunk(chunk, buf);
+      if (this.#failed) return;
+      const dataRuns = findDataRuns(buf, chunk.startBytes, chunk.granules, this.#sizes.granuleBytes);
+      this.#count(chunk, dataRuns);
+      this.#zeroRuns?.complete(chunk.index, { start: chunk.spanStartBytes, end: chunk.endBytes }, dataRuns);
+      await settleAll(dataRuns.map((r) => this.#writeRun(buf, chunk.startBytes, r)));
+      this.#progress(chunk.endBytes - chunk.spanStartBytes);
+    } finally {
+      // Every read and write of the buffer has settled: the next chunk may have it.
+      this.#buffers.push(pooled);
+    }
   }
 
-  async #readChunk(chunk: Chunk): Promise<Buffer> {
-    const { startBytes, endBytes, reads } = chunk;
-    const only = reads.length === 1 ? reads[0]! : undefined;
-    if (only && only.start === startBytes && only.end === endBytes) return this.#readExact(only);
-    const buf = Buffer.alloc(endBytes - startBytes);
-    await settleAll(reads.map(async (r) => buf.set(await this.#readExact(r), r.start - startBytes)));
-    return buf;
+  /** Fills `buf` with the chunk: its reads, and zeros around them. */
+  async #readChunk(chunk: Chunk, buf: Buffer): Promise<void> {
+    const { startBytes, reads } = chunk;
+    let at = 0;
+    for (const r of reads) {
+      buf.fill(0, at, r.start - startBytes);
+      at = r.end - startBytes;
+    }
+    buf.fill(0, at);
+    await settleAll(reads.map((r) => this.#readInto(r, buf.subarray(r.start - startBytes, r.end - startBytes))));
   }
 
-  async #readExact(r: Range): Promise<Buffer> {
-    const data = await this.#opts.source.read(r.start, r.end - r.start);
+  async #readInto(r: Range, dest: Buffer): Promise<void> {
+    const source = this.#opts.source;
+    if (source.readInto) return source.readInto(r.start, dest);
+    const data = await source.read(r.start, r.end - r.start);
     if (data.length !== r.end - r.start) {
       throw new SparsifyError('INTERNAL', `source returned ${data.length} bytes for a read of ${r.end - r.start} at ${r.start}`);
     }
-    return Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    dest.set(data);
   }
 
   #writeRun(buf: Buffer, bufStartBytes: number, run: Range): Promise<void> {

@@ -26,6 +26,8 @@ export interface BlockSource extends BlockReader {
   readonly canExtents: boolean;
   /** Extents covering at least a prefix of [offset, offset+length); empty when it cannot say. */
   extents(offsetBytes: number, lengthBytes: number): Promise<Extent[]>;
+  /** Reads exactly `dest.byteLength` bytes at `offsetBytes` into `dest`: lets the copier reuse its buffers. */
+  readInto?(offsetBytes: number, dest: Uint8Array): Promise<void>;
 }
 
 /** A destination for the copier. */

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { RunContext } from '../context.js';
 import { copyBlocks } from '../copy/copier.js';
+import { openCopySource } from '../copy/raw-file-source.js';
 import { ExtentSet } from '../disk/extent-set.js';
 import type { BlockDevice } from '../disk/types.js';
 import { SparsifyError, isSparsifyError } from '../errors.js';
@@ -161,7 +162,10 @@ export async function copyToOutput(
   const zeroed = ExtentSet.from(plans.flatMap((p) => zeroingRanges(p).ranges));
   let copy: CopySummary;
   try {
-    copy = await copyBlocks({ source: device, sink: output.sink, skip: zeroed, signal: ctx.signal, onProgress });
+    // No overlay: the input itself is read, from its file when it is raw (src/copy/raw-file-source.ts).
+    const input = device === source.device ? { path: options.input, format: source.info.format } : undefined;
+    await using from = await openCopySource(device, input);
+    copy = await copyBlocks({ source: from, sink: output.sink, skip: zeroed, signal: ctx.signal, onProgress });
     await output.finish();
   } catch (err) {
     const all = output.daemonExited ? [...daemons, { serves: options.output, exited: output.daemonExited }] : daemons;

@@ -66,6 +66,18 @@ export class ByteQueue {
     return dropped;
   }
 
+  /**
+   * Replaces the newest chunk by a copy of its bytes not consumed yet: call it before the memory
+   * behind a chunk pushed as a borrowed view is reused.
+   */
+  ownNewest(): void {
+    const last = this.#chunks.length - 1;
+    if (last < 0) return;
+    const from = last === 0 ? this.#headOffset : 0;
+    this.#chunks[last] = Buffer.from((this.#chunks[last] as Buffer).subarray(from));
+    if (last === 0) this.#headOffset = 0;
+  }
+
   /** Forgets everything queued. */
   clear(): void {
     this.#chunks = [];

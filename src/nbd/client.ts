@@ -55,8 +55,8 @@ const MAX_EFFECT_BYTES = 2 ** 30;
 /** Connects, negotiates, and returns a client ready for I/O; the caller closes it (`await using`). */
 export async function openNbdClient(opts: NbdClientOptions): Promise<NbdClient> {
   throwIfCancelled(opts.signal);
-  const socket = await connectUnix(opts.socketPath, opts.signal);
-  const io = new SocketHandshakeIo(socket, opts.signal);
+  const connected = await connectUnix(opts.socketPath, opts.signal);
+  const io = new SocketHandshakeIo(connected, opts.signal);
   let negotiated: Negotiated;
   try {
     negotiated = await negotiate(io, opts.exportName ?? '');
@@ -65,7 +65,7 @@ export async function openNbdClient(opts: NbdClientOptions): Promise<NbdClient> 
     throw err;
   }
   io.detach();
-  return new NbdClient(new NbdConnection(socket, io.queue, negotiated), negotiated, opts);
+  return new NbdClient(new NbdConnection(connected.socket, connected.reads, io.queue, negotiated), negotiated, opts);
 }
 
 /**

@@ -12,6 +12,7 @@ import { NBD_CMD_DISC, NBD_ESHUTDOWN, REQUEST_HEADER_BYTES, nbdProtocolError } f
 import { type InFlight, type ReplyTarget, ReplyReader } from './reply-reader.js';
 import { type ErrorChunk, encodeRequestHeader } from './reply-codec.js';
 import { NbdRequestError } from './request-error.js';
+import { type ReadRoute, SCRATCH_BYTES, type SocketReads } from './socket-reads.js';
 
 /** How long close() waits for the server to hang up after NBD_CMD_DISC before dropping the socket. */
 const DISCONNECT_TIMEOUT_MS = 5000;
@@ -34,7 +35,7 @@ interface Pending extends InFlight {
 }
 
 /** The transmission phase of one socket; used by NbdClient, which adds limits and splitting. */
-export class NbdConnection implements ReplyTarget {
+export class NbdConnection implements ReplyTarget, ReadRoute {
   readonly structuredReplies: boolean;
   readonly baseAllocationId: number | undefined;
   /** Called once when the connection dies (protocol violation, lost socket, fail()). */
@@ -47,18 +48,21 @@ export class NbdConnection implements ReplyTarget {
   readonly #queue: ByteQueue;
   readonly #pending = new Map<number, Pending>();
   readonly #closed: Promise<void>;
+  readonly #scratch = Buffer.allocUnsafe(SCRATCH_BYTES);
+  /** The destination slice handed to the socket for the next read, if any. */
+  #direct: Uint8Array | undefined;
   #nextCookie = 1;
   #fatal: Error | undefined;
   #disconnecting = false;
 
-  constructor(socket: Socket, queue: ByteQueue, negotiated: Negotiated) {
+  constructor(socket: Socket, reads: SocketReads, queue: ByteQueue, negotiated: Negotiated) {
     this.structuredReplies = negotiated.structuredReplies;
     this.baseAllocationId = negotiated.baseAllocationId;
     this.#socket = socket;
     this.#queue = queue;
     this.#reader = new ReplyReader(queue, this);
     this.#closed = new Promise((resolve) => socket.once('close', () => resolve()));
-    socket.on('data', (chunk: Buffer) => this.#onData(chunk));
+    reads.route = this;
     socket.on('error', (err: NodeJS.ErrnoException) => this.#onLost(`connection error (${err.code ?? err.message})`));
     socket.on('end', () => this.#onLost('connection closed by the server'));
     socket.on('close', () => this.#onLost('connection closed'));
@@ -154,15 +158,32 @@ export class NbdConnection implements ReplyTarget {
     this.#socket.uncork();
   }
 
-  #onData(chunk: Buffer): void {
-    if (this.#fatal) return;
-    this.#queue.push(chunk);
-    this.#parse();
+  /**
+   * ReadRoute: the rest of a read's data when the reply parser is inside one, else the scratch
+   * buffer. Below SCRATCH_BYTES the scratch buffer wins: one read then takes the rest of the
+   * data and the next replies' headers together.
+   */
+  nextBuffer(): Uint8Array {
+    this.#direct = this.#fatal ? undefined : this.#reader.directTarget(SCRATCH_BYTES);
+    return this.#direct ?? this.#scratch;
   }
 
-  #parse(): void {
+  /** ReadRoute: bytes from the socket, either in a destination or in a borrowed buffer. */
+  onRead(n: number, buf: Uint8Array): void {
+    if (this.#fatal) return;
+    if (buf === this.#direct) {
+      this.#parse(() => this.#reader.receivedDirect(n));
+      return;
+    }
+    // The buffer is reused for the next read: parse what we can, and copy only what is left.
+    this.#queue.push(Buffer.from(buf.buffer, buf.byteOffset, n));
+    this.#parse(() => this.#reader.feed());
+    this.#queue.ownNewest();
+  }
+
+  #parse(step: () => void = () => this.#reader.feed()): void {
     try {
-      this.#reader.feed();
+      step();
     } catch (err) {
       this.fail(err instanceof SparsifyError ? err : nbdProtocolError(`unexpected parser failure: ${String(err)}`));
     }

@@ -75,6 +75,25 @@ export class ReplyReader {
     return `at byte ${this.#streamOffset} of the reply stream${inReply}`;
   }
 
+  /**
+   * Where the socket may write the next bytes directly: the rest of a read's data when nothing
+   * is queued before it and at least `minBytes` of it remain, so that the bulk of every read
+   * reply lands in its destination with one copy (the kernel's). Undefined otherwise.
+   */
+  directTarget(minBytes: number): Uint8Array | undefined {
+    if (this.#phase !== 'data' || this.queue.length > 0 || this.#remaining < minBytes) return undefined;
+    return (this.#req as InFlight).dest?.subarray(this.#destOffset, this.#destOffset + this.#remaining);
+  }
+
+  /** `n` bytes were written into the buffer {@link directTarget} returned. */
+  receivedDirect(n: number): void {
+    if (this.#phase !== 'data' || n > this.#remaining) throw nbdProtocolError('direct read outside a data phase');
+    this.#streamOffset += n;
+    this.#destOffset += n;
+    this.#remaining -= n;
+    if (this.#remaining === 0) this.feed();
+  }
+
   /** Consumes every complete piece of reply in the queue; a violation throws NBD_PROTOCOL saying where. */
   feed(): void {
     try {

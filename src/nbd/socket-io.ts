@@ -8,14 +8,24 @@ import { ByteQueue } from './byte-queue.js';
 import type { HandshakeIo } from './handshake.js';
 import { encodeOption } from './option-codec.js';
 import { NBD_OPT_ABORT, nbdProtocolError } from './protocol.js';
+import { CopyingRoute, SocketReads } from './socket-reads.js';
 
 /** How long a refused handshake waits for the server to hang up after NBD_OPT_ABORT. */
 const ABORT_TIMEOUT_MS = 1000;
 
+/** A connected socket whose reads go where `reads.route` says; until changed, copied into `route.queue`. */
+export interface ConnectedSocket {
+  readonly socket: Socket;
+  readonly reads: SocketReads;
+  readonly route: CopyingRoute;
+}
+
 /** Connects to a unix socket; TOOL_FAILED with the errno (ENOENT, ECONNREFUSED) as `cause` when nobody listens. */
-export function connectUnix(socketPath: string, signal: AbortSignal | undefined): Promise<Socket> {
+export function connectUnix(socketPath: string, signal: AbortSignal | undefined): Promise<ConnectedSocket> {
   return new Promise((resolve, reject) => {
-    const socket = createConnection({ path: socketPath });
+    const route = new CopyingRoute(new ByteQueue());
+    const reads = new SocketReads(route);
+    const socket = createConnection({ path: socketPath, onread: reads.onread });
     const onAbort = (): void => {
       socket.destroy();
       reject(cancelledError(signal));
@@ -24,7 +34,7 @@ export function connectUnix(socketPath: string, signal: AbortSignal | undefined)
     socket.once('connect', () => {
       signal?.removeEventListener('abort', onAbort);
       socket.removeAllListeners('error');
-      resolve(socket);
+      resolve({ socket, reads, route });
     });
     socket.once('error', (err: NodeJS.ErrnoException) => {
       signal?.removeEventListener('abort', onAbort);
@@ -42,18 +52,21 @@ export function connectUnix(socketPath: string, signal: AbortSignal | undefined)
 
 /** HandshakeIo over a connected socket; detach() hands the socket and leftover bytes on. */
 export class SocketHandshakeIo implements HandshakeIo {
-  readonly queue = new ByteQueue();
+  readonly queue: ByteQueue;
+  readonly socket: Socket;
+  readonly #route: CopyingRoute;
   #waiter: { n: number; what: string; resolve: (b: Uint8Array) => void; reject: (e: Error) => void } | undefined;
   #cancelled = false;
   /** Why the connection ended during the handshake, once it has. */
   #lost: string | undefined;
   #received = 0;
 
-  readonly #onData = (chunk: Buffer): void => {
-    this.queue.push(chunk);
-    this.#received += chunk.byteLength;
+  readonly #onData = (): void => {
+    this.#received = this.#consumed + this.queue.length;
     this.#wake();
   };
+  /** Bytes taken from the queue so far. */
+  #consumed = 0;
   readonly #onEnd = (): void => this.#fail(undefined);
   readonly #onError = (err: NodeJS.ErrnoException): void => this.#fail(err);
   readonly #onAbort = (): void => {
@@ -63,10 +76,15 @@ export class SocketHandshakeIo implements HandshakeIo {
   };
 
   constructor(
-    readonly socket: Socket,
+    connected: ConnectedSocket,
     private readonly signal: AbortSignal | undefined,
   ) {
-    socket.on('data', this.#onData);
+    const socket = connected.socket;
+    this.socket = socket;
+    this.#route = connected.route;
+    this.queue = connected.route.queue;
+    this.#route.onData = this.#onData;
+    this.#onData();
     socket.on('end', this.#onEnd);
     socket.on('close', this.#onEnd);
     socket.on('error', this.#onError);
@@ -87,7 +105,7 @@ export class SocketHandshakeIo implements HandshakeIo {
 
   /** Stops listening; the socket's later events belong to the next owner. */
   detach(): void {
-    this.socket.off('data', this.#onData);
+    this.#route.onData = () => {};
     this.socket.off('end', this.#onEnd);
     this.socket.off('close', this.#onEnd);
     this.socket.off('error', this.#onError);
@@ -119,6 +137,7 @@ export class SocketHandshakeIo implements HandshakeIo {
     if (!w) return;
     if (this.queue.length >= w.n) {
       this.#waiter = undefined;
+      this.#consumed += w.n;
       w.resolve(this.queue.take(w.n));
     } else if (this.#cancelled || this.#lost !== undefined) {
       this.#waiter = undefined;

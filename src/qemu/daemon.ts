@@ -41,6 +41,8 @@ export interface StartDaemonOptions {
   readonly explainEarlyExit: (exit: DaemonExit) => Error;
   /** What the daemon gets from the kernel when sparsify dies (default SIGTERM). */
   readonly deathSignal?: DeathSignal;
+  /** Variables added to the daemon's environment. */
+  readonly env?: Readonly<Record<string, string>>;
 }
 
 const POLL_MS = 20;
@@ -63,6 +65,7 @@ export async function startDaemon(ctx: RunContext, file: string, args: readonly 
     stdout: 'ignore',
     // A daemon may run for hours: keep the start of its stderr (where startup errors are), not all of it.
     stderr: [keepFirstLines(STDERR_LINES)],
+    ...(opts.env ? { env: opts.env } : {}),
   } as const;
   const child = spawnTool(ctx, file, args, spawnOptions, opts.deathSignal);
   let done = false;

@@ -72,6 +72,23 @@ export interface DaemonPaths {
   readonly pidFile: string;
   /** 'file' for regular files, 'host_device' for block devices. */
   readonly protocolDriver: 'file' | 'host_device';
+  /** The file node's I/O engine (default: qemu's, the thread pool). */
+  readonly aio?: 'io_uring' | 'threads';
+}
+
+/**
+ * glibc malloc settings for the daemon. Its NBD server allocates a buffer per request and frees
+ * it on the reply; above the default 128 KiB mmap threshold (or after glibc trims the heap) each
+ * one is a fresh mapping that the kernel faults in and zeroes, then unmaps. Fixed thresholds keep
+ * the buffers in the heap for reuse; the heap stays as large as the requests in flight at most
+ * (qemu serves 16 per connection). Measured reading 3.5 GiB of qcow2 over NBD: the daemon's
+ * system time fell from 4.3 s to 1.9 s.
+ */
+const MALLOC_TUNABLES = 'glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=134217728';
+
+/** The daemon's environment: our malloc settings after any the user set. */
+export function daemonEnv(inherited: string | undefined = process.env['GLIBC_TUNABLES']): Record<string, string> {
+  return { GLIBC_TUNABLES: inherited ? `${inherited}:${MALLOC_TUNABLES}` : MALLOC_TUNABLES };
 }
 
 const DEFAULT_READY_TIMEOUT_MS = 30_000;
@@ -93,6 +110,7 @@ export function daemonArgs(opts: ServeOptions, paths: DaemonPaths, exportName: s
     'read-only': ro,
     discard,
     cache: { direct: opts.cacheDirect ?? false, 'no-flush': false },
+    ...(paths.aio ? { aio: paths.aio } : {}),
   };
   const guard = opts.format === 'raw' ? writeGuardNode(ro, discard) : undefined;
   const format = {
@@ -151,14 +169,9 @@ export async function serveImage(ctx: RunContext, opts: ServeOptions): Promise<S
   const stack = new AsyncStack((err) => ctx.log.warn(`stopping qemu-storage-daemon: ${String(err)}`));
   try {
     const socketPath = await socketPathFor(opts.dir, `${id}.sock`, stack);
-    const args = daemonArgs(opts, { socketPath, pidFile, protocolDriver }, exportName);
     stack.defer(() => rm(socketPath, { force: true }));
     stack.defer(() => rm(pidFile, { force: true }));
-    const daemon = await startDaemon(ctx, 'qemu-storage-daemon', args, {
-      pidFile,
-      readyTimeoutMs,
-      explainEarlyExit: (exit) => explainDaemonFailure(exit, opts),
-    });
+    const daemon = await startServer(ctx, opts, { socketPath, pidFile, protocolDriver }, exportName, readyTimeoutMs);
     stack.defer(async () => {
       await daemon.stop('SIGTERM');
     });
@@ -189,6 +202,38 @@ export async function serveImage(ctx: RunContext, opts: ServeOptions): Promise<S
     // A daemon that could not start (pid file, socket) in a full directory: say so, not qemu's text.
     throw (isSparsifyError(err, 'TOOL_FAILED') && (await fullDirError(opts.dir, err))) || err;
   }
+}
+
+/** Set once a daemon could not use io_uring here (seccomp, kernel.io_uring_disabled): later ones use threads. */
+let ioUringRefused = false;
+
+/** qemu's early exit when it cannot set up io_uring; the daemon is then started with threads. */
+class IoUringRefused extends Error {}
+
+/**
+ * Starts the daemon with aio=io_uring, or with qemu's thread pool where io_uring is refused.
+ * Measured on a copy of 3.5 GiB to a qcow2 output (the writing daemon, page cache), two A/B
+ * rounds: CPU 12.4 s and 12.1 s -> 9.7 s and 9.9 s, wall 16.4 s and 26.0 s -> 12.8 s and 20.0 s.
+ */
+async function startServer(ctx: RunContext, opts: ServeOptions, paths: DaemonPaths, exportName: string, readyTimeoutMs: number) {
+  const start = (aio: 'io_uring' | 'threads') =>
+    startDaemon(ctx, 'qemu-storage-daemon', daemonArgs(opts, { ...paths, aio }, exportName), {
+      pidFile: paths.pidFile,
+      readyTimeoutMs,
+      env: daemonEnv(),
+      explainEarlyExit: (exit) =>
+        aio === 'io_uring' && /io_uring/i.test(exit.stderr) ? new IoUringRefused(exit.stderr) : explainDaemonFailure(exit, opts),
+    });
+  if (!ioUringRefused) {
+    try {
+      return await start('io_uring');
+    } catch (err) {
+      if (!(err instanceof IoUringRefused)) throw err;
+      ioUringRefused = true;
+      ctx.log.debug(`qemu-storage-daemon cannot use io_uring here, using threads: ${err.message.trim()}`);
+    }
+  }
+  return start('threads');
 }
 
 /**

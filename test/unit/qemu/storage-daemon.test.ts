@@ -58,6 +58,12 @@ describe('daemonArgs', () => {
     expect(options(argv, '--blockdev').map((n) => n.driver)).toEqual(['file', 'qcow2']);
   });
 
+  it('sets the I/O engine on the file node only when asked', () => {
+    const [proto] = options(daemonArgs(base, { ...paths, aio: 'io_uring' }, 'disk'), '--blockdev');
+    expect(proto).toMatchObject({ driver: 'file', aio: 'io_uring' });
+    expect(options(daemonArgs(base, paths, 'disk'), '--blockdev')[0]).not.toHaveProperty('aio');
+  });
+
   it('refuses detect-zeroes=unmap without discard', () => {
     expect(() => daemonArgs({ ...base, discard: false, detectZeroes: 'unmap' }, paths, 'd')).toThrowError(/detect-zeroes=unmap/);
   });
