@@ -4,9 +4,11 @@
  */
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { RunContext } from '../context.js';
 import { SparsifyError, cancelledError } from '../errors.js';
+import { fullDirError } from '../host/free-space.js';
 import { errnoOf } from '../util/errno.js';
 import { LAUNCHER, launcherFoundNoProgram, missingTool, spawnTool, stderrTail, type DeathSignal } from '../util/run.js';
 
@@ -135,9 +137,12 @@ async function waitForPidFile(ctx: RunContext, file: string, daemon: Daemon, opt
       throw opts.explainEarlyExit(exit);
     }
     if (ctx.signal.aborted) throw cancelledError();
-    const text = await readFile(opts.pidFile, 'utf8').catch(() => '');
+    const text = await readFile(opts.pidFile, 'utf8').catch(() => undefined);
     // The pid file is written after every export exists (qemu-storage-daemon(1), nbdfuse(1)).
-    if (text.trim() === String(daemon.pid)) return;
+    if (text?.trim() === String(daemon.pid)) return;
+    // Created but empty: its write may have failed for want of space, and the daemon waits on.
+    const full = text === '' || Date.now() > deadline ? await fullDirError(dirname(opts.pidFile), new Error('no space for the pid file')) : undefined;
+    if (full) throw full;
     if (Date.now() > deadline) {
       throw new SparsifyError('TOOL_FAILED', `${opts.pidFile}: daemon not ready after ${opts.readyTimeoutMs} ms`);
     }
