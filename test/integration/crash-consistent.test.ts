@@ -126,7 +126,7 @@ describeIntegration('crash-consistent snapshots: dirty journals are replayed, ne
     await mkdir(tmp);
     const out = join(dir, 'out.raw');
     const json = join(dir, 'copy.json');
-    const r = await runCli(['--format', 'raw', '--tmp', tmp, '--json', json, snapshot, out]);
+    const r = await runCli(['--engine', 'mount', '--format', 'raw', '--tmp', tmp, '--json', json, snapshot, out]);
     expect(r.exitCode, r.stderr).toBe(0);
     const rows = (await readReport(json)).volumes;
     for (const row of rows) {
@@ -141,7 +141,7 @@ describeIntegration('crash-consistent snapshots: dirty journals are replayed, ne
   it('in place: journals replayed in the image; the files are those after replay', async () => {
     const disk = join(dir, 'inplace.raw');
     await copyImage(snapshot, disk);
-    const r = await runCli(['--in-place', '--format', 'raw', disk]);
+    const r = await runCli(['--in-place', '--engine', 'mount', '--format', 'raw', disk]);
     expect(r.exitCode, r.stderr).toBe(0);
     await expectReplayedFiles(disk);
   });
