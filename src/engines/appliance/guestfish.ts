@@ -139,7 +139,7 @@ class Session {
   async start(options: LaunchOptions): Promise<void> {
     const tmp = join(this.dir, 'tmp');
     await mkdir(tmp);
-    const runtimeDir = this.dir.length <= MAX_RUNTIME_DIR ? this.dir : await makeWorkDir('/tmp');
+    const runtimeDir = Buffer.byteLength(this.dir) <= MAX_RUNTIME_DIR ? this.dir : await makeWorkDir('/tmp');
     if (runtimeDir !== this.dir) this.#shortDir = runtimeDir;
     const env = { ...options.host.env, LIBGUESTFS_TMPDIR: tmp, TMPDIR: tmp, XDG_RUNTIME_DIR: runtimeDir };
     const child = (this.#child = startGuestfish(this.ctx, env, this.dir));
