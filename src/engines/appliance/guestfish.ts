@@ -88,6 +88,7 @@ const MAX_RUNTIME_DIR = 107 - '/libguestfsXXXXXX/guestfsd.sock'.length;
 /** How long guestfish gets to quit on end-of-file (sync, stop qemu under TCG) before it is killed. */
 const QUIT_GRACE_MS = 30_000;
 const STDERR_TAIL_LINES = 20;
+const STOP_POLL_MS = 250;
 
 /**
  * Launches one appliance with these drives. Its process is told to `onProcess`; its temporary
@@ -103,6 +104,7 @@ export async function launchAppliance(ctx: RunContext, options: LaunchOptions): 
     for (const drive of options.drives) await session.run(...driveCommand(drive));
     if (options.scratchBytes) await session.run('add-drive-scratch', String(options.scratchBytes));
     await session.run('run');
+    throwIfCancelled(ctx.signal);
     await session.noteLibguestfsDirs();
     return { pid: session.pid, run: (command, ...args) => session.run(command, ...args), [Symbol.asyncDispose]: () => session.stop() };
   } catch (err) {
@@ -124,6 +126,8 @@ class Session {
   #stderrTail: string[] = [];
   /** libguestfs' own temporary directories, seen in qemu's command line (root's are under /tmp). */
   #libguestfsDirs = new Set<string>();
+  /** A short XDG_RUNTIME_DIR under /tmp when workDir is too long for a socket path. */
+  #shortDir: string | undefined;
   #stopping: Promise<void> | undefined;
   readonly #onAbort = (): void => void this.stop();
 
@@ -135,8 +139,8 @@ class Session {
   async start(options: LaunchOptions): Promise<void> {
     const tmp = join(this.dir, 'tmp');
     await mkdir(tmp);
-    const runtimeDir = this.dir.length <= MAX_RUNTIME_DIR ? this.dir : await makeWorkDir('/tmp');
-    if (runtimeDir !== this.dir) this.#libguestfsDirs.add(runtimeDir);
+    const runtimeDir = Buffer.byteLength(this.dir) <= MAX_RUNTIME_DIR ? this.dir : await makeWorkDir('/tmp');
+    if (runtimeDir !== this.dir) this.#shortDir = runtimeDir;
     const env = { ...options.host.env, LIBGUESTFS_TMPDIR: tmp, TMPDIR: tmp, XDG_RUNTIME_DIR: runtimeDir };
     const child = (this.#child = startGuestfish(this.ctx, env, this.dir));
     this.pid = child.pid ?? -1;
@@ -149,7 +153,7 @@ class Session {
     this.#exited = child.then((r) => {
       this.#done = true;
       const exit: DaemonExit = { exitCode: r.exitCode, signal: r.signal, stderr: this.#stderrTail.join('\n'), byOwner: this.#byOwner };
-      this.#frames.close(r.failed && r.exitCode === undefined && r.signal === undefined ? r.cause : new Error(describeExit('guestfish', exit)));
+      this.#frames.close(r.failed && r.exitCode === undefined && r.signal === undefined ? r.cause : new SparsifyError('TOOL_FAILED', describeExit('guestfish', exit)));
       return exit;
     });
     if (child.pid === undefined) {
@@ -206,10 +210,15 @@ class Session {
     if (child && !this.#done) {
       this.#byOwner = true;
       await this.noteLibguestfsDirs();
-      if (this.#busy > 0) await signalChildren(this.pid, 'SIGTERM');
       child.stdin?.end();
-      const timer = delay(QUIT_GRACE_MS, 'timeout' as const, { ref: false });
-      if ((await Promise.race([this.#exited, timer])) === 'timeout' && !this.#done) {
+      const deadline = Date.now() + QUIT_GRACE_MS;
+      while (!this.#done && Date.now() < deadline) {
+        // A command in flight (a launch, a trim) ends when its qemu does; a launch may start
+        // its qemu (or supermin, or qemu-img) after the first look, so look again.
+        if (this.#busy > 0) await signalChildren(this.pid, 'SIGTERM');
+        await Promise.race([this.#exited, delay(STOP_POLL_MS, undefined, { ref: false })]);
+      }
+      if (!this.#done) {
         this.ctx.log.debug(`guestfish ${this.pid} did not quit within ${QUIT_GRACE_MS} ms; killing it`);
         await signalChildren(this.pid, 'SIGKILL');
         child.kill('SIGKILL');
@@ -218,6 +227,7 @@ class Session {
     const exit = await this.#exited;
     if (exit.signal !== undefined || exit.exitCode !== 0) await this.noteLibguestfsDirs();
     for (const d of this.#libguestfsDirs) await rm(d, { recursive: true, force: true });
+    if (this.#shortDir) await rm(this.#shortDir, { recursive: true, force: true });
     await rm(this.dir, { recursive: true, force: true });
   }
 
