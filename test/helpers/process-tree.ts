@@ -1,7 +1,8 @@
 /**
  * Watching the processes a run starts: every descendant of a pid seen while it runs (sampled),
  * so that a test can tell, after the run, which of them outlived it (an orphaned qemu is
- * reparented away from the run and no longer shows as its descendant).
+ * reparented away from the run and no longer shows as its descendant). A process is recorded
+ * again when its command line changes: a fork is seen first with its parent's, then exec's.
  */
 import { readFileSync } from 'node:fs';
 import { descendants } from '../../scripts/benchmark/measure.js';
@@ -22,12 +23,11 @@ function cmdlineOf(pid: number): string | undefined {
 
 /** Samples the descendants of `root` every `everyMs` until stopped. */
 export function watchDescendants(root: number, everyMs = 100): { seen(): SeenProcess[]; stop(): SeenProcess[] } {
-  const seen = new Map<number, SeenProcess>();
+  const seen = new Map<string, SeenProcess>();
   const sample = (): void => {
     for (const pid of descendants(root)) {
-      if (seen.has(pid)) continue;
       const cmdline = cmdlineOf(pid);
-      if (cmdline) seen.set(pid, { pid, cmdline });
+      if (cmdline) seen.set(`${pid} ${cmdline}`, { pid, cmdline });
     }
   };
   sample();
