@@ -1,17 +1,10 @@
 /** The report as a person reads it at the end of a run on a terminal or in a log. */
-import { ZEROING_ENGINE } from '../engines/registry.js';
 import { humanBytes } from '../util/size.js';
-import type { RunReport, VerifyReport, VolumeReport } from './types.js';
-
-/** The engine that handled a volume ('-' for one left as it was): --zero and swap are the map engine's. */
-function engineOf(v: VolumeReport): string {
-  if (v.action === 'keep') return '-';
-  return v.action === 'zero' || v.action === 'swap' ? ZEROING_ENGINE : v.action;
-}
+import type { RunReport, VerifyReport } from './types.js';
 
 /** The closing summary: per volume what was done, by which engine, and reclaimed, then sizes before and after. */
 export function formatSummary(report: RunReport): string {
-  const rows = report.volumes.map((v) => [v.name, v.type, engineOf(v), v.handled, humanBytes(v.reclaimedBytes), v.reason]);
+  const rows = report.volumes.map((v) => [v.name, v.type, v.engine ?? '-', v.handled, humanBytes(v.reclaimedBytes), v.reason]);
   const header = ['Volume', 'Type', 'Engine', 'Handled', 'Reclaimed', 'Why'];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: string[]) => cells.map((c, i) => (i < cells.length - 1 ? c.padEnd(widths[i]!) : c)).join('  ');
