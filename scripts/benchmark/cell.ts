@@ -29,6 +29,8 @@ export interface RunRecord extends Measurement {
   readonly outputBytes: number;
   /** In place only: allocated bytes of the copy before the run. */
   readonly beforeBytes?: number;
+  /** sparsify rows: seconds per phase, from its --json report ("volume /dev/sda1", "launch" …). */
+  readonly phases?: Readonly<Record<string, number>>;
 }
 
 export interface RowResult {
@@ -70,6 +72,7 @@ export async function runCell(cell: Cell, peers: readonly Peer[], s: CellSetting
     output: join(s.runDir, `out-${safeId}-${peer.name}.${cell.kind === 'in-place' ? cell.inputFormat : outputFormat({ kind: cell.kind, inputFormat: cell.inputFormat })}`),
     virtualBytes: cell.image.virtualBytes,
     sparsify: s.sparsify,
+    report: join(s.runDir, `${safeId}-${peer.name}.report.json`),
   });
   readWholeFile(input);
   if (peers.some((p) => p.name === 'floor')) readWholeFile(cell.floor.path(cell.inputFormat));
@@ -96,7 +99,8 @@ export async function runCell(cell: Cell, peers: readonly Peer[], s: CellSetting
       s.say(`${cell.id} round ${round + 1}/${s.runs}: ${peer.name}`);
       const m = await measure(row.argv, peer.env ?? {}, tmp, log);
       rmSync(tmp, { recursive: true, force: true });
-      row.runs.push({ ...m, round, position, outputBytes: allocated(ctx.output), ...(beforeBytes === undefined ? {} : { beforeBytes }) });
+      const phases = peer.report && m.exitCode === 0 ? readPhases(ctx.report) : undefined;
+      row.runs.push({ ...m, round, position, outputBytes: allocated(ctx.output), ...(beforeBytes === undefined ? {} : { beforeBytes }), ...(phases ? { phases } : {}) });
       if (m.exitCode !== 0) {
         row.status = 'failed';
         row.log = log;
@@ -119,6 +123,16 @@ export async function runCell(cell: Cell, peers: readonly Peer[], s: CellSetting
     }
   }
   return [...rows.values()];
+}
+
+/** Phase name → seconds from sparsify's --json report (`phases: [{name, ms}]`); undefined when unreadable. */
+function readPhases(path: string): Record<string, number> | undefined {
+  try {
+    const report = JSON.parse(readFileSync(path, 'utf8')) as { phases?: { name: string; ms: number }[] };
+    return Object.fromEntries((report.phases ?? []).map((p) => [p.name, p.ms / 1000]));
+  } catch {
+    return undefined;
+  }
 }
 
 function tailOf(path: string): string {

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { runCell, type Cell, type RowResult } from './cell.js';
 import { checksSettled } from './check.js';
-import { ensureImage, floorSpecOf, PROFILE_NAMES, specOf, type BenchImage, type ProfileName } from './images.js';
+import { DEFAULT_PROFILES, ensureImage, floorSpecOf, PROFILE_NAMES, specOf, type BenchImage, type ProfileName } from './images.js';
 import { stopCurrent } from './measure.js';
 import { COPY_KINDS, OUTPUT_KINDS, PEER_NAMES, PEERS, type OutputKind, type Peer } from './peers.js';
 import { describeImage, formatCell, summarize, TABLE_NOTES, type RowSummary } from './report.js';
@@ -48,7 +48,7 @@ function globToRegExp(glob: string): RegExp {
 function parseArgs(argv: readonly string[]): Settings {
   const program = new Command('scripts/bench')
     .description('Times sparsify against virt-sparsify, qemu-img convert -W, nbdcopy and the floor on images with little, half and mostly live data.')
-    .option('--images <list>', `live-data profiles (${PROFILE_NAMES.join(',')})`, PROFILE_NAMES.join(','))
+    .option('--images <list>', `image profiles (${PROFILE_NAMES.join(',')}; dirty: ext4 and xfs with journals to replay, and btrfs)`, DEFAULT_PROFILES.join(','))
     .option('--inputs <list>', 'input formats to time (raw,qcow2)', 'qcow2')
     .option('--outputs <list>', `output kinds (${COPY_KINDS.join(',')})`, COPY_KINDS.join(','))
     .option('--in-place', 'add the in-place cell (sparsify --in-place vs virt-sparsify --in-place on a copy)')
@@ -145,8 +145,8 @@ async function main(): Promise<number> {
   const images = new Map<ProfileName, { image: BenchImage; floor: BenchImage }>();
   for (const profile of new Set(planned.map((c) => c.profile))) {
     const spec = specOf(profile, s.sizeArg, s.fs);
-    const image = ensureImage(REPO, s.benchDir, spec, say);
-    const floor = peers.some((p) => p.name === 'floor') ? ensureImage(REPO, s.benchDir, floorSpecOf(spec), say) : image;
+    const image = await ensureImage(REPO, s.benchDir, spec, say);
+    const floor = peers.some((p) => p.name === 'floor') ? await ensureImage(REPO, s.benchDir, floorSpecOf(spec), say) : image;
     images.set(profile, { image, floor });
   }
   const cells: Cell[] = planned.map((c) => ({ ...c, ...images.get(c.profile)! }));

@@ -8,8 +8,8 @@ export type OutputKind = 'raw' | 'qcow2' | 'zlib' | 'zstd' | 'in-place';
 export const OUTPUT_KINDS: readonly OutputKind[] = ['raw', 'qcow2', 'zlib', 'zstd', 'in-place'];
 export const COPY_KINDS: readonly OutputKind[] = ['raw', 'qcow2', 'zlib', 'zstd'];
 
-export type PeerName = 'sparsify' | 'sparsify-nozero' | 'virt-sparsify' | 'qemu-img' | 'qemu-img-m16' | 'nbdcopy' | 'floor';
-export const PEER_NAMES: readonly PeerName[] = ['sparsify', 'sparsify-nozero', 'virt-sparsify', 'qemu-img', 'qemu-img-m16', 'nbdcopy', 'floor'];
+export type PeerName = 'sparsify' | 'sparsify-mount' | 'sparsify-nozero' | 'virt-sparsify' | 'qemu-img' | 'qemu-img-m16' | 'nbdcopy' | 'floor';
+export const PEER_NAMES: readonly PeerName[] = ['sparsify', 'sparsify-mount', 'sparsify-nozero', 'virt-sparsify', 'qemu-img', 'qemu-img-m16', 'nbdcopy', 'floor'];
 
 /**
  * How an output is judged before its times count: `input` — qemu-img compare against the input
@@ -31,6 +31,8 @@ export interface RunContext {
   readonly virtualBytes: number;
   /** argv prefix that runs sparsify. */
   readonly sparsify: readonly string[];
+  /** Where a peer that writes sparsify's --json report puts it. */
+  readonly report: string;
 }
 
 export interface Peer {
@@ -39,6 +41,8 @@ export interface Peer {
   readonly check: CheckKind;
   /** Extra environment. */
   readonly env?: Readonly<Record<string, string>>;
+  /** The run writes sparsify's --json report at ctx.report (its phase times are kept). */
+  readonly report?: boolean;
   /** Untimed set-up, e.g. an empty destination; argv lists run in order. */
   prepare?(ctx: RunContext): string[][];
   argv(ctx: RunContext): string[];
@@ -76,7 +80,10 @@ function qemuImgConvert(ctx: RunContext, input: string, extra: readonly string[]
 export const GUESTFS_ENV = { LIBGUESTFS_BACKEND: 'direct', LIBGUESTFS_BACKEND_SETTINGS: 'force_tcg', LIBGUESTFS_CACHEDIR: '/var/tmp' };
 
 export const PEERS: readonly Peer[] = [
-  { name: 'sparsify', kinds: OUTPUT_KINDS, check: 'manifest', argv: (ctx) => [...ctx.sparsify, ...sparsifierArgs(ctx)] },
+  // The default engine (--engine auto: map, then the appliance, then mount).
+  { name: 'sparsify', kinds: OUTPUT_KINDS, check: 'manifest', report: true, argv: (ctx) => [...ctx.sparsify, '--json', ctx.report, ...sparsifierArgs(ctx)] },
+  // virt-sparsify's way without a VM: every volume mounted in the host kernel (root).
+  { name: 'sparsify-mount', kinds: OUTPUT_KINDS, check: 'manifest', report: true, argv: (ctx) => [...ctx.sparsify, '--engine', 'mount', '--json', ctx.report, ...sparsifierArgs(ctx)] },
   // The copier alone: no filesystem pass, so the output must equal the input.
   { name: 'sparsify-nozero', kinds: COPY_KINDS, check: 'input', argv: (ctx) => [...ctx.sparsify, '--no-zero', ...sparsifierArgs(ctx)] },
   { name: 'virt-sparsify', kinds: OUTPUT_KINDS, check: 'manifest', env: GUESTFS_ENV, argv: (ctx) => ['virt-sparsify', ...sparsifierArgs(ctx)] },

@@ -22,6 +22,16 @@ export interface RowSummary {
   readonly sizeVsSparsify?: number;
   readonly match?: boolean;
   readonly check?: string;
+  /** sparsify rows: the filesystem pass (its report's "volume …" phases), median seconds. */
+  readonly volumePassSeconds?: number;
+  /** sparsify rows: the appliance's launch (its report's phases named "…launch…"), median seconds. */
+  readonly launchSeconds?: number;
+}
+
+/** Seconds of the phases whose name passes `test`; undefined when the run has no such phase. */
+function phaseSeconds(phases: Readonly<Record<string, number>> | undefined, test: (name: string) => boolean): number | undefined {
+  const matching = Object.entries(phases ?? {}).filter(([name]) => test(name));
+  return matching.length === 0 ? undefined : matching.reduce((sum, [, seconds]) => sum + seconds, 0);
 }
 
 function definedMedian(values: readonly (number | undefined)[]): number | undefined {
@@ -45,6 +55,8 @@ export function summarize(rows: readonly RowResult[]): RowSummary[] {
       beforeBytes: definedMedian(good.map((r) => r.beforeBytes)),
       match: row.check?.ok,
       check: row.check?.detail,
+      volumePassSeconds: definedMedian(good.map((r) => phaseSeconds(r.phases, (name) => name.startsWith('volume ')))),
+      launchSeconds: definedMedian(good.map((r) => phaseSeconds(r.phases, (name) => /launch/i.test(name)))),
     };
   });
   const sparsify = base.find((r) => r.peer === 'sparsify');
@@ -69,12 +81,14 @@ export function describeImage(name: string, image: BenchImage, allocatedBytes: n
 /** The terminal table of one cell. */
 export function formatCell(cell: Cell, runs: number, rows: readonly RowSummary[]): string {
   const inPlace = cell.kind === 'in-place';
-  const head = ['peer', 'ok', 'wall s', 'vs sparsify', 'cpu s', 'peak RSS MiB', 'tmp MiB',
+  const phased = rows.some((r) => r.volumePassSeconds !== undefined || r.launchSeconds !== undefined);
+  const head = ['peer', 'ok', 'wall s', ...(phased ? ['fs pass s', 'launch s'] : []), 'vs sparsify', 'cpu s', 'peak RSS MiB', 'tmp MiB',
     inPlace ? 'before MiB' : 'output MiB', inPlace ? 'after MiB' : 'out/sparsify', 'match'];
   const lines = rows.map((r) => [
     r.peer,
     `${r.runsOk}/${runs}`,
     fixed(r.wallSeconds, 2),
+    ...(phased ? [fixed(r.volumePassSeconds, 2), fixed(r.launchSeconds, 2)] : []),
     r.status === 'failed' ? 'FAILED' : r.status === 'mismatch' ? 'WRONG OUTPUT' : r.peer === 'sparsify' ? '(baseline)' : describeTimeRatio(r.timeVsSparsify),
     fixed(r.cpuSeconds, 1),
     mib(r.peakRssBytes),
@@ -96,5 +110,7 @@ export const TABLE_NOTES = [
   'TMPDIR. output: allocated bytes. match: qemu-img compare with the input (floor: with the floor image), or, for',
   'sparsify and virt-sparsify, every kept file, the partition table and the swap headers checked against',
   'make-image\'s manifest; checked once per row, after its first run. floor: qemu-img convert -W of the same',
-  'image built with no deleted data (writing the live data once).',
+  'image built with no deleted data (writing the live data once). fs pass, launch (sparsify rows): medians of',
+  'the phases in its --json report: the filesystem pass (every "volume …" phase, the appliance\'s launch',
+  'included) and the appliance\'s launch alone (phases named "…launch…"); "-" when the run had none.',
 ].join('\n');

@@ -9,6 +9,7 @@ import type { RunContext } from '../context.js';
 import type { BlockDevice } from '../disk/types.js';
 import type { ProbedVolume, VolumePlan } from '../plan/types.js';
 import type { ServingProcess } from '../qemu/storage-daemon.js';
+import type { Verdict as HostVerdict } from '../util/verdict.js';
 
 /** Usable, or the reason why not; `blame` says whether the volume or this host is the cause. */
 export type Verdict =
@@ -19,6 +20,8 @@ export type Verdict =
 export interface HostFacts {
   /** Loop devices, mounts and FUSE files need root. */
   readonly root: boolean;
+  /** libguestfs can launch its appliance here, or the one-line reason why not (naming the package to install). */
+  readonly appliance: HostVerdict;
 }
 
 /** Where a disk's volumes are worked on: the copy overlay, or the image itself in place. */
@@ -48,9 +51,21 @@ export interface VolumeOutcome {
   readonly reclaimedBytes?: number;
 }
 
+/**
+ * What an engine shows of its work on one volume: each step it names (launching a VM, mounting,
+ * trimming) becomes the volume's line in the task list and a status message, and is timed for
+ * the report under `phase` (or its text).
+ */
+export interface EngineSteps {
+  step<T>(text: string, fn: () => Promise<T>, phase?: string): Promise<T>;
+}
+
+/** Steps shown nowhere: for callers with no task list (tests, the library's silent runs). */
+export const quietSteps: EngineSteps = { step: (_text, fn) => fn() };
+
 /** An engine opened on one disk: runs the plans given to it; disposed once, after the last. */
 export interface EngineSession extends AsyncDisposable {
-  run(plan: VolumePlan): Promise<VolumeOutcome>;
+  run(plan: VolumePlan, steps: EngineSteps): Promise<VolumeOutcome>;
 }
 
 /** One entry of the engine table. */

@@ -1,13 +1,16 @@
 /**
  * The engine table. An engine is added by its own folder and one line here; the planner, the
  * volume pass, the preflight, the overlay decision and `--engine` all read this list. The order
- * is the order of preference under `--engine auto` (the map engine first: no root, no writes).
+ * is the order of preference under `--engine auto`: the map engine first (no root, no writes),
+ * then the appliance (guest filesystems mounted inside a VM, no root), then the mount engine
+ * (root, the host's kernel: only where no appliance can run).
  */
+import { applianceEngine } from './appliance/engine.js';
 import type { Engine } from './engine.js';
 import { mapEngine } from './map/engine.js';
 import { mountEngine } from './mount/engine.js';
 
-export const ENGINES = [mapEngine, mountEngine] as const;
+export const ENGINES = [mapEngine, applianceEngine, mountEngine] as const;
 
 /** An engine's id: a value of `--engine` and an action in the report. */
 export type EngineId = (typeof ENGINES)[number]['id'];
@@ -17,6 +20,12 @@ export const ENGINE_CHOICES = ['auto', ...ENGINES.map((e) => e.id)] as const;
 
 /** The engine that runs byte-level actions (free maps, --zero, swap). */
 export const ZEROING_ENGINE = 'map' satisfies EngineId;
+
+/** The engine that mounts guest filesystems inside a libguestfs VM: it needs a host fact the planner asks for. */
+export const APPLIANCE_ENGINE = 'appliance' satisfies EngineId;
+
+/** The engine that mounts guest filesystems in the host's own kernel (a notice says so under auto). */
+export const HOST_KERNEL_ENGINE = 'mount' satisfies EngineId;
 
 /** The entry of `id` in `engines`. */
 export function engineById(id: string, engines: readonly Engine[] = ENGINES): Engine {

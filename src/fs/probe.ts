@@ -11,6 +11,7 @@ import { btrfsDriver } from './btrfs/index.js';
 import type { FsDriver } from './driver.js';
 import { extDriver } from './ext/index.js';
 import { fatDriver } from './fat/index.js';
+import { foreignDriver } from './foreign/index.js';
 import { luksDriver } from './luks/index.js';
 import { lvmPvDriver } from './lvm-pv/index.js';
 import { ntfsDriver } from './ntfs/index.js';
@@ -30,7 +31,8 @@ export const PROBE_HEAD_BYTES = 8192;
  * one's bytes alone: mke2fs and mkswap never write the first 1 KiB, where FAT, NTFS and XFS
  * keep their boot sector or superblock, while those three always overwrite 1–2 KiB; mkfs.btrfs
  * zeroes the first megabytes, so anything else found there is newer. LUKS and LVM labels carry
- * long magics (and a CRC for LVM) and come first, as in libblkid.
+ * long magics (and a CRC for LVM) and come first, as in libblkid. The filesystems known by
+ * signature only come last: one sparsify can read wins over a stale foreign magic.
  */
 export const FS_DRIVERS: readonly FsDriver[] = [
   luksDriver,
@@ -41,6 +43,7 @@ export const FS_DRIVERS: readonly FsDriver[] = [
   ntfsDriver,
   fatDriver,
   btrfsDriver,
+  foreignDriver,
 ];
 
 /** The driver whose detector reports `type`; undefined for 'unknown'. */

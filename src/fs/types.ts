@@ -12,6 +12,13 @@ export type FsType =
   | 'swap'
   | 'luks'
   | 'lvm-pv'
+  // Known by signature only (fs/foreign/): the appliance's kernel mounts them.
+  | 'f2fs'
+  | 'jfs'
+  | 'hfsplus'
+  | 'exfat'
+  | 'reiserfs'
+  | 'nilfs2'
   | 'unknown';
 
 /** The result of probing one volume by its superblock. */

@@ -12,6 +12,8 @@ export interface LinearLv {
   readonly name: string;
   readonly firstPe: number;
   readonly extentCount: number;
+  /** The LV is read-only (no WRITE status). */
+  readonly readOnly: boolean;
 }
 
 /** How the LVs of a VG map onto one of its PVs. */
@@ -164,7 +166,7 @@ export function mapLvmPv(vg: LvmVg, pv: LvmPv, fail: Fail): LvmPvMap {
     if (!isUserFacing(lv, refs) || whollyElsewhere(lv, pv)) continue;
     const reason = unhandledReason(lv, pv, refs);
     if (reason) unhandled.push({ name: lv.name, reason });
-    else linear.push({ name: lv.name, firstPe: lv.segments[0]!.pvAreas[0]!.firstPe, extentCount: totalExtents(lv) });
+    else linear.push({ name: lv.name, firstPe: lv.segments[0]!.pvAreas[0]!.firstPe, extentCount: totalExtents(lv), readOnly: !lv.writable });
   }
   for (const type of unknown) notes.push(`unknown LVM segment type "${type}": no extent of this PV is treated as free`);
   return { linear, unhandled, usedExtents: usedExtents(vg, pv, fail), usedIsComplete: unknown.size === 0, notes };

@@ -46,6 +46,8 @@ export interface LvmSegment {
 export interface LvmLv {
   readonly name: string;
   readonly visible: boolean;
+  /** LVM's WRITE status flag is set (lvchange -p r clears it). */
+  readonly writable: boolean;
   readonly segments: readonly LvmSegment[];
 }
 
@@ -190,7 +192,7 @@ function parseSegments(lvName: string, section: LvmConfigSection, pvKeys: Readon
 
 function parseLv(name: string, section: LvmConfigSection, pvKeys: ReadonlySet<string>, fail: Fail): LvmLv {
   const status = arrayOf(section, 'status', `LV ${name}`, fail);
-  return { name, visible: status.includes('VISIBLE'), segments: parseSegments(name, section, pvKeys, fail) };
+  return { name, visible: status.includes('VISIBLE'), writable: status.includes('WRITE'), segments: parseSegments(name, section, pvKeys, fail) };
 }
 
 /** The VG section: the only section at the top level of a metadata text. */

@@ -172,6 +172,7 @@ function resultFor(
       offsetBytes: toBytes(lv.firstPe),
       sizeBytes: lv.extentCount * extentSizeBytes,
       kind: 'logical-volume' as const,
+      ...(lv.readOnly ? { readOnly: true } : {}),
     }))
     .sort((a, b) => a.offsetBytes - b.offsetBytes);
   const used = ExtentSet.from(map.usedExtents.map((r) => ({ start: toBytes(r.start), end: toBytes(r.end) })));

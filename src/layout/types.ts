@@ -12,6 +12,8 @@ export interface Volume {
   readonly partitionNumber?: number;
   /** GPT type GUID (lower case, dashed) or MBR type byte as two hex digits. */
   readonly partitionType?: string;
+  /** A logical volume LVM marks read-only: virt-sparsify leaves it alone (RHBZ#1185561), and so does the appliance. */
+  readonly readOnly?: boolean;
 }
 
 /** The partition table found on a disk. */

@@ -1,5 +1,6 @@
 import { rm } from 'node:fs/promises';
 import type { RunContext } from '../context.js';
+import { applianceVerdict } from '../engines/appliance/availability.js';
 import type { EngineTarget } from '../engines/engine.js';
 import { assertInputUnchanged } from '../host/input-guard.js';
 import type { CopyOptions } from '../options.js';
@@ -75,7 +76,7 @@ async function runCopy(steps: Steps, options: CopyOptions, ctx: RunContext, ui: 
     const { examined, planned } = await steps.run(STEP.filesystems, (view) => {
       say(STEP.filesystems);
       return clock.time('layout', async () => {
-        const examined = await examineDisk(run, source.device, { ...options, root: isRoot() });
+        const examined = await examineDisk(run, source.device, { ...options, root: isRoot(), appliance: () => applianceVerdict(run) });
         const planned = await measureBefore(source.device, examined.plans);
         view.retitle(`${STEP.filesystems}: ${describeVolumes(examined)}`);
         return { examined, planned };
@@ -87,7 +88,7 @@ async function runCopy(steps: Steps, options: CopyOptions, ctx: RunContext, ui: 
       ...(overlay ? { export: overlay.export, overlayDir: overlay.overlayDir } : {}),
       workDir: source.workDir,
       inPlace: false,
-      onProcess: (p) => daemons.push({ ...p, serves: 'the disk as a FUSE file' }),
+      onProcess: (p) => daemons.push({ ...p, serves: p.tool === 'nbdfuse' ? 'the disk as a FUSE file' : 'the disk to the libguestfs appliance' }),
     };
     const passed = await passVolumes(steps, STEP.pass, start, run, engineTarget, planned);
     const { results, copied } = await steps.run(STEP.copy, (view) => {

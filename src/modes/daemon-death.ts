@@ -41,8 +41,14 @@ export async function explainDaemonDeath(err: unknown, daemons: readonly Watched
   if (!dead) return err;
   const how = dead.exit.signal ? `killed by ${dead.exit.signal}` : `exit code ${dead.exit.exitCode ?? '?'}`;
   const said = stderrTail(dead.exit.stderr, 1);
-  return new SparsifyError('DAEMON_DIED', `${dead.d.tool ?? 'qemu-storage-daemon'} serving ${dead.d.serves} died (${how})${said ? `: ${said}` : ''}`, {
+  return new SparsifyError('DAEMON_DIED', `${whatDied(dead.d)} died (${how})${said ? `: ${said}` : ''}`, {
     cause: err,
     hint: `${kept}; check the kernel log (dmesg: the OOM killer?) and run again`,
   });
+}
+
+/** The process in the message: a daemon serves the disk; guestfish is the appliance working on it. */
+function whatDied(d: WatchedDaemon): string {
+  if (d.tool === 'guestfish') return `the libguestfs appliance (guestfish) working on ${d.serves}`;
+  return `${d.tool ?? 'qemu-storage-daemon'} serving ${d.serves}`;
 }

@@ -1,6 +1,7 @@
 import { rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { uninterruptible, type RunContext } from '../context.js';
+import { applianceVerdict } from '../engines/appliance/availability.js';
 import type { EngineTarget } from '../engines/engine.js';
 import { SparsifyError, throwIfCancelled } from '../errors.js';
 import { makeWorkDir } from '../host/work-dir.js';
@@ -111,7 +112,7 @@ async function passImage(steps: Steps, start: RunStart, work: RunContext, ui: Ru
     const { examined, planned } = await steps.run(STEP.filesystems, () => {
       say(STEP.filesystems);
       return clock.time('layout', async () => {
-        const examined = await examineDisk(work, device, { ...options, noZero: false, root: isRoot() });
+        const examined = await examineDisk(work, device, { ...options, noZero: false, root: isRoot(), appliance: () => applianceVerdict(start.run) });
         return { examined, planned: await measureBefore(device, examined.plans) };
       });
     });
@@ -166,7 +167,7 @@ async function openImage(ctx: RunContext, ui: RunUi, options: InPlaceOptions, st
   if (!nbd.info.canTrim || !nbd.info.canWriteZeroes) {
     throw new SparsifyError('NO_DISCARD', `discard/trim is not supported on ${options.input}`, { hint: 'use copy mode: sparsify IN OUT' });
   }
-  const onProcess: EngineTarget['onProcess'] = (p) => daemons.push({ ...p, serves: 'the disk as a FUSE file' });
+  const onProcess: EngineTarget['onProcess'] = (p) => daemons.push({ ...p, serves: p.tool === 'nbdfuse' ? 'the disk as a FUSE file' : 'the disk to the libguestfs appliance' });
   return { info, allocatedBefore, target: { device: nbd, export: exported, workDir, inPlace: true, onProcess } };
 }
 

@@ -3,11 +3,11 @@ import { isSparsifyError } from '../errors.js';
 import { sliceReader, type BlockDevice, type BlockReader } from '../disk/types.js';
 import { ExtentSet } from '../disk/extent-set.js';
 import { restoreChangedBytes, saveBytes } from '../disk/saved-bytes.js';
-import type { Engine, EngineSession, EngineTarget, VolumeOutcome } from '../engines/engine.js';
+import { quietSteps, type Engine, type EngineSession, type EngineSteps, type EngineTarget, type VolumeOutcome } from '../engines/engine.js';
 import { readVolumeFreeMap } from '../engines/map/free-map.js';
 import { ENGINES, engineById } from '../engines/registry.js';
 import { passNeeds, type PassNeeds } from '../plan/pass-needs.js';
-import { planVolumes, shouldReadFreeMap, unmatchedNames, type PlanInput, type ProbedVolume, type VolumePlan } from '../plan/plan-volumes.js';
+import { hostKernelNotice, planVolumesAskingHost, shouldReadFreeMap, unmatchedNames, type LazyPlanInput, type ProbedVolume, type VolumePlan } from '../plan/plan-volumes.js';
 import { probeVolume } from '../fs/probe.js';
 import { readLayout } from '../layout/read-layout.js';
 import { readLvm } from '../layout/lvm.js';
@@ -35,9 +35,10 @@ export interface Examined {
 
 /**
  * Reads the partition table, probes every volume, reads the free maps the planner asks for,
- * plans what to do with each volume, and checks the programs of the engines it chose.
+ * plans what to do with each volume (asking whether the appliance can run only when some volume
+ * would use it), and checks the programs of the engines it chose.
  */
-export async function examineDisk(ctx: RunContext, device: BlockReader, input: PlanInput, engines: readonly Engine[] = ENGINES): Promise<Examined> {
+export async function examineDisk(ctx: RunContext, device: BlockReader, input: LazyPlanInput, engines: readonly Engine[] = ENGINES): Promise<Examined> {
   const layout = await readLayoutOrNothing(ctx, device, input.noZero);
   for (const note of layout.notes) ctx.log.warn(note);
   const ignore = [...input.ignore];
@@ -68,7 +69,9 @@ export async function examineDisk(ctx: RunContext, device: BlockReader, input: P
   for (const name of unmatchedNames([...input.ignore, ...input.zero], probed.map((p) => p.volume)).filter((n) => !vgNames.includes(n))) {
     ctx.log.warn(`${name}: no such filesystem or volume group on this disk (volumes: ${names.join(', ')})`);
   }
-  const plans = planVolumes(probed, { ...input, ignore }, protectedRanges, engines);
+  const plans = await planVolumesAskingHost(probed, { ...input, ignore }, protectedRanges, engines);
+  const notice = hostKernelNotice(plans, input);
+  if (notice) ctx.log.warn(notice);
   const needs = passNeeds(plans, engines);
   await preflight(needs.tools);
   return { layout, plans, protectedRanges, needs };
@@ -131,7 +134,7 @@ const MAX_SAVED_BYTES = 64 * 1024 * 1024;
 
 /** Runs plans on one disk, each through its engine's session; disposed once after the last. */
 export interface VolumePass extends AsyncDisposable {
-  run(plan: VolumePlan): Promise<VolumeOutcome>;
+  run(plan: VolumePlan, steps?: EngineSteps): Promise<VolumeOutcome>;
 }
 
 /**
@@ -151,10 +154,10 @@ export function openVolumePass(ctx: RunContext, target: PassTarget, engines: rea
     return session;
   };
   return {
-    run: async (plan) => {
+    run: async (plan, steps = quietSteps) => {
       if (plan.action === 'keep' || !plan.engine) return keepVolume(ctx, plan, target);
       const session = await sessionFor(plan.engine);
-      return withProtectedBytes(ctx, plan, target.device, () => session.run(plan));
+      return withProtectedBytes(ctx, plan, target.device, () => session.run(plan, steps));
     },
     [Symbol.asyncDispose]: () => stack[Symbol.asyncDispose](),
   };

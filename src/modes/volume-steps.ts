@@ -6,12 +6,12 @@
 import type { RunContext } from '../context.js';
 import type { BlockDevice } from '../disk/types.js';
 import { readZeroExtents } from '../disk/zero-map.js';
-import type { EngineTarget, VolumeOutcome } from '../engines/engine.js';
+import type { EngineSteps, EngineTarget, VolumeOutcome } from '../engines/engine.js';
 import { engineById } from '../engines/registry.js';
 import { throwIfCancelled } from '../errors.js';
 import type { VolumePlan } from '../plan/types.js';
 import type { VolumeResult } from '../report/volumes.js';
-import type { Steps } from './job.js';
+import type { StepView, Steps } from './job.js';
 import type { RunStart } from './run-setup.js';
 import { openVolumePass } from './volume-pass.js';
 
@@ -65,8 +65,24 @@ export async function passVolumes(
   return await steps.each(title, planned, titleOf, async (p, view): Promise<PassedVolume> => {
     throwIfCancelled(start.run.signal);
     start.say(volumeMessage(p.plan, target.inPlace));
-    const outcome: VolumeOutcome = await start.clock.time(`volume ${p.plan.volume.name}`, () => pass.run(p.plan));
+    const engineSteps = stepsUnder(view, titleOf(p), start);
+    const outcome: VolumeOutcome = await start.clock.time(`volume ${p.plan.volume.name}`, () => pass.run(p.plan, engineSteps));
     view.retitle(`${titleOf(p)}: ${outcome.handled}`);
     return { ...p, outcome };
   });
+}
+
+/**
+ * An engine's own steps within one volume (an appliance launch, a mount, fstrim): each shows as
+ * the volume's line in the task list and as a status message (--machine-readable prints it), and
+ * is timed in the report's phases when it names one.
+ */
+function stepsUnder(view: StepView, title: string, start: RunStart): EngineSteps {
+  return {
+    step: (text, fn, phase) => {
+      view.retitle(`${title}: ${text}`);
+      start.say(text);
+      return phase === undefined ? fn() : start.clock.time(phase, fn);
+    },
+  };
 }

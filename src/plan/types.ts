@@ -4,6 +4,7 @@ import type { FreeMap, ProbeResult } from '../fs/types.js';
 import type { Volume } from '../layout/types.js';
 import type { EngineChoice } from '../options.js';
 import type { EngineId } from '../engines/registry.js';
+import type { Verdict } from '../util/verdict.js';
 
 /** What will be done to one volume, and why. */
 export type Action =
@@ -13,7 +14,10 @@ export type Action =
   | 'zero'
   /** Swap: the first page (label, UUID, signature) kept, the rest zeroed, by the map engine. */
   | 'swap'
-  /** Handed to the engine of that id ('map': the filesystem's own allocation map; 'mount': fstrim). */
+  /**
+   * Handed to the engine of that id ('map': the filesystem's own allocation map; 'appliance':
+   * mount and fstrim inside a libguestfs VM; 'mount': fstrim through a host mount).
+   */
   | EngineId;
 
 /** A volume, what probing found, and the planned action with its engine and reason. */
@@ -51,7 +55,12 @@ export interface PlanInput {
   readonly engine: EngineChoice;
   /** Whether this process is root (loop devices, mounts, FUSE). */
   readonly root: boolean;
+  /** Whether libguestfs can launch its appliance here, or why not. */
+  readonly appliance: Verdict;
 }
+
+/** The plan input with the appliance's availability found only when the plans depend on it (it may take a while). */
+export type LazyPlanInput = Omit<PlanInput, 'appliance'> & { readonly appliance: () => Promise<Verdict> };
 
 /**
  * "ext4 map not trusted (REASON)" for a volume the probe found dirty (in its driver's words) or

@@ -51,7 +51,7 @@ export interface ServeOptions {
 
 /** A process serving an image (the daemon, or nbdfuse over it). */
 export interface ServingProcess {
-  readonly tool: 'qemu-storage-daemon' | 'nbdfuse';
+  readonly tool: 'qemu-storage-daemon' | 'nbdfuse' | 'guestfish';
   readonly pid: number;
   readonly exited: Promise<DaemonExit>;
 }

@@ -2,10 +2,10 @@
 import { humanBytes } from '../util/size.js';
 import type { RunReport, VerifyReport } from './types.js';
 
-/** The closing summary: per volume what was done and reclaimed, then sizes before and after. */
+/** The closing summary: per volume what was done, by which engine, and reclaimed, then sizes before and after. */
 export function formatSummary(report: RunReport): string {
-  const rows = report.volumes.map((v) => [v.name, v.type, v.handled, humanBytes(v.reclaimedBytes), v.reason]);
-  const header = ['Volume', 'Type', 'Handled', 'Reclaimed', 'Why'];
+  const rows = report.volumes.map((v) => [v.name, v.type, v.engine ?? '-', v.handled, humanBytes(v.reclaimedBytes), v.reason]);
+  const header = ['Volume', 'Type', 'Engine', 'Handled', 'Reclaimed', 'Why'];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: string[]) => cells.map((c, i) => (i < cells.length - 1 ? c.padEnd(widths[i]!) : c)).join('  ');
   const out = [line(header), ...rows.map(line), ''];

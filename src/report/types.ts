@@ -1,3 +1,4 @@
+import type { EngineId } from '../engines/registry.js';
 import type { Action } from '../plan/plan-volumes.js';
 
 /** How one volume was handled, for the report and --json. */
@@ -9,6 +10,8 @@ export interface VolumeReport {
   readonly sizeBytes: number;
   /** What was planned. */
   readonly action: Action;
+  /** The engine that handled it (--zero and swap are the map engine's); absent for a volume planned to be kept. */
+  readonly engine?: EngineId;
   /** What actually happened: 'trimmed', 'zero-filled', 'zeroed', 'swap cleared', 'copied as is', 'left alone'. */
   readonly handled: string;
   /** Why, in one line. */

@@ -23,7 +23,7 @@ export function reclaimedBytes(result: VolumeResult): number {
 /** The report rows, one per volume, in the order of the results. */
 export function volumeReports(results: readonly VolumeResult[]): VolumeReport[] {
   return results.map((r) => {
-    const { volume, fs, action } = r.plan;
+    const { volume, fs, action, engine } = r.plan;
     return {
       name: volume.name,
       type: fs.type,
@@ -31,6 +31,7 @@ export function volumeReports(results: readonly VolumeResult[]): VolumeReport[] 
       offsetBytes: volume.offsetBytes,
       sizeBytes: volume.sizeBytes,
       action,
+      ...(engine ? { engine } : {}),
       handled: r.outcome.handled,
       reason: r.outcome.reason,
       reclaimedBytes: reclaimedBytes(r),

@@ -14,6 +14,7 @@ import type { RunContext } from '../context.js';
 import { ExtentSet, type Range } from '../disk/extent-set.js';
 import type { BlockSource } from '../disk/types.js';
 import { readZeroExtents } from '../disk/zero-map.js';
+import { engineById } from '../engines/registry.js';
 import type { VolumePlan } from '../plan/plan-volumes.js';
 import { zeroingRanges } from '../modes/volume-pass.js';
 import type { NotVerified, VerifyReport } from '../report/types.js';
@@ -41,7 +42,8 @@ export interface InPlaceBaseline {
 /** Reads what the pass must not change, before it runs. */
 export async function readInPlaceBaseline(device: BlockSource, plans: readonly VolumePlan[], signal: AbortSignal): Promise<InPlaceBaseline> {
   const started = performance.now();
-  const mounted = plans.filter((p) => p.action === 'mount');
+  // Engines that write into the disk mount it (the mount engine, the appliance): a replayed journal changes used blocks.
+  const mounted = plans.filter((p) => p.engine !== undefined && engineById(p.engine).needsOverlay);
   const zeroed = ExtentSet.from(plans.flatMap((p) => zeroingRanges(p).ranges));
   // A mounted volume's partition-table and LVM structures are still checked: the pass writes them back.
   const mountedBytes = mounted.map((p) => ExtentSet.of(p.volume.offsetBytes, p.volume.sizeBytes).subtract(p.protectedRanges));

@@ -235,6 +235,16 @@ async function mountVolume(volume: ManifestVolume, device: string, mnt: string, 
   });
 }
 
+/** make-image's read-only btrfs snapshots (`snap-ro…` at the top level) must still be read-only subvolumes. */
+async function checkReadOnlySnapshots(volume: ManifestVolume, mnt: string, problems: string[]): Promise<void> {
+  for (const name of (await readdir(mnt)).filter((n) => n.startsWith('snap-ro'))) {
+    const result = await runTool('btrfs', ['property', 'get', '-ts', join(mnt, name), 'ro']);
+    if (result.code !== 0 || !/^ro=true$/m.test(result.output)) {
+      problems.push(`${volume.name} (btrfs): ${name} is no longer a read-only snapshot (${tail(result.output)})`);
+    }
+  }
+}
+
 /** Files (sha256) and symlinks (target) below root, keyed by path relative to root. */
 async function readTree(root: string): Promise<{ files: Map<string, string>; symlinks: Map<string, string> }> {
   const files = new Map<string, string>();
@@ -329,6 +339,7 @@ async function verifyVolume(disk: string, volume: ManifestVolume, dir: string): 
         const mnt = join(dir, 'mnt');
         await mountVolume(volume, device, mnt, cleanup);
         tree = await readTree(mnt);
+        if (volume.fs === 'btrfs') await checkReadOnlySnapshots(volume, mnt, problems);
       }
       filesChecked = tree.files.size;
       compareTree(volume, tree, problems);

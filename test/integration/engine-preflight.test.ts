@@ -51,7 +51,7 @@ describeIntegration('preflight from the chosen engines', { tools: ['qemu-img', '
     const out = join(dir, 'auto.qcow2');
     const tmp = join(dir, 'tmp-auto');
     await mkdir(tmp);
-    const r = await runCli(['--format', 'raw', '--convert', 'qcow2', image.imagePath, out], { PATH: bin, TMPDIR: tmp });
+    const r = await runCli(['--engine', 'mount', '--format', 'raw', '--convert', 'qcow2', image.imagePath, out], { PATH: bin, TMPDIR: tmp });
     expect(r.exitCode).not.toBe(0);
     expect(r.stderr).toMatch(/^sparsify: error: ntfs-3g, nbdfuse not installed$/m);
     expect(await readdir(dir)).not.toContain('auto.qcow2');

@@ -3,32 +3,17 @@
  * --engine map, on the multi-filesystem image (ext4, xfs, ntfs, vfat, swap mapped; btrfs has no
  * map reader yet and is left as it is).
  */
-import { execFileSync } from 'node:child_process';
 import { chown, mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { buildImage, copyImage, type BuiltImage } from '../helpers/image.js';
-import { CLI, leftoversUnder, makeRunTmp } from '../helpers/cli.js';
+import { leftoversUnder, makeRunTmp } from '../helpers/cli.js';
+import { ensureTestUser, runCliAsUser } from '../helpers/ordinary-user.js';
 import { readReport } from '../helpers/report.js';
 import { describeIntegration } from '../helpers/require.js';
 import { allocatedBytes, sha256File, verifyImage } from '../helpers/verify.js';
 
-const USER = 'sparsify-test';
 const MiB = 1024 * 1024;
-
-/** Runs the CLI as USER; never throws on a non-zero exit. */
-function runAsUser(args: string[], env: Record<string, string>): { exitCode: number; stdout: string; stderr: string } {
-  try {
-    const stdout = execFileSync('runuser', ['-u', USER, '--', 'env', ...Object.entries(env).map(([k, v]) => `${k}=${v}`), process.execPath, CLI, ...args], {
-      encoding: 'utf8',
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    return { exitCode: 0, stdout, stderr: '' };
-  } catch (err) {
-    const e = err as { status: number; stdout: string; stderr: string };
-    return { exitCode: e.status, stdout: e.stdout, stderr: e.stderr };
-  }
-}
 
 describeIntegration('rootless: --engine map as an ordinary user', { tools: ['runuser', 'useradd', 'qemu-img', 'qemu-storage-daemon'], root: true }, () => {
   let image: BuiltImage;
@@ -37,12 +22,7 @@ describeIntegration('rootless: --engine map as an ordinary user', { tools: ['run
 
   beforeAll(async () => {
     image = await buildImage({ layout: 'gpt', fs: ['ext4', 'xfs', 'ntfs', 'vfat', 'swap', 'btrfs'], size: '2G', fillMiB: 24, garbageMiB: 96, seed: 3 });
-    try {
-      execFileSync('id', ['-u', USER], { stdio: 'ignore' });
-    } catch {
-      execFileSync('useradd', ['--system', '--no-create-home', '--shell', '/usr/sbin/nologin', USER]);
-    }
-    uid = Number(execFileSync('id', ['-u', USER], { encoding: 'utf8' }).trim());
+    uid = ensureTestUser().uid;
     dir = await makeRunTmp();
     await chown(dir, uid, uid);
   });
@@ -70,7 +50,7 @@ describeIntegration('rootless: --engine map as an ordinary user', { tools: ['run
     const out = join(dir, 'out.qcow2');
     const json = join(dir, 'copy.json');
     const tmp = await userTmp('tmp-copy');
-    const r = runAsUser(['--engine', 'map', '--format', 'raw', '--convert', 'qcow2', '--json', json, input, out], { TMPDIR: tmp });
+    const r = await runCliAsUser(['--engine', 'map', '--format', 'raw', '--convert', 'qcow2', '--json', json, input, out], { TMPDIR: tmp });
     expect(r.exitCode, r.stderr).toBe(0);
     const rows = (await readReport(json)).volumes;
     expect(rows.map((v) => `${v.type}:${v.action}`)).toEqual(['ext4:map', 'xfs:map', 'ntfs:map', 'vfat:map', 'swap:map', 'btrfs:keep']);
@@ -84,7 +64,7 @@ describeIntegration('rootless: --engine map as an ordinary user', { tools: ['run
     const disk = await privateCopy('inplace.raw');
     const before = await allocatedBytes(disk);
     const tmp = await userTmp('tmp-inplace');
-    const r = runAsUser(['--in-place', '--engine', 'map', '--format', 'raw', disk], { TMPDIR: tmp });
+    const r = await runCliAsUser(['--in-place', '--engine', 'map', '--format', 'raw', disk], { TMPDIR: tmp });
     expect(r.exitCode, r.stderr).toBe(0);
     expect(before - (await allocatedBytes(disk))).toBeGreaterThan(0.9 * 5 * 96 * MiB);
     expect(await leftoversUnder(tmp)).toEqual([]);

@@ -75,7 +75,7 @@ describeIntegration('--verify on GPT with ext4, xfs, ntfs, vfat, swap, btrfs', {
     await rm(out);
   });
 
-  it('in place: passes; the volume the mount engine trimmed is reported as not verified', async () => {
+  it('in place: passes; the volume the appliance (or the mount engine) trimmed is reported as not verified', async () => {
     const disk = join(dir, 'in-place.raw');
     await copyImage(input, disk);
     const { r, report } = await run(['--in-place', '--verify', '-f', 'raw', disk]);

@@ -10,6 +10,7 @@ import { fullDirError } from '../../host/free-space.js';
 import { openNbdFuse } from '../../host/nbd-fuse.js';
 import { untrustedMapReason, type VolumePlan } from '../../plan/types.js';
 import type { Engine, EngineSession, EngineTarget, VolumeOutcome } from '../engine.js';
+import { keptVolume } from '../kept.js';
 import { mountPlanFor } from './mount-plan.js';
 import { trimByMount } from './trim.js';
 
@@ -77,21 +78,10 @@ async function trimVolume(ctx: RunContext, plan: VolumePlan, target: EngineTarge
     return { handled: how, reason: outcome.note ? `${plan.reason}; ${outcome.note}` : plan.reason };
   }
   const why = outcome.status === 'no-trim' ? outcome.reason : `cannot be mounted (${outcome.reason})`;
-  const kept = target.inPlace ? 'left alone' : 'copied as is';
-  ctx.log.warn(target.inPlace ? notTrimmedWarning(plan, why) : `${volume.name}: ${why}: ${kept}`);
-  return { handled: kept, reason: why };
+  return keptVolume(ctx, plan, target.inPlace, why);
 }
 
 /** NO_SPACE naming the overlay's directory when it has no room left; undefined otherwise (or in place). */
 async function overlayFull(target: EngineTarget, cause: unknown): Promise<Error | undefined> {
   return target.overlayDir === undefined ? undefined : fullDirError(target.overlayDir, cause);
-}
-
-/** virt-sparsify's in-place warning, with the reason added. */
-function notTrimmedWarning(plan: VolumePlan, why: string): string {
-  const name = plan.volume.name;
-  return (
-    `fstrim operation is not supported on ${name} (${plan.fs.type}: ${why}).  ` +
-    `Suppress this warning using '--ignore ${name}', or use copying mode instead.`
-  );
 }

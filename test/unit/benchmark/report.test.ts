@@ -26,4 +26,17 @@ describe('bench summaries', () => {
     expect(sparsify).toMatchObject({ wallSeconds: 2, runsOk: 1 });
     expect(nbdcopy).toMatchObject({ runsOk: 0, wallSeconds: undefined, timeVsSparsify: undefined });
   });
+
+  it("shows sparsify's filesystem pass and the appliance's launch from its report's phases", () => {
+    const phases = (launch: number) => ({ examine: 0.5, 'volume /dev/sda1': 20, 'volume /dev/sda2': 3, 'appliance launch': launch, copy: 4 });
+    const rows: RowResult[] = [
+      { peer: 'sparsify', argv: [], runs: [run(30, { phases: phases(16) }), run(40, { phases: phases(18) }), run(35, { phases: phases(30) })], status: 'ok' },
+      { peer: 'sparsify-mount', argv: [], runs: [run(9, { phases: { 'volume /dev/sda1': 2 } })], status: 'ok' },
+      { peer: 'virt-sparsify', argv: [], runs: [run(90)], status: 'ok' },
+    ];
+    const [appliance, mount, virt] = summarize(rows);
+    expect(appliance).toMatchObject({ volumePassSeconds: 23, launchSeconds: 18 });
+    expect(mount).toMatchObject({ volumePassSeconds: 2, launchSeconds: undefined });
+    expect(virt).toMatchObject({ volumePassSeconds: undefined, launchSeconds: undefined });
+  });
 });

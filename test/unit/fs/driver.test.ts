@@ -8,7 +8,8 @@ import { readSwapFreeMap } from '../../../src/fs/swap/free-map.js';
 import type { FsType } from '../../../src/fs/types.js';
 import { readXfsFreeMap } from '../../../src/fs/xfs/free-map.js';
 
-const ALL_TYPES: readonly FsType[] = ['ext2', 'ext3', 'ext4', 'xfs', 'btrfs', 'ntfs', 'vfat', 'swap', 'luks', 'lvm-pv'];
+const FOREIGN: readonly FsType[] = ['exfat', 'f2fs', 'hfsplus', 'nilfs2', 'jfs', 'reiserfs'];
+const ALL_TYPES: readonly FsType[] = ['ext2', 'ext3', 'ext4', 'xfs', 'btrfs', 'ntfs', 'vfat', 'swap', 'luks', 'lvm-pv', ...FOREIGN];
 
 describe('the filesystem drivers', () => {
   it('give every probed type exactly one driver, and none to unknown', () => {
@@ -17,8 +18,8 @@ describe('the filesystem drivers', () => {
     expect(fsDriverFor('unknown')).toBeUndefined();
   });
 
-  it('keep the precedence of the probe: LUKS, LVM PV, swap, ext, XFS, NTFS, FAT, btrfs', () => {
-    expect(FS_DRIVERS.map((d) => d.types[0])).toEqual(['luks', 'lvm-pv', 'swap', 'ext2', 'xfs', 'ntfs', 'vfat', 'btrfs']);
+  it('keep the precedence of the probe: LUKS, LVM PV, swap, ext, XFS, NTFS, FAT, btrfs, the foreign signatures', () => {
+    expect(FS_DRIVERS.map((d) => d.types[0])).toEqual(['luks', 'lvm-pv', 'swap', 'ext2', 'xfs', 'ntfs', 'vfat', 'btrfs', 'exfat']);
   });
 
   it('hand the map engine the free-map reader of each type it reads, and none for the others', () => {

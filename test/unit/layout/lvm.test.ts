@@ -115,6 +115,15 @@ describe('readLvm on synthetic PVs', () => {
     expect(r.notes).toEqual([]);
   });
 
+  it('marks an LV without the WRITE status read-only (lvchange -p r), as virt-sparsify skips it', async () => {
+    const readOnly = linear('ro', 20, 4).replace('"READ", "WRITE", "VISIBLE"', '"READ", "VISIBLE"');
+    const r = await read(makePv(vgText([linear('root', 4, 10), readOnly])));
+    expect(r.volumes.map((v) => [v.name, v.readOnly])).toEqual([
+      ['/dev/VG/root', undefined],
+      ['/dev/VG/ro', true],
+    ]);
+  });
+
   it('reports the label sector and each whole metadata area as structures, clipped to the PV', async () => {
     const r = await read(makePv(vgText([linear('root', 4, 10)])));
     expect(r.structures.ranges).toEqual([{ start: 512, end: 1024 }, { start: MDA_OFFSET, end: MDA_OFFSET + MDA_SIZE }]);

@@ -49,6 +49,17 @@ describe('explainDaemonDeath', () => {
     });
   });
 
+  it('names a dead guestfish as the appliance working on the disk', async () => {
+    const d = await standIn('guestfish');
+    process.kill(d.pid, 'SIGKILL');
+    waitDeadUnreaped(d.pid);
+    const explained = explainDaemonDeath(refused, [{ serves: 'the overlay /w/overlay.qcow2', pid: d.pid, exited: d.exited, tool: 'guestfish' }]);
+    await expect(explained).resolves.toMatchObject({
+      code: 'DAEMON_DIED',
+      message: 'the libguestfs appliance (guestfish) working on the overlay /w/overlay.qcow2 died (killed by SIGKILL)',
+    });
+  });
+
   it('keeps the error when the daemons run, or were stopped by their owner', async () => {
     const running = await standIn('running');
     const stopped = await standIn('stopped');

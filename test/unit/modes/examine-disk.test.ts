@@ -4,11 +4,12 @@ import { makeContext } from '../../../src/context.js';
 import type { Engine } from '../../../src/engines/engine.js';
 import { mapEngine } from '../../../src/engines/map/engine.js';
 import { examineDisk } from '../../../src/modes/volume-pass.js';
-import type { PlanInput } from '../../../src/plan/plan-volumes.js';
+import type { LazyPlanInput } from '../../../src/plan/plan-volumes.js';
+import { refused } from '../../../src/util/verdict.js';
 import { linear, makePv, vgText } from '../layout/lvm-fixtures.js';
 import { memoryDevice } from '../../helpers/mem-device.js';
 
-const input: PlanInput = { ignore: [], zero: [], noZero: false, engine: 'auto', root: false };
+const input: LazyPlanInput = { ignore: [], zero: [], noZero: false, engine: 'auto', root: false, appliance: () => Promise.resolve(refused('no libguestfs here')) };
 
 /** A whole-disk PV of the VG "VG" with two LVs holding no filesystem. */
 const disk = () => memoryDevice(makePv(vgText([linear('root', 0, 8), linear('home', 8, 8)])));

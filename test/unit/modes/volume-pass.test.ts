@@ -10,10 +10,11 @@ import { openVolumePass } from '../../../src/modes/volume-pass.js';
 import { passNeeds } from '../../../src/plan/pass-needs.js';
 import { planVolumes, type PlanInput, type VolumePlan } from '../../../src/plan/plan-volumes.js';
 import { memoryDevice } from '../../helpers/mem-device.js';
+import { refused } from '../../../src/util/verdict.js';
 
 const KiB = 1024;
 const vol = (n: number): Volume => ({ name: `/dev/sda${n}`, offsetBytes: n * 64 * KiB, sizeBytes: 64 * KiB, kind: 'partition', partitionNumber: n });
-const input: PlanInput = { ignore: [], zero: [], noZero: false, engine: 'auto', root: false };
+const input: PlanInput = { ignore: [], zero: [], noZero: false, engine: 'auto', root: false, appliance: refused('no libguestfs here') };
 
 /** An engine that takes ext4 (root or not), records what it gets, and scribbles over its volume. */
 function fakeEngine() {

@@ -5,13 +5,14 @@ import { planVolumes, type PlanInput } from '../../../src/plan/plan-volumes.js';
 import type { FreeMap } from '../../../src/fs/types.js';
 import type { Volume } from '../../../src/layout/types.js';
 import { zeroingRanges } from '../../../src/modes/volume-pass.js';
+import { refused } from '../../../src/util/verdict.js';
 
 const MiB = 1024 * 1024;
 const volume: Volume = { name: '/dev/sda5', offsetBytes: 10 * MiB, sizeBytes: 20 * MiB, kind: 'partition', partitionNumber: 5 };
 /** An EBR in the volume's free space, and one sector outside the volume. */
 const ebr = { start: 22 * MiB, end: 22 * MiB + 512 };
 const PROTECTED = ExtentSet.from([ebr, { start: 0, end: 512 }]);
-const input: PlanInput = { ignore: [], zero: [], noZero: false, engine: 'auto', root: false };
+const input: PlanInput = { ignore: [], zero: [], noZero: false, engine: 'auto', root: false, appliance: refused('no libguestfs here') };
 const freeMap: FreeMap = { trusted: true, free: ExtentSet.of(MiB, 18 * MiB), unitBytes: 4096, counterFreeBytes: 18 * MiB };
 
 describe('zeroingRanges', () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { planVolumes, shouldReadFreeMap, unmatchedNames } from '../../../src/plan/plan-volumes.js';
+import { hostKernelNotice, planVolumes, planVolumesAskingHost, shouldReadFreeMap, unmatchedNames } from '../../../src/plan/plan-volumes.js';
 import { passNeeds } from '../../../src/plan/pass-needs.js';
 import type { ProbeResult } from '../../../src/fs/types.js';
 import type { Volume } from '../../../src/layout/types.js';
@@ -7,9 +7,12 @@ import type { FreeMap } from '../../../src/fs/types.js';
 import type { EngineChoice } from '../../../src/options.js';
 import { ExtentSet } from '../../../src/disk/extent-set.js';
 import { mapEngine } from '../../../src/engines/map/engine.js';
+import { refused, type Verdict } from '../../../src/util/verdict.js';
 
 const vol = (n: number): Volume => ({ name: `/dev/sda${n}`, offsetBytes: n * 1e6, sizeBytes: 1e6, kind: 'partition', partitionNumber: n });
-const input = { ignore: [] as string[], zero: [] as string[], noZero: false, root: true, engine: 'auto' as EngineChoice };
+/** A host without libguestfs unless a test says otherwise: the mount engine's rules. */
+const noAppliance = refused('libguestfs is not installed: install libguestfs-tools');
+const input = { ignore: [] as string[], zero: [] as string[], noZero: false, root: true, engine: 'auto' as EngineChoice, appliance: noAppliance as Verdict };
 
 function planOne(fs: ProbeResult, over: Partial<typeof input> = {}, freeMap?: FreeMap) {
   return planVolumes([{ volume: vol(1), fs, ...(freeMap ? { freeMap } : {}) }], { ...input, ...over })[0]!;
@@ -74,8 +77,8 @@ describe('planVolumes', () => {
     expect(planOne({ type: 'ext4' }, { noZero: true, zero: ['/dev/sda1'] }).action).toBe('zero');
   });
 
-  it('without root nothing is mounted', () => {
-    expect(planOne({ type: 'ext4' }, { root: false })).toMatchObject({ action: 'keep', reason: expect.stringMatching(/root/) });
+  it('without root and without libguestfs nothing is mounted: the reason names the package to install', () => {
+    expect(planOne({ type: 'ext4' }, { root: false })).toMatchObject({ action: 'keep', reason: expect.stringMatching(/install libguestfs-tools/) });
   });
 
   it('names given to --ignore/--zero that match nothing are reported', () => {
@@ -140,7 +143,7 @@ describe('planVolumes: the whole table', () => {
       { action: 'mount', engine: 'mount', reason: 'ext4 map not trusted (the journal needs recovery (needs_recovery is set)): trimmed through a mount instead, which replays its journal', warn: false },
     ],
     ['untrusted, no root', { type: 'ext4' }, { root: false }, untrusted, { action: 'keep', reason: 'ext4 map not trusted (the journal needs recovery)', warn: true }],
-    ['no root', { type: 'ntfs' }, { root: false }, undefined, { action: 'keep', reason: 'the mount engine needs root', warn: true }],
+    ['no root', { type: 'ntfs' }, { root: false }, undefined, { action: 'keep', reason: noAppliance.reason, warn: true }],
     ['--engine map', { type: 'vfat' }, { engine: 'map' }, undefined, { action: 'keep', reason: 'vfat: no trusted map, and --engine map does not mount', warn: true }],
     ['--engine map, no root', { type: 'vfat' }, { engine: 'map', root: false }, undefined, { action: 'keep', reason: 'vfat: no trusted map, and --engine map does not mount', warn: true }],
     ['--engine mount', { type: 'ext4' }, { engine: 'mount' }, undefined, { action: 'mount', engine: 'mount', reason: 'ext4: free space trimmed through a mount', warn: false }],
@@ -179,7 +182,7 @@ describe('planVolumes: --engine by root by free map', () => {
   const maps = { none: undefined, trusted, untrusted };
   const grid: [keyof typeof maps, EngineChoice, boolean, string, string][] = [
     ['none', 'auto', true, 'mount', MOUNTED],
-    ['none', 'auto', false, 'keep', NEEDS_ROOT],
+    ['none', 'auto', false, 'keep', noAppliance.reason],
     ['none', 'map', true, 'keep', NO_MOUNT],
     ['none', 'map', false, 'keep', NO_MOUNT],
     ['none', 'mount', true, 'mount', MOUNTED],
@@ -293,5 +296,71 @@ describe('passNeeds', () => {
     expect(passNeeds(plans({ engine: 'mount' }, 'xfs'))).toMatchObject({ engines: ['mount'], tools: MOUNT_TOOLS, overlayVolumes: 1 });
     expect(passNeeds(plans({ root: false }, 'ext4', 'ntfs'))).toEqual({ engines: [], tools: [], overlay: false, overlayVolumes: 0 });
     expect(passNeeds(plans({ noZero: true }, 'ext4'))).toMatchObject({ engines: [], tools: [] });
+  });
+});
+
+describe('planVolumes: the appliance', () => {
+  const withAppliance = { appliance: { ok: true } as const };
+  const probedAs = (type: ProbeResult['type'], freeMap?: FreeMap) => ({ volume: vol(1), fs: { type }, ...(freeMap ? { freeMap } : {}) });
+
+  it('under auto, root or not, takes what the map engine cannot: before the mount engine', () => {
+    for (const root of [true, false]) {
+      const over = { ...withAppliance, root };
+      expect(planOne({ type: 'btrfs' }, over)).toMatchObject({ action: 'appliance', engine: 'appliance', reason: 'btrfs (no map reader): free space trimmed in the appliance', warn: false });
+      expect(planOne({ type: 'ext4' }, over, untrusted)).toMatchObject({
+        action: 'appliance',
+        reason: 'ext4 map not trusted (the journal needs recovery): trimmed in the appliance instead, whose kernel replays its journal',
+      });
+      expect(planOne({ type: 'xfs', dirty: true }, over).action).toBe('appliance');
+      expect(planOne({ type: 'ext4' }, over, trusted).action).toBe('map');
+      expect(planOne({ type: 'swap' }, over).action).toBe('swap');
+    }
+  });
+
+  it('takes the filesystems known by signature only, never a volume with no signature, LUKS or a read-only LV', () => {
+    for (const type of ['f2fs', 'jfs', 'hfsplus', 'exfat', 'reiserfs', 'nilfs2'] as const) {
+      expect(planOne({ type }, withAppliance)).toMatchObject({ action: 'appliance', reason: `${type} (no map reader): free space trimmed in the appliance` });
+    }
+    expect(planOne({ type: 'unknown' }, withAppliance)).toMatchObject({ action: 'keep', reason: 'no filesystem recognised', warn: true });
+    expect(planOne({ type: 'luks' }, withAppliance)).toMatchObject({ action: 'keep', reason: 'encrypted (LUKS)' });
+    const readOnlyLv = { name: '/dev/VG/ro', offsetBytes: 1e6, sizeBytes: 1e6, kind: 'logical-volume' as const, readOnly: true };
+    const [plan] = planVolumes([{ volume: readOnlyLv, fs: { type: 'ext4' }, freeMap: untrusted }], { ...input, ...withAppliance, root: false });
+    expect(plan).toMatchObject({ action: 'keep', reason: 'ext4 map not trusted (the journal needs recovery)' });
+    const [clean] = planVolumes([{ volume: readOnlyLv, fs: { type: 'btrfs' } }], { ...input, ...withAppliance, root: false });
+    expect(clean).toMatchObject({ action: 'keep', reason: 'read-only logical volume' });
+  });
+
+  it('--engine appliance takes every mountable volume, mapped or not; --engine mount and map do not use it', () => {
+    expect(planOne({ type: 'ext4' }, { ...withAppliance, engine: 'appliance' }, trusted)).toMatchObject({ action: 'appliance', reason: 'ext4: free space trimmed in the appliance' });
+    expect(planOne({ type: 'swap' }, { ...withAppliance, engine: 'appliance' }).action).toBe('swap');
+    expect(planOne({ type: 'btrfs' }, { ...withAppliance, engine: 'mount' }).action).toBe('mount');
+    expect(planOne({ type: 'btrfs' }, { ...withAppliance, engine: 'map' })).toMatchObject({ action: 'keep', reason: 'btrfs: no trusted map, and --engine map does not mount' });
+    expect(planOne({ type: 'btrfs' }, { ...withAppliance, engine: 'mount', root: false })).toMatchObject({ action: 'keep', reason: 'the mount engine needs root' });
+  });
+
+  it('asks whether the appliance runs only when a volume would go to it, and plans again with the answer', async () => {
+    let asked = 0;
+    const answer = (verdict: Verdict) => () => (asked++, Promise.resolve(verdict));
+    const mapped = await planVolumesAskingHost([probedAs('ext4', trusted)], { ...input, appliance: answer({ ok: true }) });
+    expect([mapped[0]!.action, asked]).toEqual(['map', 0]);
+    const present = await planVolumesAskingHost([probedAs('btrfs')], { ...input, appliance: answer({ ok: true }) });
+    expect([present[0]!.action, asked]).toEqual(['appliance', 1]);
+    const asRoot = await planVolumesAskingHost([probedAs('btrfs')], { ...input, appliance: answer(noAppliance) });
+    expect(asRoot[0]!.action).toBe('mount');
+    const rootless = await planVolumesAskingHost([probedAs('btrfs')], { ...input, root: false, appliance: answer(noAppliance) });
+    expect(rootless[0]).toMatchObject({ action: 'keep', reason: noAppliance.reason, warn: true });
+    await expect(planVolumesAskingHost([probedAs('btrfs')], { ...input, engine: 'appliance', appliance: answer(noAppliance) })).rejects.toMatchObject({
+      code: 'TOOL_MISSING',
+      message: `--engine appliance: ${noAppliance.reason}`,
+    });
+  });
+
+  it('says once when auto mounts guest data in the host kernel, naming the volumes; never for --engine mount', () => {
+    const plans = planVolumes([1, 2, 3].map((n) => ({ volume: vol(n), fs: { type: n === 2 ? ('swap' as const) : ('btrfs' as const) } })), input);
+    expect(hostKernelNotice(plans, input)).toBe(
+      'no libguestfs appliance: guest data of /dev/sda1, /dev/sda3 is mounted in the host kernel (install libguestfs-tools to keep it in a VM)',
+    );
+    expect(hostKernelNotice(plans, { engine: 'mount' })).toBeUndefined();
+    expect(hostKernelNotice(planVolumes([probedAs('btrfs')], { ...input, ...withAppliance }), input)).toBeUndefined();
   });
 });

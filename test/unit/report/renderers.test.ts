@@ -10,9 +10,9 @@ const MiB = 1024 * 1024;
 describe('formatSummary: the terminal summary', () => {
   it('lines the volumes up under their header, then the sizes and the time', () => {
     expect(formatSummary(copyReport()).split('\n')).toEqual([
-      'Volume     Type  Handled              Reclaimed  Why',
-      '/dev/sda1  ext4  free blocks skipped  512 MiB    ext4: trusted free map',
-      '/dev/sda2  vfat  copied as is         0 B        --ignore',
+      'Volume     Type  Engine  Handled              Reclaimed  Why',
+      '/dev/sda1  ext4  map     free blocks skipped  512 MiB    ext4: trusted free map',
+      '/dev/sda2  vfat  -       copied as is         0 B        --ignore',
       '',
       'Input:  900 MiB allocated (raw, 2.0 GiB virtual) /in/disk.raw',
       'Output: 300 MiB allocated (qcow2, compressed) /out/disk.qcow2',

@@ -7,12 +7,13 @@ import type { VolumeResult } from '../../../src/report/volumes.js';
 
 const MiB = 1024 * 1024;
 
-/** A plan for partition `n` of a disk: `sizeMiB` MiB at `n` MiB. */
+/** A plan for partition `n` of a disk: 100 MiB at `n` MiB; its engine as the planner gives it (--zero and swap: the map engine's). */
 export function plan(n: number, type: FsType, action: Action, reason: string, detail?: string): VolumePlan {
   return {
     volume: { name: `/dev/sda${n}`, offsetBytes: n * MiB, sizeBytes: 100 * MiB, kind: 'partition', partitionNumber: n },
     fs: { type, ...(detail ? { detail } : {}) },
     action,
+    ...(action === 'keep' ? {} : { engine: action === 'zero' || action === 'swap' ? 'map' : action }),
     reason,
     warn: false,
     protectedRanges: ExtentSet.empty,
@@ -33,7 +34,7 @@ export function copyReport(): RunReport {
     output: { path: '/out/disk.qcow2', format: 'qcow2', compressed: true, allocatedBytes: 300 * MiB },
     partitionTable: 'gpt',
     volumes: [
-      { name: '/dev/sda1', type: 'ext4', offsetBytes: MiB, sizeBytes: 1024 * MiB, action: 'map', handled: 'free blocks skipped', reason: 'ext4: trusted free map', reclaimedBytes: 512 * MiB },
+      { name: '/dev/sda1', type: 'ext4', offsetBytes: MiB, sizeBytes: 1024 * MiB, action: 'map', engine: 'map', handled: 'free blocks skipped', reason: 'ext4: trusted free map', reclaimedBytes: 512 * MiB },
       { name: '/dev/sda2', type: 'vfat', detail: 'FAT32', offsetBytes: 1025 * MiB, sizeBytes: 64 * MiB, action: 'keep', handled: 'copied as is', reason: '--ignore', reclaimedBytes: 0 },
     ],
     warnings: ['/dev/sda2: --ignore'],

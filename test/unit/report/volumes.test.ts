@@ -15,6 +15,7 @@ describe('volumeReports: one report row per VolumeResult', () => {
         offsetBytes: 1024 * 1024,
         sizeBytes: 100 * 1024 * 1024,
         action: 'mount',
+        engine: 'mount',
         handled: 'trimmed',
         reason: 'ext4: trimmed through a mount',
         reclaimedBytes: 4000,
@@ -40,7 +41,14 @@ describe('volumeReports: one report row per VolumeResult', () => {
 
   it('keeps the keys in the order users of the JSON report have seen', () => {
     const [row] = volumeReports([result(plan(1, 'ntfs', 'map', 'r', 'NTFS 3.1'), { handled: 'h', reason: 'r' }, 0, 0)]);
-    expect(Object.keys(row!)).toEqual(['name', 'type', 'detail', 'offsetBytes', 'sizeBytes', 'action', 'handled', 'reason', 'reclaimedBytes']);
+    expect(Object.keys(row!)).toEqual(['name', 'type', 'detail', 'offsetBytes', 'sizeBytes', 'action', 'engine', 'handled', 'reason', 'reclaimedBytes']);
+  });
+
+  it('carries the engine the planner named for each volume, none for a kept one', () => {
+    const rows = volumeReports(
+      (['appliance', 'zero', 'swap', 'keep'] as const).map((action, i) => result(plan(i + 1, 'btrfs', action, 'r'), { handled: 'h', reason: 'r' }, 0, 0)),
+    );
+    expect(rows.map((r) => r.engine)).toEqual(['appliance', 'map', 'map', undefined]);
   });
 });
 

@@ -28,7 +28,8 @@ function memoryDisk(bytes: Uint8Array): BlockSource {
 
 function plan(name: string, offsetMiB: number, sizeMiB: number, action: Action, type: 'ext4' | 'swap' = 'ext4', protectedRanges = ExtentSet.empty): VolumePlan {
   const volume = { name, offsetBytes: offsetMiB * MiB, sizeBytes: sizeMiB * MiB, kind: 'partition' as const };
-  return { volume, fs: type === 'swap' ? { type, blockSizeBytes: 4096 } : { type }, action, reason: 'test', warn: false, protectedRanges };
+  const engine = action === 'keep' ? {} : { engine: action === 'zero' || action === 'swap' ? ('map' as const) : action };
+  return { volume, fs: type === 'swap' ? { type, blockSizeBytes: 4096 } : { type }, action, ...engine, reason: 'test', warn: false, protectedRanges };
 }
 
 /** An EBR inside the mounted volume: the pass writes it back, so it is checked. */
@@ -71,6 +72,9 @@ describe('in-place --verify', () => {
   it('passes a correct pass; the mounted volume is not verified, and the counts add up', async () => {
     const b = await readInPlaceBaseline(memoryDisk(before()), PLANS, signal);
     expect(b.notVerified).toEqual([{ name: '/dev/sda4', reason: 'mounted' }]);
+    // The appliance mounts too (a journal it replays changes used blocks).
+    const inVm = await readInPlaceBaseline(memoryDisk(before()), [...PLANS.slice(0, 3), plan('/dev/sda4', 18, 5, 'appliance', 'ext4', EBR)], signal);
+    expect(inVm.notVerified).toEqual([{ name: '/dev/sda4', reason: 'mounted' }]);
     expect(b.zeroed.totalBytes).toBe(8 * MiB + 4 * MiB - 4096);
     expect(b.keptZero.totalBytes).toBe(MiB);
     expect(b.hashed.totalBytes + b.keptZero.totalBytes + b.zeroed.totalBytes).toBe(SIZE - 5 * MiB + 512);
