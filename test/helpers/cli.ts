@@ -60,12 +60,21 @@ export function waitForExit(child: ChildProcess): Promise<CliResult> {
   return new Promise((resolve) => child.on('close', (code) => resolve({ exitCode: code ?? -1, stdout, stderr })));
 }
 
-/** What is still attached, mounted, running or present under `dir` (a run's TMPDIR). */
-export async function leftoversUnder(dir: string): Promise<string[]> {
+/** Loop devices whose backing shows as "(/)": they lost their FUSE file (a leak, of some run). */
+export async function orphanLoops(): Promise<string[]> {
+  const { stdout: loops } = await execFileAsync('losetup', ['-a']).catch(() => ({ stdout: '' }));
+  return loops.split('\n').filter((line) => line.includes('(/)'));
+}
+
+/**
+ * What is still attached, mounted, running or present under `dir` (a run's TMPDIR). `before`:
+ * the {@link orphanLoops} seen before the run started, another run's leaks, not this one's.
+ */
+export async function leftoversUnder(dir: string, before: readonly string[] = []): Promise<string[]> {
   const left: string[] = [];
   const { stdout: loops } = await execFileAsync('losetup', ['-a']).catch(() => ({ stdout: '' }));
   // A loop device whose backing shows as "(/)" lost its FUSE file: always a leak.
-  for (const line of loops.split('\n')) if (line.includes(dir) || line.includes('(/)')) left.push(`loop: ${line}`);
+  for (const line of loops.split('\n')) if (line.includes(dir) || (line.includes('(/)') && !before.includes(line))) left.push(`loop: ${line}`);
   const mounts = await readFile('/proc/self/mountinfo', 'utf8');
   for (const line of mounts.split('\n')) if (line.includes(dir)) left.push(`mount: ${line}`);
   for (const pid of await readdir('/proc')) {

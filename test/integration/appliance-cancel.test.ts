@@ -1,16 +1,19 @@
 /**
  * SIGINT (Ctrl-C) and SIGTERM at several moments of the appliance phase, with --engine appliance
  * forcing it: as the launch begins, while the appliance's qemu boots, while it mounts and trims a
- * volume, and right after (the copy). Each leaves nothing behind: no process the run started (qemu, guestfish, the
- * daemons), no socket, no libguestfs or sparsify directory (libguestfs' temporary and socket
- * directories live in the run's TMPDIR and XDG_RUNTIME_DIR, both private to the case), no
- * partial output; the input is unchanged and the exit is the documented one for cancellation.
+ * volume, and right after (the copy); and an error while it trims (the overlay's daemon killed).
+ * Each leaves nothing behind: no process the run started (qemu, guestfish, the
+ * daemons), no socket, no libguestfs or sparsify directory (libguestfs' temporary directory lives
+ * in the run's TMPDIR, private to the case; its socket directory, under /tmp for root, is found in
+ * the appliance's command line), no `.guestfs-UID` cache in the TMPDIR, no partial output; the
+ * input is unchanged and the exit is the documented one for cancellation.
  */
+import { existsSync } from 'node:fs';
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { buildImage, type BuiltImage } from '../helpers/image.js';
-import { leftoversUnder, makeRunTmp, spawnCli, waitForExit } from '../helpers/cli.js';
+import { leftoversUnder, makeRunTmp, orphanLoops, spawnCli, waitForExit } from '../helpers/cli.js';
 import { stillRunning, watchDescendants, type SeenProcess } from '../helpers/process-tree.js';
 import { describeIntegration } from '../helpers/require.js';
 import { sha256File } from '../helpers/verify.js';
@@ -26,8 +29,26 @@ interface Seen {
   readonly procs: readonly SeenProcess[];
 }
 
+/**
+ * What a case does at its moment: send sparsify a signal, or make the run fail for real by
+ * SIGKILLing the qemu-storage-daemon that serves the overlay (the appliance's disk).
+ */
+const KILL_OVERLAY_DAEMON = 'kill-overlay-daemon';
+type Act = NodeJS.Signals | typeof KILL_OVERLAY_DAEMON;
+const isOverlayDaemon = (p: SeenProcess) => /^qemu-storage-daemon .*overlay\.qcow2/.test(p.cmdline);
+
 /** The appliance's qemu (libguestfs boots its appliance.d kernel; a KVM probe's qemu does not). */
 const isAppliance = (p: SeenProcess) => /qemu-system.*appliance\.d/.test(p.cmdline);
+
+/**
+ * libguestfs' per-run directories named in the command lines seen (its socket directory: under the
+ * case's XDG_RUNTIME_DIR for a user, under /tmp for root, outside the case's directories).
+ */
+function libguestfsDirs(procs: readonly SeenProcess[]): string[] {
+  const dirs = new Set<string>();
+  for (const p of procs) for (const m of p.cmdline.matchAll(/(\/[^\s,=]*\/libguestfs[A-Za-z0-9]{6})\//g)) dirs.add(m[1]!);
+  return [...dirs];
+}
 
 /** The text after the last occurrence of `line` in `out`, or undefined before it appears. */
 function after(out: string, line: string): string | undefined {
@@ -66,13 +87,14 @@ describeIntegration('Ctrl-C and SIGTERM in the appliance phase: nothing left beh
     await rm(dir, { recursive: true, force: true });
   });
 
-  /** Starts a copy, sends `signal` `delayMs` after `moment`, and checks what is left. */
-  async function interruptAt(name: string, moment: string, signal: NodeJS.Signals, delayMs: number): Promise<void> {
+  /** Starts a copy, does `act` `delayMs` after `moment`, and checks what is left. */
+  async function interruptAt(name: string, moment: string, act: Act, delayMs: number): Promise<void> {
     const tmp = join(dir, `tmp-${name}`);
     const runtime = join(dir, `run-${name}`);
     await mkdir(tmp);
     await mkdir(runtime, { mode: 0o700 });
     const out = join(dir, `out-${name}.qcow2`);
+    const othersLoops = await orphanLoops();
     const child = spawnCli(['--engine', 'appliance', '--machine-readable', '--tmp', tmp, '--format', 'raw', '--convert', 'qcow2', '--compress', image.imagePath, out], {
       TMPDIR: tmp,
       XDG_RUNTIME_DIR: runtime,
@@ -92,16 +114,24 @@ describeIntegration('Ctrl-C and SIGTERM in the appliance phase: nothing left beh
       expect(done, `the run ended before the moment '${moment}':\n${stdout.slice(-1000)}`).toBe(false);
       expect(Date.now() <= deadline, `no moment '${moment}' within ${MOMENT_TIMEOUT_MS} ms:\n${stdout.slice(-1000)}`).toBe(true);
       await new Promise((r) => setTimeout(r, delayMs));
-      child.kill(signal);
+      if (act === KILL_OVERLAY_DAEMON) {
+        const daemons = watch.seen().filter(isOverlayDaemon);
+        expect(daemons, 'no qemu-storage-daemon serving the overlay').toHaveLength(1);
+        process.kill(daemons[0]!.pid, 'SIGKILL');
+      } else child.kill(act);
       const r = await Promise.race([exited, new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), CLEANUP_TIMEOUT_MS))]);
-      expect(r, `sparsify still running ${CLEANUP_TIMEOUT_MS} ms after ${signal}`).toBeDefined();
+      expect(r, `sparsify still running ${CLEANUP_TIMEOUT_MS} ms after ${act}`).toBeDefined();
       expect(r!.exitCode, r!.stderr).toBe(1);
-      expect(r!.stderr).toMatch(/quit \(\^C\) at user request/);
+      expect(r!.stderr).toMatch(act === KILL_OVERLAY_DAEMON ? /qemu-storage-daemon serving .* died \(killed by SIGKILL\)/ : /quit \(\^C\) at user request/);
       const started = watch.stop();
-      if (moment !== 'launch-step') expect(started.filter(isAppliance), 'the appliance never ran').not.toEqual([]);
+      if (moment !== 'launch-step') {
+        expect(started.filter(isAppliance), 'the appliance never ran').not.toEqual([]);
+        expect(libguestfsDirs(started), "no libguestfs directory in the appliance's command line").not.toEqual([]);
+      }
+      expect(libguestfsDirs(started).filter((d) => existsSync(d))).toEqual([]);
       expect(stillRunning(started).map((p) => `${p.pid}: ${p.cmdline}`)).toEqual([]);
-      expect(await leftoversUnder(tmp)).toEqual([]);
-      expect(await leftoversUnder(runtime)).toEqual([]);
+      expect(await leftoversUnder(tmp, othersLoops)).toEqual([]);
+      expect(await leftoversUnder(runtime, othersLoops)).toEqual([]);
       expect((await readdir(dir)).filter((n) => n.includes(`out-${name}`))).toEqual([]);
       expect(await sha256File(image.imagePath)).toBe(inputSha);
     } finally {
@@ -111,7 +141,7 @@ describeIntegration('Ctrl-C and SIGTERM in the appliance phase: nothing left beh
     }
   }
 
-  const cases: [moment: string, signal: NodeJS.Signals, delayMs: number][] = [
+  const cases: [moment: string, act: Act, delayMs: number][] = [
     ['launch-step', 'SIGINT', 0],
     ['launch-qemu', 'SIGTERM', 0],
     ['launch-qemu', 'SIGINT', 5000],
@@ -119,8 +149,10 @@ describeIntegration('Ctrl-C and SIGTERM in the appliance phase: nothing left beh
     ['trim', 'SIGINT', 0],
     ['trim', 'SIGTERM', 200],
     ['after', 'SIGINT', 0],
+    // An error, not a cancellation: the appliance's disk goes away while it trims.
+    ['trim', KILL_OVERLAY_DAEMON, 0],
   ];
-  it.each(cases)('%s: %s (+%i ms)', async (moment, signal, delayMs) => {
-    await interruptAt(`${moment}-${signal}-${delayMs}`, moment, signal, delayMs);
+  it.each(cases)('%s: %s (+%i ms)', async (moment, act, delayMs) => {
+    await interruptAt(`${moment}-${act}-${delayMs}`, moment, act, delayMs);
   }, MOMENT_TIMEOUT_MS + 2 * CLEANUP_TIMEOUT_MS);
 });

@@ -9,7 +9,7 @@ import { execFileSync } from 'node:child_process';
 import { chown, mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { leftoversUnder, makeRunTmp } from '../helpers/cli.js';
+import { leftoversUnder, makeRunTmp, orphanLoops } from '../helpers/cli.js';
 import { makeCrashSnapshot, readDirtyVolumes, type CrashSnapshot } from '../helpers/crash-snapshot.js';
 import { itRunsEachScript } from '../helpers/guestfs-tools-source.js';
 import { buildImage } from '../helpers/image.js';
@@ -64,12 +64,13 @@ describeIntegration('appliance engine as an ordinary user', { tools: ['runuser',
         // The scripts' guestfish keeps its appliance in libguestfs' usual cache, not per run.
         LIBGUESTFS_CACHEDIR: '/var/tmp',
       };
+      const othersLoops = await orphanLoops();
       const r = await runAsUser(['bash', script], env, { cwd: join(run.dir, 'top', 'sparsify'), timeoutMs: SCRIPT_TIMEOUT_MS });
       const output = `${r.stdout}\n${r.stderr}`;
       expect(r.exitCode, output.slice(-4000)).toBe(0);
       expect(output).toMatch(/test virt-sparsify: \d+ K -> \d+ K/);
       expect((await readFile(run.callLog, 'utf8')).trim()).toBe(call);
-      expect(await leftoversUnder(tmp)).toEqual([]);
+      expect(await leftoversUnder(tmp, othersLoops)).toEqual([]);
     });
   });
 
@@ -94,9 +95,10 @@ describeIntegration('appliance engine as an ordinary user', { tools: ['runuser',
       const home = await userDir(`home-${name}`);
       const out = join(dir, `${name}.raw`);
       const json = join(dir, `${name}.json`);
+      const othersLoops = await orphanLoops();
       const r = await runCliAsUser([...extra, '--format', 'raw', '--json', json, crash.path, out], { TMPDIR: tmp, HOME: home }, RUN_TIMEOUT_MS);
       expect(r.exitCode, r.stderr).toBe(0);
-      expect(await leftoversUnder(tmp)).toEqual([]);
+      expect(await leftoversUnder(tmp, othersLoops)).toEqual([]);
       expect(await sha256File(crash.path)).toBe(inputSha);
       return { out, report: await readReport(json) };
     }
