@@ -3,13 +3,16 @@
  * Pure decoders over one header sector and one entry array, and `readGpt` which picks the
  * primary copy or, when it is damaged, the backup at the last LBA.
  */
-import { guidText, hasAscii, isAllZero, u64le, utf16le, viewOf } from '../binary/bytes.js';
+import { guidText, hasAscii, u64le, viewOf } from '../binary/bytes.js';
 import { crc32 } from '../binary/crc32.js';
 import { ExtentSet, type Range } from '../disk/extent-set.js';
 import type { BlockReader } from '../disk/types.js';
 import { SparsifyError } from '../errors.js';
 import { refused, type Verdict } from '../util/verdict.js';
+import { checkGptEntries, gptEntryArrayProblem, MIN_ENTRY_BYTES, parseGptEntries, type GptEntry } from './gpt-entries.js';
 import type { Volume } from './types.js';
+
+export type { GptEntry } from './gpt-entries.js';
 
 /** §5.3.2 Table 5-5, offset 0: the ASCII signature "EFI PART". */
 const GPT_SIGNATURE = 'EFI PART';
@@ -36,13 +39,9 @@ const MIN_HEADER_BYTES = 92;
 /** §5.3.2: Revision 1.0 is 0x00010000; minor revisions stay compatible. */
 const REVISION_MAJOR = 1;
 /** §5.3.2: SizeOfPartitionEntry is 128 × 2^n; we accept any multiple of 8 from 128 up. */
-const MIN_ENTRY_BYTES = 128;
 const ENTRY_SIZE_ALIGN = 8;
 /** Our bound on the entry array (the spec's minimum is 16 KiB; tools write 16 KiB). */
 const MAX_ENTRY_ARRAY_BYTES = 1 << 20;
-/** §5.3.3 Table 5-6 entry field offsets. */
-const ENT = { typeGuid: 0, uniqueGuid: 16, firstLba: 32, lastLba: 40, attributes: 48, name: 56 } as const;
-const ENTRY_NAME_BYTES = 72;
 
 /** A GPT header (§5.3.2) that passed every check. */
 export interface GptHeader {
@@ -57,17 +56,6 @@ export interface GptHeader {
   readonly entriesCrc32: number;
 }
 
-/** One used GPT partition entry (§5.3.3); `index` counts from 0 in the entry array. */
-export interface GptEntry {
-  readonly index: number;
-  readonly typeGuid: string;
-  readonly uniqueGuid: string;
-  readonly firstLba: number;
-  /** Inclusive, as in the spec. */
-  readonly lastLba: number;
-  readonly attributes: bigint;
-  readonly name: string;
-}
 
 /** A decoded header, or why this copy cannot be used. */
 export type GptHeaderCheck = Verdict<{ header: GptHeader }>;
@@ -143,71 +131,6 @@ function arrayInUsableLbas(h: GptHeader, sectorBytes: number): boolean {
   return endLba > h.entriesLba && h.entriesLba <= h.lastUsableLba && endLba > h.firstUsableLba;
 }
 
-/** Why the entry array does not match the header's CRC, or undefined when it does. */
-function gptEntryArrayProblem(array: Uint8Array, header: GptHeader): string | undefined {
-  const bytes = header.entryCount * header.entrySizeBytes;
-  if (array.length < bytes) return 'partition entry array truncated';
-  return crc32(array.subarray(0, bytes)) === header.entriesCrc32 ? undefined : 'partition entry array CRC mismatch';
-}
-
-/** The used entries of an entry array (type GUID not all zero, §5.3.3), in array order. */
-function parseGptEntries(array: Uint8Array, header: GptHeader): GptEntry[] {
-  const entries: GptEntry[] = [];
-  for (let index = 0; index < header.entryCount; index++) {
-    const at = index * header.entrySizeBytes;
-    if (at + MIN_ENTRY_BYTES > array.length) break;
-    const raw = array.subarray(at, at + MIN_ENTRY_BYTES);
-    if (isAllZero(raw.subarray(ENT.typeGuid, ENT.typeGuid + 16))) continue;
-    const view = viewOf(raw);
-    entries.push({
-      index,
-      typeGuid: guidText(raw, ENT.typeGuid),
-      uniqueGuid: guidText(raw, ENT.uniqueGuid),
-      firstLba: u64le(view, ENT.firstLba),
-      lastLba: u64le(view, ENT.lastLba),
-      attributes: view.getBigUint64(ENT.attributes, true),
-      name: utf16le(raw, ENT.name, ENTRY_NAME_BYTES),
-    });
-  }
-  return entries;
-}
-
-/**
- * Throws BAD_LAYOUT when an entry is inverted, outside the usable LBAs or the disk, or overlaps
- * another; the message names the entry and its byte offset on the disk.
- */
-function checkGptEntries(entries: readonly GptEntry[], header: GptHeader, sectorBytes: number): void {
-  const where = (e: GptEntry): string =>
-    `GPT entry ${e.index + 1} at byte ${header.entriesLba * sectorBytes + e.index * header.entrySizeBytes}`;
-  for (const e of entries) {
-    if (e.firstLba > e.lastLba) {
-      throw badEntry(`${where(e)}: first LBA ${e.firstLba} is after its last LBA ${e.lastLba}`);
-    }
-    if (e.firstLba < header.firstUsableLba || e.lastLba > header.lastUsableLba) {
-      throw badEntry(
-        `${where(e)}: LBA ${e.firstLba}–${e.lastLba} is outside the usable LBAs ` +
-          `${header.firstUsableLba}–${header.lastUsableLba} of the disk`,
-      );
-    }
-  }
-  const sorted = [...entries].sort((a, b) => a.firstLba - b.firstLba);
-  for (let i = 1; i < sorted.length; i++) {
-    const prev = sorted[i - 1]!;
-    const cur = sorted[i]!;
-    if (cur.firstLba <= prev.lastLba) {
-      throw badEntry(
-        `${where(cur)}: LBA ${cur.firstLba}–${cur.lastLba} overlaps GPT entry ${prev.index + 1} ` +
-          `(LBA ${prev.firstLba}–${prev.lastLba})`,
-      );
-    }
-  }
-}
-
-function badEntry(message: string): SparsifyError {
-  return new SparsifyError('BAD_LAYOUT', message, {
-    hint: 'the partition table is inconsistent; check it with `sgdisk --verify` and repair it before sparsifying',
-  });
-}
 
 /** One usable copy of the GPT: its header and used entries. */
 interface GptCopy {

@@ -19,6 +19,7 @@ export function decideOutputFormat(options: Pick<CopyOptions, 'convert' | 'compr
       format === 'raw'
         ? '--compress cannot be used for raw output.  Remove this option or use --convert qcow2.'
         : `--compress needs qcow2 output, not ${format}; use --convert qcow2`,
+      { hint: "see 'sparsify --help'" },
     );
   }
   if (options.outputOptions !== undefined && format === 'raw') {

@@ -35,6 +35,7 @@ describe('decideOutputFormat: the one decider of the output format', () => {
       const e = refusal(() => decideOutputFormat(options, input));
       expect(e.code).toBe('USAGE');
       expect(e.message).toBe(message);
+      expect(e.hint).toBe("see 'sparsify --help'");
     }
     expect(refusal(() => decideOutputFormat({ compress: true }, 'vmdk')).message).toBe('--compress needs qcow2 output, not vmdk; use --convert qcow2');
   });
