@@ -8,6 +8,7 @@ import { openReportFiles } from '../report/report-files.js';
 import { closingText } from '../report/summary.js';
 import { explainSystemError } from '../util/errno.js';
 import { chooseView, makeCliLogger, type RendererName } from './output.js';
+import { runInspect } from './inspect.js';
 import { parseCommandLine, type Presentation } from './parse-options.js';
 
 async function main(argv: readonly string[]): Promise<number> {
@@ -22,7 +23,8 @@ async function main(argv: readonly string[]): Promise<number> {
     }
     const controller = new AbortController();
     installSignalHandlers(controller);
-    const ctx = makeContext(makeCliLogger(presentation), controller.signal);
+    const ctx = makeContext(makeCliLogger(presentation, command.kind === 'inspect' ? 'stderr' : 'stdout'), controller.signal);
+    if (command.kind === 'inspect') return await runInspect(ctx, command.request, presentation);
     const reports = await openReportFiles(command.options, presentation.machineReadable);
     let failed = true;
     try {

@@ -22,10 +22,19 @@ export interface Presentation {
   readonly machineReadable?: MachineReadableTarget;
 }
 
+/** `--inspect DISK`: what to inspect and how to show it. */
+export interface InspectCommand {
+  readonly disk: string;
+  readonly format?: string;
+  /** table (default), virt-inspector's XML on stdout (--xml), or JSON to a file ('-': stdout). */
+  readonly show: { kind: 'table' } | { kind: 'xml' } | { kind: 'json'; file: string };
+}
+
 /** What the command line asks for. */
 export type Command_ =
   | { kind: 'run'; options: Options; presentation: Presentation }
   | { kind: 'capabilities'; presentation: Presentation }
+  | { kind: 'inspect'; request: InspectCommand; presentation: Presentation }
   | { kind: 'exit'; code: number };
 
 const EXIT_CODES_HELP = `
@@ -39,12 +48,13 @@ Exit codes:
 Examples:
   sparsify disk.qcow2 small.qcow2
   sparsify disk.raw --convert qcow2 --compress disk.qcow2
-  sparsify --in-place disk.qcow2`;
+  sparsify --in-place disk.qcow2
+  sparsify --inspect disk.qcow2 --xml`;
 
 function buildProgram(): Command {
   const collect = (value: string, previous: string[]) => [...previous, value];
   return new Command('sparsify')
-    .usage('[--options] indisk outdisk\n       sparsify [--options] --in-place disk')
+    .usage('[--options] indisk outdisk\n       sparsify [--options] --in-place disk\n       sparsify --inspect [--xml|--json FILE] disk')
     .description('Make a virtual machine disk image sparse (a virt-sparsify successor)')
     .argument('[disks...]')
     .option('--check-tmpdir <ignore|continue|warn|fail>', 'check there is enough temporary space', 'warn')
@@ -53,6 +63,8 @@ function buildProgram(): Command {
     .option('-f, --format <format>', 'input format (default: probe; raw is probed with a warning)')
     .option('--ignore <fs>', 'leave this filesystem or volume group alone (repeatable)', collect, [])
     .option('--in-place, --inplace', 'give free space back to the host in the image itself')
+    .option('--inspect', "show the guest's operating systems and filesystems (read-only, inside the libguestfs appliance)")
+    .option('--xml', "with --inspect: virt-inspector's XML on stdout")
     .option('-o <options>', 'creation options for the output image (qemu-img create -o)')
     .option('--tmp <dir|block-device|prebuilt:file>', 'where the copy-mode overlay lives (default $TMPDIR)')
     .option('--zero <fs>', 'make this filesystem wholly zero (repeatable)', collect, [])
@@ -122,6 +134,8 @@ export function parseCommandLine(argv: readonly string[]): Command_ {
     ...(o.machineReadable ? { machineReadable: parseMachineReadable(o.machineReadableTo) } : {}),
   };
   if (disks.length === 0 && presentation.machineReadable) return { kind: 'capabilities', presentation };
+  if (o.inspect) return { kind: 'inspect', request: validateInspect(o, disks), presentation };
+  if (o.xml) throw usage('--xml goes with --inspect');
   return { kind: 'run', options: validate(o, disks), presentation };
 }
 
@@ -212,6 +226,23 @@ function validate(o: Raw, disks: string[]): Options {
     overwrite: Boolean(o.overwrite),
     noZero: Boolean(o.skipZeroPass),
   };
+}
+
+/** The options that make no sense with --inspect (it reads, and writes nothing but its answer). */
+const NOT_WITH_INSPECT: Record<string, string> = {
+  inPlace: '--in-place', inplace: '--in-place', compress: '--compress', convert: '--convert', o: '-o',
+  tmp: '--tmp', overwrite: '--overwrite', verify: '--verify', skipZeroPass: '--no-zero',
+};
+
+function validateInspect(o: Raw, disks: string[]): InspectCommand {
+  if (disks.length !== 1) throw usage('usage: sparsify --inspect [--xml|--json FILE] disk');
+  const other = Object.keys(NOT_WITH_INSPECT).find((k) => o[k] !== undefined && o[k] !== false);
+  if (other) throw usage(`you cannot use --inspect and ${NOT_WITH_INSPECT[other]} options together`);
+  if ((o.ignore as string[]).length > 0 || (o.zero as string[]).length > 0) throw usage('you cannot use --inspect with --ignore or --zero');
+  if (o.xml && o.json) throw usage('--inspect shows either --xml or --json, not both');
+  const json = o.json as string | undefined;
+  const show: InspectCommand['show'] = o.xml ? { kind: 'xml' } : json !== undefined ? { kind: 'json', file: json === '-' ? '-' : resolve(json) } : { kind: 'table' };
+  return { disk: resolve(disks[0]!), ...(o.format ? { format: o.format as string } : {}), show };
 }
 
 function validateInPlace(o: Raw, disks: string[], common: Omit<Options, 'mode' | 'input'>): Options {

@@ -62,7 +62,7 @@ function makeImageArgs(options: ImageOptions): string[] {
   ];
 }
 
-async function exists(path: string): Promise<boolean> {
+export async function exists(path: string): Promise<boolean> {
   try {
     await access(path);
     return true;
@@ -81,8 +81,8 @@ function processAlive(pid: number): boolean {
 }
 
 /** Takes an O_EXCL lock file holding our pid; waits for a live holder, takes over a dead one's. */
-async function acquireLock(lockPath: string): Promise<() => Promise<void>> {
-  const deadline = Date.now() + LOCK_WAIT_MS;
+export async function acquireLock(lockPath: string, waitMs = LOCK_WAIT_MS): Promise<() => Promise<void>> {
+  const deadline = Date.now() + waitMs;
   for (;;) {
     try {
       const handle = await open(lockPath, 'wx');
@@ -98,7 +98,7 @@ async function acquireLock(lockPath: string): Promise<() => Promise<void>> {
       await rm(lockPath, { force: true });
       continue;
     }
-    if (Date.now() > deadline) throw new Error(`${lockPath}: held by pid ${holder} for over ${LOCK_WAIT_MS} ms`);
+    if (Date.now() > deadline) throw new Error(`${lockPath}: held by pid ${holder} for over ${waitMs} ms`);
     await sleep(250);
   }
 }

@@ -129,3 +129,29 @@ describe('parseCommandLine: presentation', () => {
     expect(parseCommandLine(['-V'])).toEqual({ kind: 'exit', code: 0 });
   });
 });
+
+describe('parseCommandLine: --inspect', () => {
+  function inspect(...argv: string[]) {
+    const c = parseCommandLine(argv);
+    if (c.kind !== 'inspect') throw new Error(`expected an inspection, got ${c.kind}`);
+    return c.request;
+  }
+
+  it('takes one disk; a table by default, --xml, or --json FILE (- for stdout)', () => {
+    expect(inspect('--inspect', 'd.img')).toEqual({ disk: resolve('d.img'), show: { kind: 'table' } });
+    expect(inspect('--inspect', '--xml', '--format', 'raw', 'd.img')).toEqual({ disk: resolve('d.img'), format: 'raw', show: { kind: 'xml' } });
+    expect(inspect('--inspect', '--json', '-', 'd.img').show).toEqual({ kind: 'json', file: '-' });
+    expect(inspect('--inspect', '--json', 'r.json', 'd.img').show).toEqual({ kind: 'json', file: resolve('r.json') });
+  });
+
+  it('refuses what would write or copy, and --xml without --inspect', () => {
+    expect(usageError('--inspect', 'a', 'b')).toMatch(/usage: sparsify --inspect/);
+    expect(usageError('--inspect', '--in-place', 'd')).toMatch(/--inspect and --in-place/);
+    expect(usageError('--inspect', '--convert', 'raw', 'd')).toMatch(/--inspect and --convert/);
+    expect(usageError('--inspect', '-o', 'x=y', 'd')).toMatch(/--inspect and -o/);
+    expect(usageError('--inspect', '--no-zero', 'd')).toMatch(/--inspect and --no-zero/);
+    expect(usageError('--inspect', '--zero', '/dev/sda1', 'd')).toMatch(/--inspect with --ignore or --zero/);
+    expect(usageError('--inspect', '--xml', '--json', '-', 'd')).toMatch(/either --xml or --json/);
+    expect(usageError('--xml', 'a', 'b')).toMatch(/--xml goes with --inspect/);
+  });
+});

@@ -1,0 +1,50 @@
+/**
+ * The bootable Debian 12 guest of scripts/make-guest, built once and shared by every test file
+ * that needs a real guest (inspection, templating). The debootstrap packages are kept beside
+ * it (guest-debs.tgz), so a rebuild after editing make-guest downloads nothing. The cache key
+ * covers the script's text and the arguments; a lock keeps parallel test files to one build.
+ */
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { REPO_ROOT, acquireLock, exists, fixtureDir } from './image.js';
+
+const execFileAsync = promisify(execFile);
+const MAKE_GUEST = join(REPO_ROOT, 'scripts', 'make-guest');
+/** A build takes about 7 minutes on a quiet machine; others wait for it. */
+const BUILD_WAIT_MS = 40 * 60_000;
+
+export interface GuestOptions {
+  readonly hostname?: string;
+  readonly garbageMiB?: number;
+}
+
+export interface BuiltGuest {
+  readonly imagePath: string;
+  readonly format: 'raw';
+  readonly hostname: string;
+}
+
+/** Builds the guest (or returns the cached one); treat the file as read-only and copy it to modify. */
+export async function buildGuest(options: GuestOptions = {}): Promise<BuiltGuest> {
+  const hostname = options.hostname ?? 'sparsify-guest';
+  const dir = fixtureDir();
+  await mkdir(dir, { recursive: true });
+  const shape = ['--hostname', hostname, '--garbage', String(options.garbageMiB ?? 100)];
+  // The packages' place is not part of the guest: it stays out of the key.
+  const key = createHash('sha256').update(await readFile(MAKE_GUEST)).update('\0').update(shape.join('\0')).digest('hex').slice(0, 16);
+  const args = [...shape, '--debs', join(dir, 'guest-debs.tgz')];
+  const imagePath = join(dir, `guest-${hostname}-${key}.raw`);
+  // make-guest renames its output into place last: a file there is a finished guest.
+  if (!(await exists(imagePath))) {
+    const release = await acquireLock(join(dir, `guest-${key}.lock`), BUILD_WAIT_MS);
+    try {
+      if (!(await exists(imagePath))) await execFileAsync(MAKE_GUEST, [...args, imagePath], { maxBuffer: 16 << 20, timeout: BUILD_WAIT_MS });
+    } finally {
+      await release();
+    }
+  }
+  return { imagePath, format: 'raw', hostname };
+}
