@@ -12,14 +12,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { makeContext } from '../../src/context.js';
-import { copyBlocks } from '../../src/copy/copier.js';
-import { openCopySource } from '../../src/copy/copy-source.js';
-import { openRawFileSink } from '../../src/copy/raw-file-sink.js';
-import { ExtentSet } from '../../src/disk/extent-set.js';
-import type { BlockSource } from '../../src/disk/types.js';
-import { openNbdClient } from '../../src/nbd/client.js';
-import { serveImage } from '../../src/qemu/storage-daemon.js';
 import { fillData, prng, randInt } from '../helpers/copy-fakes.js';
+import { copyQcow2Through, type SourceCopy } from '../helpers/qcow2-source-copy.js';
 import { describeIntegration } from '../helpers/require.js';
 
 const MiB = 1024 * 1024;
@@ -39,25 +33,6 @@ function inputData(): Buffer {
   return buf;
 }
 
-/** How many reads reached the export, and how many bytes. */
-function counted(device: BlockSource): { source: BlockSource; reads: { count: number; bytes: number } } {
-  const reads = { count: 0, bytes: 0 };
-  const note = (n: number): void => {
-    reads.count++;
-    reads.bytes += n;
-  };
-  return {
-    reads,
-    source: {
-      sizeBytes: device.sizeBytes,
-      canExtents: device.canExtents,
-      extents: (o, l) => device.extents(o, l),
-      read: (o, l) => (note(l), device.read(o, l)),
-      readInto: (o, dest) => (note(dest.byteLength), device.readInto ? device.readInto(o, dest) : Promise.reject(new Error('no readInto'))),
-    },
-  };
-}
-
 describeIntegration('qcow2 input read through its own tables', { tools: ['qemu-img', 'qemu-io', 'qemu-storage-daemon'] }, () => {
   let dir: string;
   let raw: string;
@@ -73,21 +48,7 @@ describeIntegration('qcow2 input read through its own tables', { tools: ['qemu-i
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
-  /** Serves `image`, copies it through openCopySource into a raw file, compares with qemu-img. */
-  async function copyOf(image: string): Promise<{ fallback: string[]; reads: { count: number; bytes: number } }> {
-    const fallback: string[] = [];
-    await using served = await serveImage(ctx, { file: image, format: 'qcow2', readOnly: true, discard: false, dir });
-    await using nbd = await openNbdClient({ socketPath: served.socketPath, exportName: served.exportName, signal: ctx.signal });
-    const { source: device, reads } = counted(nbd);
-    const out = `${image}.out`;
-    {
-      await using source = await openCopySource(device, { path: image, format: 'qcow2' }, (why) => fallback.push(why));
-      await using sink = await openRawFileSink(out, source.sizeBytes, { overwrite: true });
-      await copyBlocks({ source, sink, skip: ExtentSet.empty });
-    }
-    expect(execFileSync('qemu-img', ['compare', '-f', 'qcow2', '-F', 'raw', image, out], { encoding: 'utf8' })).toMatch(/identical/);
-    return { fallback, reads };
-  }
+  const copyOf = (image: string): Promise<SourceCopy> => copyQcow2Through(ctx, dir, image);
 
   it.each([
     ['64 KiB clusters (the default)', ['-o', 'cluster_size=65536']],
