@@ -62,7 +62,8 @@ export async function openQcow2FileSource(
   }
   const l1Bytes = header.l1Entries * MAPPING_ENTRY_BYTES;
   if (l1Bytes > MAX_L1_BYTES) return { ok: false, reason: `its L1 table of ${l1Bytes} bytes is larger than qemu allows` };
-  const l1 = Buffer.alloc(l1Bytes);
+  // Only the entries the virtual size needs (a shrunk image keeps a longer table).
+  const l1 = Buffer.alloc(Math.ceil(header.virtualSizeBytes / l2CoverageBytes(header.clusterBits)) * MAPPING_ENTRY_BYTES);
   await preadFully(fh, path, l1, header.l1TableOffsetBytes);
   return { ok: true, source: new Qcow2FileSource(fh, path, fileSizeBytes, header, viewOf(l1), device) };
 }
