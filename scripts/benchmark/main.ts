@@ -72,8 +72,8 @@ Exits 1 if a command fails or an output is wrong, 2 on a usage error.
 
 environment:
   BENCH_DIR     images are cached and runs kept here (default /var/tmp/sparsify-bench)
-  SPARSIFY_CMD  how to run sparsify (default: node REPO/dist/cli/main.js); sparsify rows are
-                skipped with a note when dist/cli/main.js does not exist`)
+  SPARSIFY_CMD  how to run sparsify (default: node REPO/dist/cli/sparsify.cjs); sparsify rows are
+                skipped with a note when dist/cli/sparsify.cjs does not exist`)
     .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2))
     .parse(argv, { from: 'user' });
   const o = program.opts<Record<string, string | boolean | undefined>>();
@@ -112,7 +112,8 @@ function requireTools(peers: readonly Peer[]): void {
 /** argv that runs sparsify, or a note saying why its rows are skipped. */
 function sparsifyCommand(): { argv: string[]; note?: string } {
   if (process.env.SPARSIFY_CMD) return { argv: process.env.SPARSIFY_CMD.split(/\s+/).filter(Boolean) };
-  const cli = join(REPO, 'dist', 'cli', 'main.js');
+  // The command as installed (package.json "bin"), which sizes the thread pool first.
+  const cli = join(REPO, 'dist', 'cli', 'sparsify.cjs');
   if (existsSync(cli)) return { argv: [process.execPath, cli] };
   return { argv: [], note: `sparsify skipped: ${cli} does not exist (npm run build, or set SPARSIFY_CMD)` };
 }

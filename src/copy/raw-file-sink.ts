@@ -1,23 +1,15 @@
-import { constants, writeSync } from 'node:fs';
+import { constants } from 'node:fs';
 import { open, rm, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { BlockSink } from '../disk/types.js';
 import { SparsifyError } from '../errors.js';
 import { once } from '../util/async-stack.js';
 import { errnoOf, pathError } from '../util/errno.js';
+import { pwriteFully } from '../util/file-writes.js';
 import { fsyncDir } from '../util/fsync.js';
 
 /** Bytes of zeros written per request by `writeZeroes` (a device's zero runs, or the fallback). */
 const ZERO_WRITE_BYTES = 1024 * 1024;
-
-/**
- * Writes up to this size are made with a synchronous pwrite. An async FileHandle.write costs a
- * threadpool round trip (~50 µs measured here) against ~9 µs for the pwrite itself, and a copy
- * of scattered data is mostly small writes: on a 1 GiB disk with half its 4 KiB granules zero,
- * sync small writes took the copy from 1.3–2.4 s to 0.8–1.0 s. Blocking the event loop for one
- * 64 KiB page-cache write is harmless; larger writes stay async.
- */
-const SYNC_WRITE_MAX_BYTES = 64 * 1024;
 
 /** A new sparse raw file as a copy destination; dispose closes it, `remove` deletes it. */
 export interface RawFileSink extends BlockSink, AsyncDisposable {
@@ -106,14 +98,7 @@ function makeRawFileSink(path: string, fh: FileHandle, sizeBytes: number, kind: 
 async function writeAll(fh: FileHandle, path: string, sizeBytes: number, offsetBytes: number, data: Uint8Array) {
   checkRange(path, sizeBytes, offsetBytes, data.length);
   try {
-    for (let done = 0; done < data.length; ) {
-      const n = data.length - done;
-      const position = offsetBytes + done;
-      done +=
-        n <= SYNC_WRITE_MAX_BYTES
-          ? writeSync(fh.fd, data, done, n, position)
-          : (await fh.write(data, done, n, position)).bytesWritten;
-    }
+    await pwriteFully(fh, data, offsetBytes);
   } catch (err) {
     throw ioError(path, err);
   }

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { RunContext } from '../context.js';
 import { copyBlocks } from '../copy/copier.js';
-import { openCopySource } from '../copy/raw-file-source.js';
+import { openCopySource } from '../copy/copy-source.js';
 import { ExtentSet } from '../disk/extent-set.js';
 import type { BlockDevice } from '../disk/types.js';
 import { SparsifyError, isSparsifyError } from '../errors.js';
@@ -162,9 +162,9 @@ export async function copyToOutput(
   const zeroed = ExtentSet.from(plans.flatMap((p) => zeroingRanges(p).ranges));
   let copy: CopySummary;
   try {
-    // No overlay: the input itself is read, from its file when it is raw (src/copy/raw-file-source.ts).
+    // No overlay: the input itself is read, from its file when it is raw or simple qcow2 (src/copy/copy-source.ts).
     const input = device === source.device ? { path: options.input, format: source.info.format } : undefined;
-    await using from = await openCopySource(device, input);
+    await using from = await openCopySource(device, input, (why) => ctx.log.debug(why));
     copy = await copyBlocks({ source: from, sink: output.sink, skip: zeroed, signal: ctx.signal, onProgress });
     await output.finish();
   } catch (err) {

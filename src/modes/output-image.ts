@@ -9,6 +9,7 @@ import type { DaemonExit } from '../qemu/daemon.js';
 import { serveImage } from '../qemu/storage-daemon.js';
 import { openCompressedQcow2Sink, zstdModulePath } from '../qcow2/compressed-sink.js';
 import { chooseCompressedWriter, type CompressedImageOptions } from '../qcow2/create-options.js';
+import { openPlainQcow2Sink } from '../qcow2/plain-sink.js';
 import { AsyncStack } from '../util/async-stack.js';
 import { fsyncFile } from '../util/fsync.js';
 
@@ -38,16 +39,18 @@ export interface OutputSpec {
 
 /**
  * Creates the output image: raw → a sparse file (or an existing block device) written directly;
- * compressed qcow2 → written by sparsify's own writer (src/qcow2/) when the -o options are ones
- * it makes; any other format, or -o options it leaves to qemu → `qemu-img create` served over NBD
+ * qcow2, compressed or not → written by sparsify's own writers (src/qcow2/) when the -o options
+ * are ones they make; any other format, or -o options it leaves to qemu → `qemu-img create` served over NBD
  * by qemu-storage-daemon (with qemu's compress filter for --compress). A new image reads as zero everywhere, so the copier never writes zeros into it.
  */
 export async function openOutputImage(ctx: RunContext, spec: OutputSpec): Promise<OutputImage> {
   if (spec.format === 'raw') return openRawOutput(spec);
-  if (spec.format === 'qcow2' && spec.compress && !spec.blockDevice) {
-    const choice = chooseCompressedWriter(spec.createOptions, { zstdAvailable: zstdModulePath() !== undefined });
-    if (choice.use === 'writer') return openCompressedOutput(spec, choice.options);
-    ctx.log.debug(`compressed output through qemu: ${choice.reason}`);
+  if (spec.format === 'qcow2' && !spec.blockDevice) {
+    // zstd is needed to compress with it, not to name it in the header of an uncompressed image.
+    const zstdAvailable = !spec.compress || zstdModulePath() !== undefined;
+    const choice = chooseCompressedWriter(spec.createOptions, { zstdAvailable });
+    if (choice.use === 'writer') return spec.compress ? openCompressedOutput(spec, choice.options) : openPlainOutput(spec, choice.options);
+    ctx.log.debug(`qcow2 output through qemu: ${choice.reason}`);
   }
   if (spec.blockDevice) throw new SparsifyError('INTERNAL', `${spec.format} output onto a block device`);
   const stack = new AsyncStack((err) => ctx.log.debug(`closing output: ${String(err)}`));
@@ -93,6 +96,12 @@ export async function openOutputImage(ctx: RunContext, spec: OutputSpec): Promis
     await stack[Symbol.asyncDispose]();
     throw err;
   }
+}
+
+/** An uncompressed qcow2 written by sparsify itself (src/qcow2/plain-sink.ts): no NBD hop. */
+async function openPlainOutput(spec: OutputSpec, options: CompressedImageOptions): Promise<OutputImage> {
+  const sink = await openPlainQcow2Sink(spec.path, spec.sizeBytes, options);
+  return { sink, finish: () => sink.finish(), [Symbol.asyncDispose]: () => sink[Symbol.asyncDispose]() };
 }
 
 /** A compressed qcow2 written by sparsify itself, compressing on every core. */

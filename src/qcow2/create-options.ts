@@ -1,6 +1,6 @@
 /**
- * Whether the compressed-qcow2 writer can make the image that `qemu-img create -f qcow2 -o …`
- * would, and with which cluster size and compression type. Options it does not model (backing
+ * Whether sparsify's qcow2 writers (compressed-sink.ts, plain-sink.ts) can make the image that
+ * `qemu-img create -f qcow2 -o …` would, and with which cluster size and compression type. Options it does not model (backing
  * files, encryption, refcount_bits, extended_l2, preallocation, compat=0.10, …) are left to qemu.
  */
 import { MAX_CLUSTER_BITS, MIN_CLUSTER_BITS, type CompressionType } from './format.js';

@@ -1,5 +1,5 @@
 /**
- * Runs the built CLI (dist/cli/main.js) as a user would, and checks that a run left nothing
+ * Runs the built CLI (dist/cli/sparsify.cjs, package.json "bin") as a user would, and checks that a run left nothing
  * behind under its own temporary directory: no loop device, mount, process or file.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
@@ -11,8 +11,8 @@ import { REPO_ROOT } from './image.js';
 
 const execFileAsync = promisify(execFile);
 
-/** The CLI's entry point; `npm test` builds it first (scripts/setup). */
-export const CLI = join(REPO_ROOT, 'dist', 'cli', 'main.js');
+/** The command as installed (package.json "bin"), which sizes the thread pool and runs main.js; `npm test` builds it first (scripts/setup). */
+export const CLI = join(REPO_ROOT, 'dist', 'cli', 'sparsify.cjs');
 
 /** The longest one CLI run may take in a test (the slowest, --compress on 2 GiB, takes ~40 s). */
 const CLI_TIMEOUT_MS = 100_000;

@@ -130,4 +130,12 @@ describeIntegration('copy mode end to end: MBR with logical partitions, and a wh
     expect(outAllocated).toBeLessThanOrEqual(await allowedBytes(f, report));
     expect((await stat(f.dirty.imagePath)).size).toBe(512 * 1024 * 1024);
   });
+
+  it('whole-disk ext4, qcow2 → raw with --engine mount: the copier reads the trimmed overlay, not the input', async () => {
+    // The input alone would be read from its file (src/copy/copy-source.ts), deleted data and all.
+    const f = await fixture('whole', ['ext4'], 'qcow2');
+    const { report, outAllocated } = await sparsifyAndCheck(f, 'raw', ['--engine', 'mount']);
+    expect(report.volumes[0]).toMatchObject({ name: '/dev/sda', handled: 'trimmed' });
+    expect(outAllocated).toBeLessThanOrEqual(await allowedBytes(f, report));
+  }, 300_000);
 });

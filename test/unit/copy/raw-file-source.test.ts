@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { copyBlocks } from '../../../src/copy/copier.js';
-import { openCopySource } from '../../../src/copy/raw-file-source.js';
+import { openCopySource } from '../../../src/copy/copy-source.js';
 import { ExtentSet } from '../../../src/disk/extent-set.js';
 import { isSparsifyError } from '../../../src/errors.js';
 import { MemorySource, RecordingSink } from '../../helpers/memory-block.js';
