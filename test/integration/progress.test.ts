@@ -1,7 +1,7 @@
 /**
  * Progress of a real copy: the total it counts to is the bytes the copy really reads (the
  * --json report's copy.readBytes), not the virtual size, in --machine-readable lines and in the
- * plain lines a non-terminal gets.
+ * plain lines a non-terminal gets; and the steps before the copy (the mount pass) show none.
  */
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -56,5 +56,25 @@ describeIntegration('copy progress on a real image', { tools: ['qemu-img', 'qemu
     expect(progress.length).toBeLessThanOrEqual(Math.ceil(report.totalMs / 1000) + 2);
     expect(progress.at(-1)).toContain(`${humanBytes(read)} of ${humanBytes(read)} (100%)`);
     expect(progress.every((l) => l.includes(` of ${humanBytes(read)} (`))).toBe(true);
+  });
+
+  it('--engine mount: the overlay and trim steps show no progress and no rate, only the copy step does', async () => {
+    const { r } = await copy('mount', ['--engine', 'mount']);
+    const plain = r.stdout.split('\n');
+    const copyAt = plain.findIndex((l) => l.includes('Copy to destination'));
+    const trimAt = plain.findIndex((l) => /trimmed/.test(l));
+    expect(trimAt).toBeGreaterThan(0);
+    expect(copyAt).toBeGreaterThan(trimAt);
+    const figures = plain.flatMap((l, i) => (/ of .*\(\d+%\)|\/s\b| left$/.test(l) ? [i] : []));
+    expect(figures.length).toBeGreaterThan(0);
+    expect(figures.every((i) => i > copyAt)).toBe(true);
+    const { r: mr } = await copy('mount-mr', ['--engine', 'mount', '--machine-readable']);
+    const lines = mr.stdout.trim().split('\n');
+    const copyLine = lines.indexOf('Copy to destination and make sparse');
+    expect(lines).toContain('Create overlay file to protect source disk');
+    expect(copyLine).toBeGreaterThan(lines.indexOf('Create overlay file to protect source disk'));
+    const progressLines = lines.flatMap((l, i) => (/^\d+\/\d+$|^sparsify-progress /.test(l) ? [i] : []));
+    expect(progressLines.length).toBeGreaterThan(1);
+    expect(progressLines.every((i) => i > copyLine)).toBe(true);
   });
 });
