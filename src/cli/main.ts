@@ -48,7 +48,7 @@ async function main(argv: readonly string[]): Promise<number> {
  * (an option, the output) shows no tree at all: its error is all there is to say.
  */
 async function runShown(job: Job, renderer: RendererName): Promise<RunReport> {
-  const run = runUnderTree(job, { progressBar: renderer === 'default' });
+  const run = runUnderTree(job, renderer === 'silent' ? {} : { progress: renderer === 'default' ? 'bar' : 'lines' });
   await run.begin();
   await new Listr(run.tasks, { ...TASK_TREE_OPTIONS, renderer } as never).run();
   return run.report;

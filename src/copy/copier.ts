@@ -1,7 +1,7 @@
 import type { ExtentSet, Range } from '../disk/extent-set.js';
 import type { BlockSink, BlockSource } from '../disk/types.js';
 import { SparsifyError, cancelledError } from '../errors.js';
-import { planChunks, type Chunk } from './plan.js';
+import { countReadBytes, planChunks, type Chunk } from './plan.js';
 import { overlapBytes, totalBytes } from './range-math.js';
 import { findDataRuns } from './zero-scan.js';
 import { ZeroRunMerger } from './zero-runs.js';
@@ -28,7 +28,12 @@ export interface CopyOptions {
   /** Byte ranges known to read as zero in the result (free space): never read, never written. */
   readonly skip: ExtentSet;
   readonly signal?: AbortSignal;
-  /** Called as spans of the disk are finished, in no particular order; `doneBytes` only grows. */
+  /**
+   * Called as chunks are finished: `doneBytes` of the `totalBytes` the copy reads (the disk
+   * minus `skip` minus the source's zero extents, counted by a walk of the plan before the copy
+   * starts), so a rate and a time left mean something. `doneBytes` only grows and ends equal
+   * to `totalBytes` and to the stats' `readBytes`.
+   */
   readonly onProgress?: (doneBytes: number, totalBytes: number) => void;
   /** Largest read (and write); rounded up to a multiple of the granule. */
   readonly chunkBytes?: number;
@@ -109,7 +114,8 @@ class CopyRun {
   #error: unknown;
   #chunks = 0;
   #tailStartBytes = 0;
-  #doneBytes = 0;
+  /** Bytes the plan will read (known before the copy when someone watches progress). */
+  #plannedBytes = 0;
   #readBytes = 0;
   #zeroScannedBytes = 0;
   #dataBytesWritten = 0;
@@ -124,7 +130,11 @@ class CopyRun {
     const onAbort = (): void => this.#fail(cancelledError());
     this.#opts.signal?.addEventListener('abort', onAbort, { once: true });
     try {
-      this.#progress(0);
+      if (this.#opts.onProgress) {
+        const { granuleBytes, chunkBytes } = this.#sizes;
+        this.#plannedBytes = await countReadBytes(this.#opts.source, this.#opts.skip, { granuleBytes, chunkBytes });
+        this.#progress();
+      }
       await this.#schedule();
       await this.#drain();
       if (!this.#failed) await this.#finish();
@@ -166,7 +176,6 @@ class CopyRun {
     const sizeBytes = this.#opts.source.sizeBytes;
     this.#zeroRuns?.complete(this.#chunks, { start: this.#tailStartBytes, end: sizeBytes }, []);
     this.#zeroRuns?.finish();
-    this.#progress(sizeBytes - this.#tailStartBytes);
     await this.#drain();
     if (this.#failed || this.#opts.flush === false) return;
     try {
@@ -186,7 +195,7 @@ class CopyRun {
       this.#count(chunk, dataRuns);
       this.#zeroRuns?.complete(chunk.index, { start: chunk.spanStartBytes, end: chunk.endBytes }, dataRuns);
       await settleAll(dataRuns.map((r) => this.#writeRun(buf, chunk.startBytes, r)));
-      this.#progress(chunk.endBytes - chunk.spanStartBytes);
+      this.#progress();
     } finally {
       // Every read and write of the buffer has settled: the next chunk may have it.
       this.#buffers.push(pooled);
@@ -249,9 +258,10 @@ class CopyRun {
     this.#zeroScannedBytes += read - overlapBytes(chunk.reads, dataRuns);
   }
 
-  #progress(bytes: number): void {
-    this.#doneBytes += bytes;
-    this.#opts.onProgress?.(this.#doneBytes, this.#opts.source.sizeBytes);
+  /** Reports the bytes read so far (counted as each chunk is read); a plan that grew is followed. */
+  #progress(): void {
+    const done = this.#readBytes;
+    this.#opts.onProgress?.(done, Math.max(this.#plannedBytes, done));
   }
 
   /** Runs `work` in the background holding `bytes` of the budget; a failure stops the copy. */

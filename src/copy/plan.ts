@@ -63,6 +63,17 @@ export async function* planChunks(source: BlockSource, skip: ExtentSet, sizes: P
   }
 }
 
+/**
+ * The bytes {@link planChunks} will have read once it is done (the sum of every chunk's `reads`):
+ * one walk of the same plan, the source's extents asked for again, nothing read. Memory stays
+ * that of one chunk whatever the disk's size.
+ */
+export async function countReadBytes(source: BlockSource, skip: ExtentSet, sizes: PlanSizes): Promise<number> {
+  let bytes = 0;
+  for await (const chunk of planChunks(source, skip, sizes)) bytes += totalBytes(chunk.reads);
+  return bytes;
+}
+
 async function withoutZeros(cursor: ZeroExtentCursor, wanted: Range[]): Promise<Range[]> {
   const zeros: Range[] = [];
   for (const r of wanted) zeros.push(...(await cursor.zerosIn(r.start, r.end)));

@@ -4,6 +4,7 @@ import { applianceVerdict } from '../engines/appliance/availability.js';
 import type { EngineTarget } from '../engines/engine.js';
 import { assertInputUnchanged } from '../host/input-guard.js';
 import type { CopyOptions } from '../options.js';
+import { ProgressMeter } from '../progress/meter.js';
 import type { RunReport, VerifyReport } from '../report/types.js';
 import { volumeReports, type VolumeResult } from '../report/volumes.js';
 import { AsyncStack } from '../util/async-stack.js';
@@ -95,9 +96,11 @@ async function runCopy(steps: Steps, options: CopyOptions, ctx: RunContext, ui: 
       say(STEP.copy);
       return clock.time('copy', async () => {
         const results = await measureAfter(engineTarget.device, passed);
+        const meter = new ProgressMeter();
         const onProgress = (doneBytes: number, totalBytes: number) => {
-          view.progress(doneBytes, totalBytes);
-          ui.progress?.(doneBytes, totalBytes);
+          const progress = meter.update(doneBytes, totalBytes);
+          view.progress(progress);
+          ui.progress?.(progress);
         };
         const copied = await copyToOutput(env, source, engineTarget.device, examined.plans, target, onProgress);
         return { results, copied };

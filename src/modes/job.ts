@@ -4,14 +4,15 @@
  * are shown (a listr2 task tree: task-tree.ts; nothing at all: runJob). What the script opens it
  * releases itself, before its promise settles, on success, error and Ctrl-C alike.
  */
+import type { Progress } from '../progress/meter.js';
 import type { RunReport } from '../report/types.js';
 
 /** What a running step may show about itself. */
 export interface StepView {
   /** Replaces the step's title (e.g. with what it found). */
   retitle(title: string): void;
-  /** Bytes done of a step that copies or discards. */
-  progress(doneBytes: number, totalBytes: number): void;
+  /** Where a step that copies or discards stands. */
+  progress(progress: Progress): void;
 }
 
 /** Runs a job's steps, in the order the job declared them. */

@@ -7,13 +7,19 @@
  */
 import type { ListrTask, ListrTaskWrapper } from 'listr2';
 import { SparsifyError } from '../errors.js';
+import type { Progress } from '../progress/meter.js';
+import { ProgressThrottle, percentOf, progressText } from '../progress/text.js';
 import type { RunReport } from '../report/types.js';
 import type { Job, StepView, Steps } from './job.js';
 
 /** How a job's steps show in a tree. */
 export interface JobTaskOptions {
-  /** Copy progress as a bar under its step: only for a renderer that redraws (listr2's default). */
-  readonly progressBar?: boolean;
+  /**
+   * How a step shows its progress, as its output: `bar`, a bar and the figures, redrawn up to
+   * BAR_EVERY_MS (listr2's default renderer); `lines`, the figures, one line every LINE_EVERY_MS
+   * (renderers that print each output as a line); none by default.
+   */
+  readonly progress?: 'bar' | 'lines';
   /** Receives the job's report when it succeeds. */
   readonly onReport?: (report: RunReport) => void;
 }
@@ -134,23 +140,29 @@ export function runUnderTree(job: Job, options: JobTaskOptions = {}): TreeRun {
   };
 }
 
-/** What a step shows: its title, and with `progressBar` a bar of its progress. */
+/** How often a redrawn bar changes: often enough to look alive. */
+const BAR_EVERY_MS = 250;
+/** How often a plain progress line is printed: a log stays readable. */
+const LINE_EVERY_MS = 1000;
+
+/** What a step shows: its title, and its progress as `options.progress` says. */
 function viewOf(task: Wrapper, options: JobTaskOptions): StepView {
+  const style = options.progress;
+  const throttle = new ProgressThrottle(style === 'bar' ? BAR_EVERY_MS : LINE_EVERY_MS);
   return {
     retitle: (title) => void (task.title = title),
-    progress: (done, total) => {
-      if (!options.progressBar) return;
-      const bar = progressBar(done, total);
-      if (bar !== task.output) task.output = bar;
+    progress: (p) => {
+      if (!style || !throttle.due(p)) return;
+      const text = style === 'bar' ? `${progressBar(p)} ${progressText(p)}` : progressText(p);
+      if (text !== task.output) task.output = text;
     },
   };
 }
 
-/** A text progress bar for a task's output. */
-export function progressBar(doneBytes: number, totalBytes: number, width = 30): string {
-  const fraction = totalBytes > 0 ? Math.min(1, doneBytes / totalBytes) : 1;
-  const full = Math.round(fraction * width);
-  return `[${'#'.repeat(full)}${'-'.repeat(width - full)}] ${(fraction * 100).toFixed(0).padStart(3)}%`;
+/** A text progress bar, `[#####-----]`, full only when done. */
+export function progressBar(p: Progress, width = 30): string {
+  const full = Math.floor((percentOf(p) * width) / 100);
+  return `[${'#'.repeat(full)}${'-'.repeat(width - full)}]`;
 }
 
 interface Deferred<T> {

@@ -111,7 +111,10 @@ describeIntegration('copy-mode options on a real image', { tools: ['qemu-img', '
     expect(lines).toContain('Copy to destination and make sparse');
     const progress = lines.filter((l) => /^\d+\/\d+$/.test(l));
     expect(progress.length).toBeGreaterThan(0);
-    expect(progress.at(-1)).toBe(`${image.manifest.virtualSizeBytes}/${image.manifest.virtualSizeBytes}`);
+    // The total is what the copy reads (test/integration/progress.test.ts), not the virtual size.
+    const [done, total] = progress.at(-1)!.split('/').map(Number);
+    expect(done).toBe(total);
+    expect(total).toBeLessThan(image.manifest.virtualSizeBytes);
     const toFile = join(dir, 'mr.txt');
     const r2 = await runCli(['--tmp', work, '--overwrite', `--machine-readable=file:${toFile}`, image.imagePath, out]);
     expect(r2.exitCode).toBe(0);

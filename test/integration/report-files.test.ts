@@ -85,7 +85,7 @@ describeIntegration('report files: checked first, never the input or the output'
     const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
     expect(code, stderr).toBe(0);
     expect(lines).toMatch(/^Copy to destination and make sparse$/m);
-    expect(lines).toMatch(/^268435456\/268435456$/m);
+    expect(lines).toMatch(/^(\d+)\/\1$/m); // the copy's bytes read of bytes to read, at 100%
     await rm(out);
   });
 

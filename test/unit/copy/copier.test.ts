@@ -130,23 +130,34 @@ describe('copyBlocks', () => {
     expect(firstDifference(sink.image, data)).toBe(-1);
   });
 
-  it('reports progress that grows to the total', async () => {
-    const seen: number[] = [];
-    const source = new MemorySource(sampleDisk());
-    await copyBlocks({
+  it('reports progress in bytes it reads, of a total counted before it starts: the disk minus skip and zero extents', async () => {
+    const seen: [number, number][] = [];
+    const zeroRanges = [{ start: 64 * KiB, end: 200 * KiB }, { start: 264 * KiB, end: 900 * KiB }];
+    const source = new MemorySource(sampleDisk(), { zeroRanges });
+    const stats = await copyBlocks({
       source,
       sink: new RecordingSink(MiB),
-      skip: ExtentSet.of(400 * KiB, 100 * KiB),
+      skip: ExtentSet.of(920 * KiB, 40 * KiB),
       chunkBytes: 64 * KiB,
-      onProgress: (done, total) => {
-        expect(total).toBe(MiB);
-        seen.push(done);
-      },
+      onProgress: (done, total) => seen.push([done, total]),
     });
-    expect(seen).toEqual([...seen].sort((a, b) => a - b));
-    expect(seen[0]).toBe(0);
-    expect(seen[seen.length - 1]).toBe(MiB);
+    // Read: [0,64K) [200K,264K) [900K,920K) [960K,1M): 212 KiB, not the 1 MiB virtual size.
+    expect(stats.readBytes).toBe(212 * KiB);
+    expect(new Set(seen.map(([, total]) => total))).toEqual(new Set([212 * KiB]));
+    const done = seen.map(([d]) => d);
+    expect(done).toEqual([...done].sort((a, b) => a - b));
+    expect(done[0]).toBe(0);
+    expect(done.at(-1)).toBe(212 * KiB);
+    expect(done.length).toBeGreaterThan(3);
   });
+
+  it('reports progress from 0 of 0 to nothing more when everything is skipped', async () => {
+    const seen: [number, number][] = [];
+    const source = new MemorySource(sampleDisk());
+    await copyBlocks({ source, sink: new RecordingSink(MiB), skip: ExtentSet.of(0, MiB), onProgress: (d, t) => seen.push([d, t]) });
+    expect(seen).toEqual([[0, 0]]);
+  });
+
 
   it('survives servers that answer extents with one extent, or not at the offset asked', async () => {
     const data = sampleDisk();

@@ -5,6 +5,8 @@ import { runJob, type Job, type Steps } from '../../../src/modes/job.js';
 import { TASK_TREE_OPTIONS, jobTask, runUnderTree } from '../../../src/modes/task-tree.js';
 import type { RunReport } from '../../../src/report/types.js';
 
+const MiB = 1024 * 1024;
+
 /** A report that says which job made it and what its steps handed on. */
 function reportOf(input: string, volumes: string[]): RunReport {
   const vs = volumes.map((name) => ({ name, type: 'ext4', offsetBytes: 0, sizeBytes: 1, action: 'map' as const, handled: 'h', reason: 'r', reclaimedBytes: 0 }));
@@ -141,18 +143,48 @@ describe('jobs under one listr2 task tree', () => {
     await expect(bad.begin()).rejects.toMatchObject({ code: 'INTERNAL', message: 'u: step "other" is not declared, or comes out of order' });
   });
 
-  it('shows progress as a bar in the step output only when asked to', async () => {
+  it('shows progress in the step output as a bar, as plain figures, or not at all', async () => {
+    const at = (atMs: number, doneBytes: number) => ({ doneBytes, totalBytes: 100 * MiB, atMs, ...(atMs > 0 ? { bytesPerSecond: MiB, etaSeconds: 50 } : {}) });
     const job = (): Job => ({
       title: 'c',
       steps: ['copy'],
-      run: async (s) => s.run('copy', async (view) => (view.progress(50, 100), reportOf('c', []))),
+      run: async (s) => s.run('copy', async (view) => (view.progress(at(0, 0)), view.progress(at(100, 10 * MiB)), view.progress(at(1200, 50 * MiB)), reportOf('c', []))),
     });
-    for (const progressBar of [true, false]) {
-      const run = runUnderTree(job(), { progressBar });
+    const outputs: Record<string, string | undefined> = {};
+    for (const progress of ['bar', 'lines', undefined] as const) {
+      const run = runUnderTree(job(), progress ? { progress } : {});
       await run.begin();
       const tree = silentTree(run.tasks);
       await tree.run();
-      expect(tree.tasks[0]!.output).toBe(progressBar ? `[${'#'.repeat(15)}${'-'.repeat(15)}]  50%` : undefined);
+      outputs[String(progress)] = tree.tasks[0]!.output;
     }
+    expect(outputs).toEqual({
+      bar: `[${'#'.repeat(15)}${'-'.repeat(15)}] 50 MiB of 100 MiB (50%), 1.0 MiB/s, 0:50 left`,
+      lines: '50 MiB of 100 MiB (50%), 1.0 MiB/s, 0:50 left',
+      undefined: undefined,
+    });
   });
+
+  it('plain lines come at most one a second; the bar is redrawn more often', async () => {
+    const seen: Record<string, string[]> = { bar: [], lines: [] };
+    for (const progress of ['bar', 'lines'] as const) {
+      const job: Job = {
+        title: 'c',
+        steps: ['copy'],
+        run: async (s) =>
+          s.run('copy', async (view) => {
+            for (let ms = 0; ms <= 3000; ms += 100) view.progress({ doneBytes: ms, totalBytes: 3000, atMs: ms });
+            return reportOf('c', []);
+          }),
+      };
+      const run = runUnderTree(job, { progress });
+      await run.begin();
+      const tree = silentTree(run.tasks);
+      tree.tasks[0]!.on('OUTPUT' as never, (o: string) => seen[progress]!.push(o));
+      await tree.run();
+    }
+    expect(seen.lines).toEqual(['0 B of 2.9 KiB (0%)', '1000 B of 2.9 KiB (33%)', '2.0 KiB of 2.9 KiB (66%)', '2.9 KiB of 2.9 KiB (100%)']);
+    expect(seen.bar!.length).toBe(11); // every 300 ms: the first update at least 250 ms after the last shown
+  });
+
 });

@@ -67,13 +67,28 @@ describe('machine-readable lines', () => {
     const lines: string[] = [];
     const ui = machineReadableUi({ write: (line) => lines.push(line) });
     ui.message!('Copy to destination and make sparse');
-    for (const done of [0, 10, 999, 1000, 1005, 1010, 5000, 10_000]) ui.progress!(done, 10_000);
-    expect(lines).toEqual(['Copy to destination and make sparse\n', '0/10000\n', '999/10000\n', '1000/10000\n', '5000/10000\n', '10000/10000\n']);
+    for (const done of [0, 10, 999, 1000, 1005, 1010, 5000, 10_000]) ui.progress!({ doneBytes: done, totalBytes: 10_000, atMs: 0 });
+    const progress = lines.filter((l) => /^\d+\/\d+\n$/.test(l));
+    expect(progress).toEqual(['0/10000\n', '999/10000\n', '1000/10000\n', '5000/10000\n', '10000/10000\n']);
+    expect(lines[0]).toBe('Copy to destination and make sparse\n');
+  });
+
+  it('the rate and time left on a line of their own after each DONE/TOTAL line, once known', () => {
+    const lines: string[] = [];
+    const ui = machineReadableUi({ write: (line) => lines.push(line) });
+    ui.progress!({ doneBytes: 0, totalBytes: 4000, atMs: 0 });
+    ui.progress!({ doneBytes: 1000, totalBytes: 4000, bytesPerSecond: 500.4, etaSeconds: 6, atMs: 2000 });
+    expect(lines).toEqual([
+      '0/4000\n',
+      'sparsify-progress done=0 total=4000\n',
+      '1000/4000\n',
+      'sparsify-progress done=1000 total=4000 rate=500 eta=6\n',
+    ]);
   });
 
   it('an empty disk is 100% at once', () => {
     const lines: string[] = [];
-    machineReadableUi({ write: (line) => lines.push(line) }).progress!(0, 0);
-    expect(lines).toEqual(['0/0\n']);
+    machineReadableUi({ write: (line) => lines.push(line) }).progress!({ doneBytes: 0, totalBytes: 0, atMs: 0 });
+    expect(lines).toEqual(['0/0\n', 'sparsify-progress done=0 total=0\n']);
   });
 });
