@@ -1,7 +1,8 @@
 /**
- * A file written front to back: bytes are gathered and written in large sequential writes, one
- * at a time, gaps between placements filled with zeros. At most one batch is being written while
- * the next one fills, so memory stays at about two batches.
+ * A file written front to back: appended bytes are copied into one of two batch buffers and
+ * written in large sequential writes, one at a time, gaps between placements filled with zeros.
+ * One batch is being written while the other fills, so memory stays at two batches, and nothing
+ * is allocated per append (the caller may reuse its bytes as soon as `append` returns).
  */
 import type { FileHandle } from 'node:fs/promises';
 
@@ -11,9 +12,11 @@ const BATCH_BYTES = 1024 * 1024;
 export class AppendFile {
   readonly #fh: FileHandle;
   readonly #onError: (err: unknown) => unknown;
-  /** Where the gathered bytes start in the file. */
+  /** The batch filling now; the other one may be being written. */
+  #batch = Buffer.allocUnsafe(BATCH_BYTES);
+  #spare = Buffer.allocUnsafe(BATCH_BYTES);
+  /** Where the batch starts in the file. */
   #batchStartBytes: number;
-  #batch: Uint8Array[] = [];
   #batchBytes = 0;
   #writing: Promise<void> = Promise.resolve();
 
@@ -28,15 +31,21 @@ export class AppendFile {
     return this.#batchStartBytes + this.#batchBytes;
   }
 
-  /**
-   * Appends `bytes` at `offsetBytes` (at or after the end; the gap reads as zeros). The bytes are
-   * kept, not copied, until written: the caller must not change them. Waits when a batch is full.
-   */
+  /** Appends `bytes` at `offsetBytes` (at or after the end; the gap reads as zeros). Waits when a batch is full. */
   async append(offsetBytes: number, bytes: Uint8Array): Promise<void> {
     if (offsetBytes < this.endBytes) throw new RangeError(`append at ${offsetBytes} is before the end ${this.endBytes}`);
-    if (offsetBytes > this.endBytes) this.#gather(new Uint8Array(offsetBytes - this.endBytes));
-    this.#gather(bytes);
-    if (this.#batchBytes >= BATCH_BYTES) await this.#startWrite();
+    for (let gap = offsetBytes - this.endBytes; gap > 0; ) {
+      const n = Math.min(gap, BATCH_BYTES - this.#batchBytes);
+      this.#batch.fill(0, this.#batchBytes, this.#batchBytes + n);
+      gap -= n;
+      await this.#filled(n);
+    }
+    for (let at = 0; at < bytes.length; ) {
+      const n = Math.min(bytes.length - at, BATCH_BYTES - this.#batchBytes);
+      this.#batch.set(bytes.subarray(at, at + n), this.#batchBytes);
+      at += n;
+      await this.#filled(n);
+    }
   }
 
   /** Writes everything gathered and waits for it. */
@@ -54,38 +63,30 @@ export class AppendFile {
     }
   }
 
-  #gather(bytes: Uint8Array): void {
-    this.#batch.push(bytes);
-    this.#batchBytes += bytes.length;
+  async #filled(bytes: number): Promise<void> {
+    this.#batchBytes += bytes;
+    if (this.#batchBytes === BATCH_BYTES) await this.#startWrite();
   }
 
-  /** Waits for the previous batch, then starts writing the current one. */
+  /** Waits for the previous batch, then starts writing the current one and fills the other. */
   async #startWrite(): Promise<void> {
     await this.#writing;
     if (this.#batchBytes === 0) return;
-    const buffers = this.#batch;
-    const position = this.#batchStartBytes;
-    this.#batch = [];
-    this.#batchStartBytes += this.#batchBytes;
-    this.#batchBytes = 0;
-    const writing = this.#writeAll(buffers, position);
+    const batch = this.#batch.subarray(0, this.#batchBytes);
+    const writing = this.#writeAll(batch, this.#batchStartBytes);
     writing.catch(() => {}); // seen by whoever awaits #writing next, not an unhandled rejection
     this.#writing = writing;
+    this.#batchStartBytes += this.#batchBytes;
+    this.#batchBytes = 0;
+    [this.#batch, this.#spare] = [this.#spare, this.#batch];
   }
 
-  async #writeAll(buffers: Uint8Array[], position: number): Promise<void> {
+  async #writeAll(bytes: Buffer, position: number): Promise<void> {
     try {
-      // writev takes at most IOV_MAX (1024) buffers; a batch of tiny compressed clusters can have more.
-      for (let i = 0; i < buffers.length; ) {
-        const group = buffers.slice(i, i + 1024);
-        const want = group.reduce((n, b) => n + b.length, 0);
-        const { bytesWritten } = await this.#fh.writev(group, position);
-        if (bytesWritten !== want) {
-          // A short writev: finish this group one buffer at a time.
-          await this.#fh.write(Buffer.concat(group).subarray(bytesWritten), 0, want - bytesWritten, position + bytesWritten);
-        }
-        position += want;
-        i += group.length;
+      for (let at = 0; at < bytes.length; ) {
+        const { bytesWritten } = await this.#fh.write(bytes, at, bytes.length - at, position + at);
+        if (bytesWritten === 0) throw new Error(`writing at ${position + at} wrote nothing`);
+        at += bytesWritten;
       }
     } catch (err) {
       throw this.#onError(err);

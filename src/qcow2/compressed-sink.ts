@@ -22,12 +22,16 @@ import { CompressPool, type CompressResult } from './compress-pool.js';
 import type { CompressedImageOptions } from './create-options.js';
 import { ImageMap } from './image-map.js';
 
-/** The zstd binding: prebuilt N-API binaries shipped in its npm platform packages. */
-const ZSTD_MODULE = '@toondepauw/node-zstd';
+/**
+ * The zstd binding: libzstd's own API over N-API, with contexts that can be reused (its
+ * package builds it with node-gyp when installed; where that failed, qemu compresses instead).
+ */
+const ZSTD_MODULE = 'zstd-napi/binding';
 /** Jobs handed to the pool per compression thread before `write` waits. */
 const JOBS_PER_THREAD = 2;
 /** The largest job: the copier's chunk, and a multiple of every cluster size (512 B – 2 MiB). */
 const JOB_BYTES = 2 * 1024 * 1024;
+const EMPTY = new Uint8Array(0);
 
 /** The compressed image being written. */
 export interface CompressedQcow2Sink extends BlockSink, AsyncDisposable {
@@ -70,6 +74,7 @@ export async function openCompressedQcow2Sink(
     { clusterBytes: map.clusterBytes, compressionType: options.compressionType, ...(zstd ? { zstdModulePath: zstd } : {}) },
     JOB_BYTES,
     threads,
+    threads * JOBS_PER_THREAD,
   );
   return new Sink(path, fh, sizeBytes, map, pool, threads * JOBS_PER_THREAD);
 }
@@ -128,6 +133,8 @@ class Sink implements CompressedQcow2Sink {
     try {
       await this.#inOrder(async () => this.#place(offsetBytes, data, await compressed));
     } finally {
+      // Placed (its bytes copied out), or never to be placed: its slot goes to the next job.
+      compressed.then((r) => r.release(), () => {});
       this.#jobs--;
       this.#waiting.shift()?.();
     }
@@ -174,6 +181,7 @@ class Sink implements CompressedQcow2Sink {
     return run;
   }
 
+  /** Places each cluster of a job in the map and appends its bytes (copied: the slot and `data` are then reused). */
   async #place(offsetBytes: number, data: Uint8Array, result: CompressResult): Promise<void> {
     const cs = this.#map.clusterBytes;
     const first = offsetBytes / cs;
@@ -187,9 +195,8 @@ class Sink implements CompressedQcow2Sink {
         at += length;
       } else if (length < 0) {
         const offset = this.#map.placeUncompressed(first + i);
-        const cluster = new Uint8Array(cs); // a copy: the caller may reuse `data` once the write is done
-        cluster.set(data.subarray(i * cs, Math.min(data.length, (i + 1) * cs)));
-        await this.#file.append(offset, cluster);
+        await this.#file.append(offset, data.subarray(i * cs, (i + 1) * cs));
+        await this.#file.append(offset + cs, EMPTY); // a short final cluster is padded with zeros
       }
     }
   }
