@@ -24,10 +24,12 @@ export const isDir = (g: Appliance, path: string): Promise<boolean> => yes(g, 'i
 
 /**
  * The paths the guest has for `glob`, keeping only those the pattern could have produced:
- * glob-expand prints one a line, and a name may hold a newline.
+ * glob-expand prints one a line, and a name may hold a newline. Without directoryslash:false it
+ * would mark directories with a trailing slash (GLOB_MARK).
  */
 export async function expandGlob(g: Appliance, glob: string): Promise<string[]> {
-  return [...new Set(lines(await g.run('glob-expand', glob)).filter((p) => globMatches(glob, p)))];
+  const found = lines(await g.run('glob-expand', glob, 'directoryslash:false'));
+  return [...new Set(found.filter((p) => globMatches(glob, p)))];
 }
 
 /** Names from ls0 (a directory's entries) or find0 (everything below it, relative), NUL-separated so any name comes back whole. */
