@@ -75,7 +75,9 @@ async function applyOperation(g: Appliance, os: InspectedOs, op: Operation, dryR
  */
 async function mountGuest(g: Appliance, os: InspectedOs, dryRun: boolean): Promise<string[]> {
   const warnings: string[] = [];
-  for (const { mountpoint, device } of sortMountpoints([...os.mountpoints])) {
+  // A guest whose fstab does not name its root still has one: inspection found it.
+  const table = os.mountpoints.some((m) => m.mountpoint === '/') ? [...os.mountpoints] : [{ mountpoint: '/', device: os.root }, ...os.mountpoints];
+  for (const { mountpoint, device } of sortMountpoints(table)) {
     try {
       await g.run(dryRun ? 'mount-ro' : 'mount', device, mountpoint);
     } catch (err) {
