@@ -3,7 +3,7 @@
  * filesystems. Every path goes through guest-paths.ts, which says why none leaves the guest.
  */
 import type { Appliance } from '../../engines/appliance/guestfish.js';
-import { baseName, globMatches, joinPath } from './glob.js';
+import { baseName, globMatches, isNormalPath, joinPath } from './glob.js';
 import { diskBytes, expandGlob, garbled, isFile, listNames, resolveDir, resolveParent } from './guest-paths.js';
 import type { Action, Change } from './types.js';
 
@@ -51,6 +51,7 @@ export async function runAction(g: Appliance, action: Action, dryRun: boolean, o
 async function remove(d: Doing, path: string, how: { onlyFile: boolean; parentResolved?: boolean }): Promise<void> {
   if (garbled(path)) return void d.out.warnings.push(`${path}: left alone (its name is not UTF-8)`);
   const real = how.parentResolved ? path : await resolveParent(d.g, path);
+  if (real !== undefined && !isNormalPath(real)) return void d.out.warnings.push(`${JSON.stringify(real)}: left alone (not a plain path)`);
   if (real === undefined || (how.onlyFile && !(await isFile(d.g, real)))) return;
   const bytes = await diskBytes(d.g, real);
   if (!d.dryRun) await d.g.run(how.onlyFile ? 'rm-f' : 'rm-rf', real);

@@ -40,3 +40,11 @@ export function baseName(path: string): string {
 export function joinPath(dir: string, name: string): string {
   return dir.endsWith('/') ? `${dir}${name}` : `${dir}/${name}`;
 }
+
+/**
+ * An absolute path without `.` or `..` components or empty ones: the only kind acted on. rm-rf
+ * runs on the appliance's /sysroot plus the path as given, so a `..` would climb out of the guest.
+ */
+export function isNormalPath(path: string): boolean {
+  return path.startsWith('/') && (path === '/' || path.slice(1).split('/').every((c) => c !== '' && c !== '.' && c !== '..'));
+}

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { baseName, globMatches, joinPath, parentOf } from '../../../src/template/operations/glob.js';
+import { baseName, globMatches, isNormalPath, joinPath, parentOf } from '../../../src/template/operations/glob.js';
 
 describe('glob patterns', () => {
   it('* and ? stay within one component', () => {
@@ -34,5 +34,11 @@ describe('glob patterns', () => {
     expect(baseName('/etc/machine-id')).toBe('machine-id');
     expect(joinPath('/', 'tmp')).toBe('/tmp');
     expect(joinPath('/var', 'tmp')).toBe('/var/tmp');
+  });
+
+  it('only plain absolute paths are acted on: no ., .. or empty component', () => {
+    for (const p of ['/etc/machine-id', '/', '/home/user/.bash_history', '/tmp/..x', '/tmp/...']) expect(isNormalPath(p), p).toBe(true);
+    for (const p of ['/var/log/..', '/tmp/../etc', '/tmp/./x', '//etc', '/etc/', 'etc/passwd', '']) expect(isNormalPath(p), p).toBe(false);
+    expect(globMatches('/var/log/journal/*', '/var/log/journal/..')).toBe(false);
   });
 });
