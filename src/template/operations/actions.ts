@@ -53,6 +53,9 @@ async function remove(d: Doing, path: string, how: { onlyFile: boolean; parentRe
   const real = how.parentResolved ? path : await resolveParent(d.g, path);
   if (real !== undefined && !isNormalPath(real)) return void d.out.warnings.push(`${JSON.stringify(real)}: left alone (not a plain path)`);
   if (real === undefined || (how.onlyFile && !(await isFile(d.g, real)))) return;
+  // Two globs of one operation can name one path (cron.log: /var/log/cron*, /var/log/*.log*);
+  // a dry run, which removes nothing, would find it twice.
+  if (d.out.changes.some((c) => c.path === real)) return;
   const bytes = await diskBytes(d.g, real);
   if (!d.dryRun) await d.g.run(how.onlyFile ? 'rm-f' : 'rm-rf', real);
   d.out.changes.push({ path: real, change: 'removed', ...(bytes === undefined ? {} : { bytes }) });
