@@ -23,7 +23,7 @@ async function main(argv: readonly string[]): Promise<number> {
     }
     const controller = new AbortController();
     installSignalHandlers(controller);
-    const ctx = makeContext(makeCliLogger(presentation), controller.signal);
+    const ctx = makeContext(makeCliLogger(presentation, command.kind === 'inspect' ? 'stderr' : 'stdout'), controller.signal);
     if (command.kind === 'inspect') return await runInspect(ctx, command.request, presentation);
     const reports = await openReportFiles(command.options, presentation.machineReadable);
     let failed = true;

@@ -3,12 +3,15 @@ import type { RunUi } from '../modes/ui.js';
 import { machineReadableUi, type LineSink } from '../report/machine-readable.js';
 import type { Presentation } from './parse-options.js';
 
-/** The logger the CLI gives a run: warnings on stderr, -v debug, -x command lines. */
-export function makeCliLogger(p: Presentation): Logger {
+/**
+ * The logger the CLI gives a run: warnings on stderr, -v debug, -x command lines; notices on
+ * stdout, or on stderr when stdout carries a document (--inspect's XML or JSON).
+ */
+export function makeCliLogger(p: Presentation, notices: 'stdout' | 'stderr' = 'stdout'): Logger {
   const err = (line: string) => process.stderr.write(`${line}\n`);
   return {
     debug: (m) => p.verbose && err(`sparsify: ${m}`),
-    info: (m) => !p.quiet && !p.machineReadable && process.stdout.write(`${m}\n`),
+    info: (m) => !p.quiet && !p.machineReadable && (notices === 'stdout' ? process.stdout.write(`${m}\n`) : err(m)),
     warn: (m) => err(`sparsify: warning: ${m}`),
     trace: (argv) => p.trace && err(`+ ${argv.map(shellQuote).join(' ')}`),
   };

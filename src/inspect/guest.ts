@@ -37,6 +37,9 @@ export function sortMountpoints<T extends { mountpoint: string }>(entries: T[]):
   return entries.sort((a, b) => a.mountpoint.length - b.mountpoint.length || (a.mountpoint < b.mountpoint ? -1 : a.mountpoint > b.mountpoint ? 1 : 0));
 }
 
+/** sda2 before sda10. */
+const byDeviceName = (a: InspectedFilesystem, b: InspectedFilesystem): number => a.device.localeCompare(b.device, 'en', { numeric: true });
+
 /** One filesystem's type, label and UUID. */
 export async function inspectFilesystem(g: Appliance, device: string): Promise<InspectedFilesystem> {
   const [type, label, uuid] = [await optional(g, 'vfs-type', device), await optional(g, 'vfs-label', device), await optional(g, 'vfs-uuid', device)];
@@ -77,7 +80,8 @@ export async function inspectOperatingSystems(g: Appliance, filesystems: readonl
       minorVersion: await version('minor-version'),
       ...Object.fromEntries(entries.filter(([, v]) => v !== undefined)),
       mountpoints,
-      filesystems: await Promise.all(own.map(async (device) => byDevice.get(device) ?? (await inspectFilesystem(g, device)))),
+      // By device name, as virt-inspector lists them (libguestfs' own order varies).
+      filesystems: (await Promise.all(own.map(async (device) => byDevice.get(device) ?? (await inspectFilesystem(g, device))))).sort(byDeviceName),
     });
   }
   return systems;

@@ -76,6 +76,6 @@ function osElement(os: InspectedOs): Record<string, unknown> {
 
 /** virt-inspector's XML (its RELAX NG schema, virt-inspector.rng); at least one operating system. */
 export function inspectionXml(result: DiskInspection): string {
-  const builder = new Builder({ rootName: 'operatingsystems', xmldec: { version: '1.0', encoding: 'UTF-8' } });
+  const builder = new Builder({ rootName: 'operatingsystems', xmldec: { version: '1.0' } });
   return `${builder.buildObject({ operatingsystem: result.operatingSystems.map(osElement) })}\n`;
 }

@@ -32,8 +32,10 @@ export async function buildGuest(options: GuestOptions = {}): Promise<BuiltGuest
   const hostname = options.hostname ?? 'sparsify-guest';
   const dir = fixtureDir();
   await mkdir(dir, { recursive: true });
-  const args = ['--hostname', hostname, '--garbage', String(options.garbageMiB ?? 100), '--debs', join(dir, 'guest-debs.tgz')];
-  const key = createHash('sha256').update(await readFile(MAKE_GUEST)).update('\0').update(args.join('\0')).digest('hex').slice(0, 16);
+  const shape = ['--hostname', hostname, '--garbage', String(options.garbageMiB ?? 100)];
+  // The packages' place is not part of the guest: it stays out of the key.
+  const key = createHash('sha256').update(await readFile(MAKE_GUEST)).update('\0').update(shape.join('\0')).digest('hex').slice(0, 16);
+  const args = [...shape, '--debs', join(dir, 'guest-debs.tgz')];
   const imagePath = join(dir, `guest-${hostname}-${key}.raw`);
   // make-guest renames its output into place last: a file there is a finished guest.
   if (!(await exists(imagePath))) {
