@@ -66,7 +66,7 @@ describeIntegration(
       );
       const [os] = await inspectOperatingSystems(g, await listFilesystems(g));
       if (!os) throw new Error('no operating system found in the guest');
-      return body(g, os, overlay);
+      return await body(g, os, overlay);
     }
 
     it(
