@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseCommandLine } from '../../../src/cli/parse-options.js';
 import { SparsifyError } from '../../../src/errors.js';
 
@@ -66,7 +66,11 @@ describe('parseCommandLine: copy mode', () => {
     expect(usageError('--tmp', '/nonexistent/dir', 'a', 'b')).toMatch(/--tmp parameter must point to/);
   });
 
-  const dir = mkdtempSync(join(tmpdir(), 'sparsify-unit-'));
+  // Made in beforeAll, not while the file is collected: a filtered or skipped run never calls afterAll.
+  let dir: string;
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'sparsify-unit-'));
+  });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it('--tmp takes a directory or prebuilt:FILE', () => {

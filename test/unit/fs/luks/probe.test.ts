@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { luksDriver } from '../../../../src/fs/luks/index.js';
 import { parseLuksHeader } from '../../../../src/fs/luks/probe.js';
 import { probeVolume } from '../../../../src/fs/probe.js';
@@ -48,7 +48,11 @@ describe('luksDriver.detect', () => {
 });
 
 describe.skipIf(!hasTool('cryptsetup'))('LUKS written by cryptsetup luksFormat on a plain file', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'sparsify-luks-'));
+  // Made in beforeAll, not while the file is collected: a filtered or skipped run never calls afterAll.
+  let dir: string;
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'sparsify-luks-'));
+  });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it.each(['luks1', 'luks2'] as const)('%s is probed with its UUID (and LUKS2 label)', async (type) => {
