@@ -29,16 +29,21 @@ export async function handleVolume(ctx: RunContext, g: Appliance, plan: VolumePl
   const { fs } = plan;
   const sameFs = fs.type === 'btrfs' && fs.uuid !== undefined ? work.trimmedBtrfs.get(fs.uuid) : undefined;
   if (sameFs) return { handled: 'trimmed', reason: `${plan.reason}; the filesystem was trimmed through ${sameFs}` };
-  let outcome: VolumeOutcome;
+  return withMountsReleased(g, () => mountAndTrim(ctx, g, plan, work));
+}
+
+/** Runs `body`, then unmounts everything and syncs, whether it succeeded or not. */
+export async function withMountsReleased<T>(g: Appliance, body: () => Promise<T>): Promise<T> {
+  let result: T;
   try {
-    outcome = await mountAndTrim(ctx, g, plan, work);
+    result = await body();
   } catch (err) {
     // The first error is the one to report; the appliance may be gone by now.
     await releaseMounts(g).catch(() => undefined);
     throw err;
   }
   await releaseMounts(g);
-  return outcome;
+  return result;
 }
 
 async function mountAndTrim(ctx: RunContext, g: Appliance, plan: VolumePlan, work: VolumeWork): Promise<VolumeOutcome> {

@@ -6,7 +6,7 @@
  */
 import { SparsifyError } from '../../errors.js';
 import type { Appliance } from '../../engines/appliance/guestfish.js';
-import { releaseMounts } from '../../engines/appliance/volume.js';
+import { withMountsReleased } from '../../engines/appliance/volume.js';
 import { sortMountpoints } from '../../inspect/guest.js';
 import type { InspectedOs } from '../../inspect/types.js';
 import { runAction, type Outcome } from './actions.js';
@@ -44,20 +44,13 @@ export function notApplicable(op: Operation, os: InspectedOs): string | undefine
 }
 
 /** Applies `selected` to the guest `os` (see the module comment); resolves with what each did. */
-export async function applyOperations(g: Appliance, os: InspectedOs, selected: readonly Operation[], options: ApplyOptions): Promise<ApplyReport> {
-  let report: ApplyReport;
-  try {
+export function applyOperations(g: Appliance, os: InspectedOs, selected: readonly Operation[], options: ApplyOptions): Promise<ApplyReport> {
+  return withMountsReleased(g, async () => {
     const warnings = await mountGuest(g, os, options.dryRun);
     const operations: OperationResult[] = [];
     for (const op of selected) operations.push(await applyOperation(g, os, op, options.dryRun));
-    report = { operations, warnings };
-  } catch (err) {
-    // The first error is the one to report; the appliance may be gone by now.
-    await releaseMounts(g).catch(() => undefined);
-    throw err;
-  }
-  await releaseMounts(g);
-  return report;
+    return { operations, warnings };
+  });
 }
 
 async function applyOperation(g: Appliance, os: InspectedOs, op: Operation, dryRun: boolean): Promise<OperationResult> {
