@@ -53,6 +53,29 @@ async function vhdFooter(path: string): Promise<{ cookie: string; diskType: numb
   }
 }
 
+/**
+ * The file sector of each allocated grain of a sparse vmdk, in disk (LBA) order, read from its
+ * grain directory and tables (VMDK 5 sparse extent header: little-endian, offsets in sectors).
+ */
+async function grainSectors(path: string): Promise<number[]> {
+  const buf = await readFile(path);
+  expect(buf.toString('latin1', 0, 4)).toBe('KDMV');
+  const capacity = Number(buf.readBigUInt64LE(12));
+  const grainSize = Number(buf.readBigUInt64LE(20));
+  const gtEntries = buf.readUInt32LE(44);
+  const gdSector = buf.readBigUInt64LE(56);
+  expect(gdSector).not.toBe(0xffffffffffffffffn); // qemu writes the directory near the start
+  const grains = Math.ceil(capacity / grainSize);
+  const out: number[] = [];
+  for (let g = 0; g < grains; g++) {
+    const gt = buf.readUInt32LE(Number(gdSector) * 512 + Math.floor(g / gtEntries) * 4);
+    if (gt === 0) continue;
+    const sector = buf.readUInt32LE(gt * 512 + (g % gtEntries) * 4);
+    if (sector > 1) out.push(sector); // 0: not allocated, 1: a zero grain
+  }
+  return out;
+}
+
 describeIntegration('export presets (--export, --ova)', { tools: TOOLS, root: true }, () => {
   let dir: string;
   let work: string;
@@ -74,7 +97,12 @@ describeIntegration('export presets (--export, --ova)', { tools: TOOLS, root: tr
     reference = join(dir, 'reference.raw');
     const r = await runCli(['--tmp', work, '-q', '--format', 'raw', '--convert', 'raw', input, reference]);
     expect(r.exitCode, r.stderr).toBe(0);
-    expect((await verifyImage(reference, 'raw', image.manifestPath)).problems).toEqual([]);
+    // Every file of the fixture is in the reference (checked on its first 200 MiB, the fixture's size).
+    const head = join(dir, 'reference-head.raw');
+    await copyImage(reference, head);
+    await truncate(head, 200 * MiB);
+    expect((await verifyImage(head, 'raw', image.manifestPath)).problems).toEqual([]);
+    await rm(head);
   }, 600_000);
   afterAll(async () => {
     if (dir) await rm(dir, { recursive: true, force: true });
@@ -96,9 +124,8 @@ describeIntegration('export presets (--export, --ova)', { tools: TOOLS, root: tr
     expect(i['virtual-size']).toBe(inputSize);
     const { stdout } = await execFileAsync('qemu-img', ['check', '--output=json', out]).catch((e: { stdout: string }) => e);
     const check = JSON.parse(stdout) as { 'compressed-clusters'?: number; 'allocated-clusters': number };
+    // The fill is random (stored as it is); the filesystem's metadata compresses.
     expect(check['compressed-clusters']).toBeGreaterThan(0);
-    // Every data cluster that shrinks is compressed: most of them (the fill is text-like data).
-    expect(check['compressed-clusters']! / check['allocated-clusters']).toBeGreaterThan(0.5);
     expect(await compare(reference, 'raw', out, 'qcow2')).toBe('Images are identical.');
     await rm(out);
   });
@@ -112,11 +139,10 @@ describeIntegration('export presets (--export, --ova)', { tools: TOOLS, root: tr
     expect(i['virtual-size']).toBe(inputSize);
     expect((await stat(out)).size % 512).toBe(0);
     expect(await compare(reference, 'raw', out, 'vmdk')).toBe('Images are identical.');
-    // Written in order: each data extent's place in the file grows with its place on the disk.
-    const { stdout } = await execFileAsync('qemu-img', ['map', '--output=json', '-f', 'vmdk', out], { maxBuffer: 64 << 20 });
-    const offsets = (JSON.parse(stdout) as Array<{ data: boolean; offset?: number }>).filter((e) => e.data && e.offset !== undefined).map((e) => e.offset!);
-    expect(offsets.length).toBeGreaterThan(10);
-    expect(offsets).toEqual([...offsets].sort((a, b) => a - b));
+    // Written in order: each grain's place in the file grows with its place on the disk.
+    const sectors = await grainSectors(out);
+    expect(sectors.length).toBeGreaterThan(10);
+    expect(sectors).toEqual([...sectors].sort((a, b) => a - b));
     await rm(out);
   });
 
@@ -136,15 +162,14 @@ describeIntegration('export presets (--export, --ova)', { tools: TOOLS, root: tr
     const raw = join(dir, 'azure.raw');
     execFileSync('qemu-img', ['convert', '-f', 'vpc', '-O', 'raw', out, raw]);
     expect(await compare(reference, 'raw', raw, 'raw')).toMatch(/Images are identical\.$/);
-    const head = join(dir, 'azure-head.raw');
-    execFileSync('qemu-img', ['dd', '-f', 'raw', '-O', 'raw', `bs=512`, `count=${inputSize / 512}`, `if=${raw}`, `of=${head}`]);
-    expect(await compare(reference, 'raw', head, 'raw')).toBe('Images are identical.');
     const fh = await open(raw, 'r');
     const tail = Buffer.alloc(size - inputSize);
     await fh.read(tail, 0, tail.length, inputSize);
     await fh.close();
     expect(tail.every((b) => b === 0)).toBe(true);
-    await Promise.all([rm(out), rm(raw), rm(head)]);
+    await truncate(raw, inputSize);
+    expect(await compare(reference, 'raw', raw, 'raw')).toBe('Images are identical.');
+    await Promise.all([rm(out), rm(raw)]);
   });
 
   it.each([
