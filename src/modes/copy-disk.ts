@@ -5,7 +5,7 @@
  */
 import { rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import type { RunContext } from '../context.js';
 import { copyBlocks } from '../copy/copier.js';
 import { openCopySource } from '../copy/copy-source.js';
@@ -163,6 +163,7 @@ export async function copyToOutput(
     ...(decided.createOptions ? { createOptions: decided.createOptions } : {}),
     compress: decided.compress,
     workDir: source.workDir,
+    ...(target.kind === 'file' && !decided.ova ? { finalName: basename(target.path) } : {}),
   }).catch((err: unknown) => {
     throw asOutputError(err, options.output);
   });

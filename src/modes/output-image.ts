@@ -1,4 +1,5 @@
 import { stat, truncate } from 'node:fs/promises';
+import { basename } from 'node:path';
 import type { RunContext } from '../context.js';
 import { openRawDeviceSink, openRawFileSink } from '../copy/raw-file-sink.js';
 import type { BlockSink } from '../disk/types.js';
@@ -8,6 +9,7 @@ import type { OutputFormat } from '../options.js';
 import { createImage, readImageInfo } from '../qemu/img.js';
 import type { DaemonExit } from '../qemu/daemon.js';
 import { serveImage } from '../qemu/storage-daemon.js';
+import { renameVmdkSelfReference } from '../qemu/vmdk-descriptor.js';
 import { openCompressedQcow2Sink, zstdModulePath } from '../qcow2/compressed-sink.js';
 import { chooseCompressedWriter, type CompressedImageOptions } from '../qcow2/create-options.js';
 import { openPlainQcow2Sink } from '../qcow2/plain-sink.js';
@@ -37,6 +39,8 @@ export interface OutputSpec {
   readonly compress: boolean;
   /** Where daemon sockets go. */
   readonly workDir: string;
+  /** The name the file will have once renamed into place (a vmdk names itself in its descriptor). */
+  readonly finalName?: string;
 }
 
 /**
@@ -96,6 +100,7 @@ export async function openOutputImage(ctx: RunContext, spec: OutputSpec): Promis
         await nbd.flush();
         await owned[Symbol.asyncDispose]();
         if (streamOptimized) await alignEndToSector(spec.path);
+        if (spec.format === 'vmdk' && spec.finalName) await renameVmdkSelfReference(spec.path, basename(spec.path), spec.finalName);
         await fsyncFile(spec.path);
       },
       [Symbol.asyncDispose]: () => owned[Symbol.asyncDispose](),

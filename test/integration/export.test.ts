@@ -138,6 +138,8 @@ describeIntegration('export presets (--export, --ova)', { tools: TOOLS, root: tr
     expect(i['format-specific']?.data['create-type']).toBe('streamOptimized');
     expect(i['virtual-size']).toBe(inputSize);
     expect((await stat(out)).size % 512).toBe(0);
+    // The descriptor names the file by its final name, not the temporary one it was written under.
+    expect((await readFile(out)).subarray(512, 64 * 1024).toString('utf8')).toMatch(/^RW \d+ SPARSE "vmware\.vmdk"$/m);
     expect(await compare(reference, 'raw', out, 'vmdk')).toBe('Images are identical.');
     // Written in order: each grain's place in the file grows with its place on the disk.
     const sectors = await grainSectors(out);
