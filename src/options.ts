@@ -3,6 +3,7 @@
  * cross-option check (src/cli/parse-options.ts); mode modules never re-check them.
  */
 import type { EngineId } from './engines/registry.js';
+import type { ExportPresetName } from './export/presets.js';
 
 /** Formats sparsify can write (qemu's names). */
 export const OUTPUT_FORMATS = ['raw', 'qcow2', 'vmdk', 'vdi', 'vhdx', 'vpc'] as const;
@@ -58,6 +59,10 @@ export interface CopyOptions extends CommonOptions {
   readonly overwrite: boolean;
   /** Skip the filesystem pass: only what already reads as zero becomes holes. */
   readonly noZero: boolean;
+  /** --export NAME: a bundle of format and options that --convert, -o and --compress override (src/export/presets.ts). */
+  readonly exportPreset?: ExportPresetName;
+  /** --ova (with --export vmware): OUT is an OVA holding an OVF descriptor and the vmdk. */
+  readonly ova?: boolean;
 }
 
 /** `sparsify --in-place DISK`. */

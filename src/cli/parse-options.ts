@@ -3,9 +3,11 @@ import { resolve } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { SparsifyError } from '../errors.js';
 import { ENGINE_CHOICES } from '../engines/registry.js';
+import { EXPORT_PRESET_NAMES, exportPreset, mergeExportPreset } from '../export/presets.js';
 import {
   OUTPUT_FORMATS,
   type CheckTmpdir,
+  type CopyOptions,
   type EngineChoice,
   type MachineReadableTarget,
   type Options,
@@ -71,6 +73,8 @@ function buildProgram(): Command {
     .addOption(new Option('--no-zero', 'no filesystem pass: only blocks that already read as zero become holes'))
     .addOption(new Option('--skip-zero-pass').hideHelp())
     .option('--overwrite', 'replace an existing output disk')
+    .option('--export <preset>', `output for a platform: ${EXPORT_PRESET_NAMES.join(', ')} (--convert, -o, --compress override it)`)
+    .option('--ova', 'with --export vmware: OUT is an OVA (OVF descriptor + streamOptimized vmdk)')
     .addOption(new Option('--engine <engine>', 'how free space is found').choices([...ENGINE_CHOICES]).default('auto'))
     .option('--json <file>', 'write a JSON report (per volume, sizes, timings)')
     .option(
@@ -213,6 +217,7 @@ function validate(o: Raw, disks: string[]): Options {
   }
   const convert = o.convert === undefined ? undefined : parseOutputFormat(o.convert as string);
   // Whether --compress and -o suit the output format is the copy job's decision (modes/output-format.ts).
+  const exported = validateExport(o, convert);
   return {
     mode: 'copy',
     input,
@@ -225,13 +230,24 @@ function validate(o: Raw, disks: string[]): Options {
     checkTmpdir: parseCheckTmpdir(o.checkTmpdir as string),
     overwrite: Boolean(o.overwrite),
     noZero: Boolean(o.skipZeroPass),
+    ...exported,
   };
+}
+
+/** --export NAME and --ova: a known preset, and --ova only where the preset allows it. */
+function validateExport(o: Raw, convert: OutputFormat | undefined): Pick<CopyOptions, 'exportPreset' | 'ova'> {
+  if (o.export === undefined && !o.ova) return {};
+  const preset = o.export === undefined ? undefined : exportPreset(o.export as string).name;
+  const given = { ...(preset ? { exportPreset: preset } : {}), ...(convert ? { convert } : {}), compress: Boolean(o.compress), ova: Boolean(o.ova) };
+  mergeExportPreset(given);
+  return { ...(preset ? { exportPreset: preset } : {}), ...(o.ova ? { ova: true } : {}) };
 }
 
 /** The options that make no sense with --inspect (it reads, and writes nothing but its answer). */
 const NOT_WITH_INSPECT: Record<string, string> = {
   inPlace: '--in-place', inplace: '--in-place', compress: '--compress', convert: '--convert', o: '-o',
   tmp: '--tmp', overwrite: '--overwrite', verify: '--verify', skipZeroPass: '--no-zero',
+  export: '--export', ova: '--ova',
 };
 
 function validateInspect(o: Raw, disks: string[]): InspectCommand {
@@ -253,5 +269,6 @@ function validateInPlace(o: Raw, disks: string[], common: Omit<Options, 'mode' |
   if (o.o !== undefined) throw usage('you cannot use --in-place and -o options together');
   if (o.tmp !== undefined) throw usage('you cannot use --in-place and --tmp options together');
   if (o.overwrite) throw usage('you cannot use --in-place and --overwrite options together');
+  if (o.export !== undefined || o.ova) throw usage(`you cannot use --in-place and ${o.ova ? '--ova' : '--export'} options together`);
   return { mode: 'in-place', input: resolve(disks[0]!), ...common };
 }

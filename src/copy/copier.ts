@@ -194,7 +194,11 @@ class CopyRun {
       const dataRuns = findDataRuns(buf, chunk.startBytes, chunk.granules, this.#sizes.granuleBytes);
       this.#count(chunk, dataRuns);
       this.#zeroRuns?.complete(chunk.index, { start: chunk.spanStartBytes, end: chunk.endBytes }, dataRuns);
-      await settleAll(dataRuns.map((r) => this.#writeRun(buf, chunk.startBytes, r)));
+      if (this.#opts.sink.sequential) {
+        for (const r of dataRuns) if (!this.#failed) await this.#writeRun(buf, chunk.startBytes, r);
+      } else {
+        await settleAll(dataRuns.map((r) => this.#writeRun(buf, chunk.startBytes, r)));
+      }
       this.#progress();
     } finally {
       // Every read and write of the buffer has settled: the next chunk may have it.
@@ -316,7 +320,9 @@ function resolveSizes(opts: CopyOptions): Sizes {
   const granuleBytes = roundUp(Math.max(granule, alignment), alignment);
   const chunk = positive('chunkBytes', opts.chunkBytes ?? DEFAULT_CHUNK_BYTES);
   const chunkBytes = roundUp(Math.max(chunk, granuleBytes), granuleBytes);
-  const maxInFlightBytes = positive('maxInFlightBytes', opts.maxInFlightBytes ?? DEFAULT_MAX_IN_FLIGHT_BYTES);
+  // A sequential sink takes one chunk at a time: a budget of 1 byte admits a chunk only when none
+  // is in flight, so the next is read once this one is written.
+  const maxInFlightBytes = opts.sink.sequential ? 1 : positive('maxInFlightBytes', opts.maxInFlightBytes ?? DEFAULT_MAX_IN_FLIGHT_BYTES);
   return { granuleBytes, chunkBytes, maxInFlightBytes };
 }
 

@@ -37,6 +37,11 @@ export interface BlockSink {
   readonly zeroInitialized: boolean;
   /** Writes must be aligned to, and a multiple of, this many bytes (1 when anything goes). */
   readonly writeAlignmentBytes: number;
+  /**
+   * Writes must come one at a time in increasing offset order: the sink appends what it is
+   * given (a streamOptimized vmdk stores each grain after the previous one).
+   */
+  readonly sequential?: boolean;
   write(offsetBytes: number, data: Uint8Array): Promise<void>;
   /** Makes the range read as zero; `punch` lets the sink deallocate it. */
   writeZeroes(offsetBytes: number, lengthBytes: number, punch: boolean): Promise<void>;

@@ -5,7 +5,7 @@
  */
 import { rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import type { RunContext } from '../context.js';
 import { copyBlocks } from '../copy/copier.js';
 import { openCopySource } from '../copy/copy-source.js';
@@ -21,9 +21,10 @@ import { serveImage } from '../qemu/storage-daemon.js';
 import type { CopySummary } from '../report/types.js';
 import type { AsyncStack } from '../util/async-stack.js';
 import { PathError, pathError, renamePathError } from '../util/errno.js';
+import { ovaDiskPath, writeOva } from '../export/ova.js';
 import { explainDaemonDeath, type WatchedDaemon } from './daemon-death.js';
 import { openOutputImage } from './output-image.js';
-import { decideOutputFormat } from './output-format.js';
+import { decideOutput, type OutputDecision } from './output-format.js';
 import { checkOutputFits, type OutputTarget } from './output-target.js';
 import { warnIfProbedRaw } from './run-setup.js';
 import type { RunUi } from './ui.js';
@@ -43,6 +44,8 @@ export interface CopyEnv {
 export interface Source {
   readonly info: ImageInfo;
   readonly outputFormat: OutputFormat;
+  /** Everything decided about the output (format, -o, compression, size, OVA). */
+  readonly output: OutputDecision;
   readonly workDir: string;
   readonly device: BlockDevice;
 }
@@ -58,8 +61,9 @@ export async function openSource(env: CopyEnv, target: OutputTarget): Promise<So
   const info = await readImageInfo(ctx, options.input, options.format ? { format: options.format } : {});
   warnIfProbedRaw(ctx, info, options.input);
   await checkImage(ctx, options.input, info.format);
-  const outputFormat = decideOutputFormat(options, info.format);
-  checkOutputFits(target, outputFormat, info.virtualSizeBytes);
+  const output = decideOutput(options, info);
+  const outputFormat = output.format;
+  checkOutputFits(target, outputFormat, output.sizeBytes);
   if (info.snapshotCount > 0) {
     ctx.log.warn(
       `${options.input} has ${info.snapshotCount} internal snapshot${info.snapshotCount === 1 ? '' : 's'}: copy mode copies the current state only, so ${info.snapshotCount === 1 ? 'it' : 'they'} will not be in the output`,
@@ -81,7 +85,7 @@ export async function openSource(env: CopyEnv, target: OutputTarget): Promise<So
     }),
   );
   const device = stack.use(await openNbdClient({ socketPath: served.socketPath, exportName: served.exportName, signal: ctx.signal }));
-  return { info, outputFormat, workDir, device };
+  return { info, outputFormat, output, workDir, device };
 }
 
 /** The qcow2 overlay over the input (backing = IN) that the engines write, served writable. */
@@ -148,14 +152,18 @@ export async function copyToOutput(
 ): Promise<Copied> {
   const { ctx, options, daemons } = env;
   const path = writtenPath(target);
+  const decided = source.output;
+  // An OVA's disk is written in the work directory first, then packed into `path` (src/export/ova.ts).
+  const imagePath = decided.ova ? ovaDiskPath(source.workDir, options.output) : path;
   await using output = await openOutputImage(ctx, {
-    path,
+    path: imagePath,
     blockDevice: target.kind === 'block-device',
-    format: source.outputFormat,
-    sizeBytes: source.info.virtualSizeBytes,
-    ...(options.outputOptions ? { createOptions: options.outputOptions } : {}),
-    compress: options.compress,
+    format: decided.format,
+    sizeBytes: decided.sizeBytes,
+    ...(decided.createOptions ? { createOptions: decided.createOptions } : {}),
+    compress: decided.compress,
     workDir: source.workDir,
+    ...(target.kind === 'file' && !decided.ova ? { finalName: basename(target.path) } : {}),
   }).catch((err: unknown) => {
     throw asOutputError(err, options.output);
   });
@@ -167,6 +175,10 @@ export async function copyToOutput(
     await using from = await openCopySource(device, input, (why) => ctx.log.debug(why));
     copy = await copyBlocks({ source: from, sink: output.sink, skip: zeroed, signal: ctx.signal, onProgress });
     await output.finish();
+    if (decided.ova) {
+      const disk = { diskPath: imagePath, ovaPath: path, name: options.output };
+      await writeOva(ctx, { ...disk, virtualSizeBytes: decided.sizeBytes, populatedBytes: copy.dataBytesWritten });
+    }
   } catch (err) {
     const all = output.daemonExited ? [...daemons, { serves: options.output, exited: output.daemonExited }] : daemons;
     throw asOutputError(await explainDaemonDeath(err, all), options.output);

@@ -158,7 +158,7 @@ function copyReport(options: CopyOptions, done: Copy, warnings: string[], clock:
     version: VERSION,
     mode: 'copy',
     input: { path: options.input, format: info.format, virtualSizeBytes: info.virtualSizeBytes, allocatedBytes: info.actualSizeBytes },
-    output: { path: options.output, format: outputFormat, compressed: options.compress, allocatedBytes: done.copied.allocatedBytes },
+    output: { path: options.output, format: outputFormat, compressed: done.source.output.compress, allocatedBytes: done.copied.allocatedBytes },
     partitionTable: done.examined.layout.table,
     volumes: volumeReports(done.results),
     warnings,

@@ -1,3 +1,5 @@
+import { stat, truncate } from 'node:fs/promises';
+import { basename } from 'node:path';
 import type { RunContext } from '../context.js';
 import { openRawDeviceSink, openRawFileSink } from '../copy/raw-file-sink.js';
 import type { BlockSink } from '../disk/types.js';
@@ -7,11 +9,13 @@ import type { OutputFormat } from '../options.js';
 import { createImage, readImageInfo } from '../qemu/img.js';
 import type { DaemonExit } from '../qemu/daemon.js';
 import { serveImage } from '../qemu/storage-daemon.js';
+import { renameVmdkSelfReference } from '../qemu/vmdk-descriptor.js';
 import { openCompressedQcow2Sink, zstdModulePath } from '../qcow2/compressed-sink.js';
 import { chooseCompressedWriter, type CompressedImageOptions } from '../qcow2/create-options.js';
 import { openPlainQcow2Sink } from '../qcow2/plain-sink.js';
 import { AsyncStack } from '../util/async-stack.js';
 import { fsyncFile } from '../util/fsync.js';
+import { isStreamOptimized } from './output-format.js';
 
 /** A new output image being written, and how to finish it. */
 export interface OutputImage extends AsyncDisposable {
@@ -35,6 +39,8 @@ export interface OutputSpec {
   readonly compress: boolean;
   /** Where daemon sockets go. */
   readonly workDir: string;
+  /** The name the file will have once renamed into place (a vmdk names itself in its descriptor). */
+  readonly finalName?: string;
 }
 
 /**
@@ -71,12 +77,18 @@ export async function openOutputImage(ctx: RunContext, spec: OutputSpec): Promis
       }),
     );
     const nbd = stack.use(await openNbdClient({ socketPath: served.socketPath, exportName: served.exportName, signal: ctx.signal }));
-    // Compressed clusters are written whole and once; any export also sets its own minimum.
-    const alignment = Math.max(spec.compress ? (info.clusterSizeBytes ?? 65536) : 1, nbd.info.blockSizes.minimumBytes);
+    const streamOptimized = spec.format === 'vmdk' && isStreamOptimized(spec.createOptions);
+    // Compressed clusters (and a streamOptimized vmdk's grains) are written whole and once; any
+    // export also sets its own minimum.
+    const wholeClusters = spec.compress || streamOptimized;
+    const alignment = Math.max(wholeClusters ? (info.clusterSizeBytes ?? 65536) : 1, nbd.info.blockSizes.minimumBytes);
     const sink: BlockSink = {
       sizeBytes: nbd.sizeBytes,
       zeroInitialized: true,
       writeAlignmentBytes: alignment,
+      // qemu appends each grain of a streamOptimized vmdk in the order written; VMware's importers
+      // read the stream in order, and qemu-img convert itself writes it in order (its -W refuses).
+      ...(streamOptimized ? { sequential: true } : {}),
       write: (o, d) => nbd.write(o, d),
       writeZeroes: (o, l, punch) => nbd.writeZeroes(o, l, punch),
       flush: () => nbd.flush(),
@@ -87,6 +99,8 @@ export async function openOutputImage(ctx: RunContext, spec: OutputSpec): Promis
       async finish() {
         await nbd.flush();
         await owned[Symbol.asyncDispose]();
+        if (streamOptimized) await alignEndToSector(spec.path);
+        if (spec.format === 'vmdk' && spec.finalName) await renameVmdkSelfReference(spec.path, basename(spec.path), spec.finalName);
         await fsyncFile(spec.path);
       },
       [Symbol.asyncDispose]: () => owned[Symbol.asyncDispose](),
@@ -97,6 +111,18 @@ export async function openOutputImage(ctx: RunContext, spec: OutputSpec): Promis
     throw err;
   }
 }
+
+/**
+ * qemu-img convert ends a streamOptimized vmdk with an empty compressed write, on which qemu pads
+ * the file to a whole sector after the last grain; an NBD client cannot send that, so the same
+ * padding is done here once the daemon has closed the image.
+ */
+async function alignEndToSector(path: string): Promise<void> {
+  const { size } = await stat(path);
+  if (size % SECTOR_BYTES !== 0) await truncate(path, Math.ceil(size / SECTOR_BYTES) * SECTOR_BYTES);
+}
+
+const SECTOR_BYTES = 512;
 
 /** An uncompressed qcow2 written by sparsify itself (src/qcow2/plain-sink.ts): no NBD hop. */
 async function openPlainOutput(spec: OutputSpec, options: CompressedImageOptions): Promise<OutputImage> {
