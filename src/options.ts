@@ -58,6 +58,18 @@ export interface CopyOptions extends CommonOptions {
   readonly overwrite: boolean;
   /** Skip the filesystem pass: only what already reads as zero becomes holes. */
   readonly noZero: boolean;
+  /** --template: seal the guest on the overlay before the free-space pass. */
+  readonly template?: TemplateRequest;
+}
+
+/**
+ * `--template` (issue 11): the guest operations to run on the copy's overlay, by name, in the
+ * table's order (src/template/operations/table.ts; checked by the CLI), and whether to only look.
+ */
+export interface TemplateRequest {
+  readonly operations: readonly string[];
+  /** --dry-run: inspect and run the operations read-only, report what they would do, write no output. */
+  readonly dryRun: boolean;
 }
 
 /** `sparsify --in-place DISK`. */
