@@ -162,8 +162,6 @@ async function runCopy(steps: Steps, options: CopyOptions, ctx: RunContext, ui: 
 
 /** The overlay step: run when some volume's engine writes, else skipped with the reason. */
 async function maybeOverlay(steps: Steps, env: CopyEnv, start: RunStart, source: Source, examined: Examined): Promise<Overlay | undefined> {
-  const { ctx, ui, options } = env;
-  const { clock, say } = start;
   if (!examined.needs.overlay) {
     steps.skip(STEP.overlay, 'no volume needs a mount: the input is read as it is');
     return undefined;

@@ -57,5 +57,5 @@ export async function sealOverlay(env: CopyEnv, start: RunStart, source: Source,
   );
   const report = await sealGuest(g, { disk: options.input, operations: request.operations, dryRun: request.dryRun }, steps);
   for (const warning of report.warnings) ctx.log.warn(warning);
-  return { report, appliance: g, release: () => g[Symbol.asyncDispose]() };
+  return { report, appliance: g, release: async () => g[Symbol.asyncDispose]() };
 }
