@@ -205,6 +205,24 @@ describeIntegration(
     );
 
     it(
+      'a disk with no guest operating system: one line saying so, exit 1, no output',
+      async () => {
+        const disk = join(dir, 'no-os.raw');
+        await execFileAsync('truncate', ['-s', '64M', disk]);
+        await execFileAsync('mkfs.ext4', ['-q', disk]);
+        const out = join(dir, 'no-os-out.raw');
+        const r = await sparsify(['--template', '--format', 'raw', disk, out]);
+        expect(r.exitCode).toBe(1);
+        // The task list shows the failed step on stderr too; the error itself is one line.
+        expect(r.stderr.split('\n').filter((l) => l.startsWith('sparsify: error:'))).toEqual([
+          `sparsify: error: no guest operating system found on ${disk}: --template needs one to seal`,
+        ]);
+        expect((await readdir(dir)).filter((n) => n.includes('no-os-out'))).toEqual([]);
+      },
+      RUN_MS,
+    );
+
+    it(
       '--dry-run lists what would be removed and writes nothing',
       async () => {
         const out = join(dir, 'dry.raw');
