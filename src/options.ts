@@ -63,6 +63,18 @@ export interface CopyOptions extends CommonOptions {
   readonly exportPreset?: ExportPresetName;
   /** --ova (with --export vmware): OUT is an OVA holding an OVF descriptor and the vmdk. */
   readonly ova?: boolean;
+  /** --template: seal the guest on the overlay before the free-space pass. */
+  readonly template?: TemplateRequest;
+}
+
+/**
+ * `--template` (issue 11): the guest operations to run on the copy's overlay, by name, in the
+ * table's order (src/template/operations/table.ts; checked by the CLI), and whether to only look.
+ */
+export interface TemplateRequest {
+  readonly operations: readonly string[];
+  /** --dry-run: inspect and run the operations read-only, report what they would do, write no output. */
+  readonly dryRun: boolean;
 }
 
 /** `sparsify --in-place DISK`. */

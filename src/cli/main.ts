@@ -6,6 +6,7 @@ import { TASK_TREE_OPTIONS, runUnderTree, sparsifyJob, type Job, type RunReport 
 import { capabilityLines } from '../report/machine-readable.js';
 import { openReportFiles } from '../report/report-files.js';
 import { closingText } from '../report/summary.js';
+import { listOperations } from '../template/operations/select.js';
 import { explainSystemError } from '../util/errno.js';
 import { chooseView, makeCliLogger, type RendererName } from './output.js';
 import { runInspect } from './inspect.js';
@@ -16,6 +17,10 @@ async function main(argv: readonly string[]): Promise<number> {
   try {
     const command = parseCommandLine(argv);
     if (command.kind === 'exit') return command.code;
+    if (command.kind === 'list-operations') {
+      process.stdout.write(listOperations());
+      return 0;
+    }
     presentation = command.presentation;
     if (command.kind === 'capabilities') {
       process.stdout.write(capabilityLines());

@@ -4,6 +4,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { SparsifyError } from '../errors.js';
 import { ENGINE_CHOICES } from '../engines/registry.js';
 import { EXPORT_PRESET_NAMES, exportPreset, mergeExportPreset } from '../export/presets.js';
+import { selectOperations } from '../template/operations/select.js';
 import {
   OUTPUT_FORMATS,
   type CheckTmpdir,
@@ -12,6 +13,7 @@ import {
   type MachineReadableTarget,
   type Options,
   type OutputFormat,
+  type TemplateRequest,
   type TmpPlace,
 } from '../options.js';
 import { VERSION } from '../version.js';
@@ -37,6 +39,7 @@ export type Command_ =
   | { kind: 'run'; options: Options; presentation: Presentation }
   | { kind: 'capabilities'; presentation: Presentation }
   | { kind: 'inspect'; request: InspectCommand; presentation: Presentation }
+  | { kind: 'list-operations' }
   | { kind: 'exit'; code: number };
 
 const EXIT_CODES_HELP = `
@@ -51,12 +54,16 @@ Examples:
   sparsify disk.qcow2 small.qcow2
   sparsify disk.raw --convert qcow2 --compress disk.qcow2
   sparsify --in-place disk.qcow2
-  sparsify --inspect disk.qcow2 --xml`;
+  sparsify --inspect disk.qcow2 --xml
+  sparsify --template --operations defaults,-logfiles guest.qcow2 template.qcow2`;
 
 function buildProgram(): Command {
   const collect = (value: string, previous: string[]) => [...previous, value];
   return new Command('sparsify')
-    .usage('[--options] indisk outdisk\n       sparsify [--options] --in-place disk\n       sparsify --inspect [--xml|--json FILE] disk')
+    .usage(
+      '[--options] indisk outdisk\n       sparsify [--options] --in-place disk\n       sparsify --inspect [--xml|--json FILE] disk\n' +
+        '       sparsify --template [--operations LIST] [--dry-run] [--options] indisk outdisk',
+    )
     .description('Make a virtual machine disk image sparse (a virt-sparsify successor)')
     .argument('[disks...]')
     .option('--check-tmpdir <ignore|continue|warn|fail>', 'check there is enough temporary space', 'warn')
@@ -67,6 +74,11 @@ function buildProgram(): Command {
     .option('--in-place, --inplace', 'give free space back to the host in the image itself')
     .option('--inspect', "show the guest's operating systems and filesystems (read-only, inside the libguestfs appliance)")
     .option('--xml', "with --inspect: virt-inspector's XML on stdout")
+    // Templating (issue 11): one block, so that other options merge beside it.
+    .option('--template', "seal the guest for export first (virt-sysprep's operations, on the overlay: the input is never written)")
+    .option('--operations <list>', "with --template: virt-sysprep's syntax (name, -name, defaults, all; comma lists; repeatable)", collect, [])
+    .option('--list-operations', 'list the --template operations (* = default) and exit')
+    .option('--dry-run', 'with --template: report what the operations would remove or change; write nothing')
     .option('-o <options>', 'creation options for the output image (qemu-img create -o)')
     .option('--tmp <dir|block-device|prebuilt:file>', 'where the copy-mode overlay lives (default $TMPDIR)')
     .option('--zero <fs>', 'make this filesystem wholly zero (repeatable)', collect, [])
@@ -137,6 +149,7 @@ export function parseCommandLine(argv: readonly string[]): Command_ {
     quiet: Boolean(o.quiet),
     ...(o.machineReadable ? { machineReadable: parseMachineReadable(o.machineReadableTo) } : {}),
   };
+  if (o.listOperations) return { kind: 'list-operations' };
   if (disks.length === 0 && presentation.machineReadable) return { kind: 'capabilities', presentation };
   if (o.inspect) return { kind: 'inspect', request: validateInspect(o, disks), presentation };
   if (o.xml) throw usage('--xml goes with --inspect');
@@ -207,6 +220,7 @@ function validate(o: Raw, disks: string[]): Options {
     ...(o.json ? { jsonFile: resolve(o.json as string) } : {}),
     verify: Boolean(o.verify),
   };
+  const template = validateTemplate(o);
   if (o.inPlace || o.inplace) return validateInPlace(o, disks, common);
   if (disks.length !== 2) throw usage('usage: sparsify [--options] indisk outdisk');
   const [input, output] = disks.map((d) => resolve(d)) as [string, string];
@@ -231,6 +245,7 @@ function validate(o: Raw, disks: string[]): Options {
     overwrite: Boolean(o.overwrite),
     noZero: Boolean(o.skipZeroPass),
     ...exported,
+    ...(template ? { template } : {}),
   };
 }
 
@@ -243,11 +258,28 @@ function validateExport(o: Raw, convert: OutputFormat | undefined): Pick<CopyOpt
   return { ...(preset ? { exportPreset: preset } : {}), ...(o.ova ? { ova: true } : {}) };
 }
 
+/**
+ * --template and what goes with it. The operation names are checked here (select.ts), so a
+ * mistyped one is a usage error before any disk is opened.
+ */
+function validateTemplate(o: Raw): TemplateRequest | undefined {
+  const operations = o.operations as string[];
+  if (!o.template) {
+    if (operations.length > 0) throw usage('--operations goes with --template: add --template to seal the guest');
+    if (o.dryRun) throw usage('--dry-run goes with --template: add --template to see what sealing the guest would do');
+    return undefined;
+  }
+  if (o.inPlace || o.inplace) throw usage('you cannot use --in-place and --template options together: --template writes a new image');
+  const selected = selectOperations(operations).map((op) => op.name);
+  return { operations: selected, dryRun: Boolean(o.dryRun) };
+}
+
 /** The options that make no sense with --inspect (it reads, and writes nothing but its answer). */
 const NOT_WITH_INSPECT: Record<string, string> = {
   inPlace: '--in-place', inplace: '--in-place', compress: '--compress', convert: '--convert', o: '-o',
   tmp: '--tmp', overwrite: '--overwrite', verify: '--verify', skipZeroPass: '--no-zero',
   export: '--export', ova: '--ova',
+  template: '--template', dryRun: '--dry-run',
 };
 
 function validateInspect(o: Raw, disks: string[]): InspectCommand {
@@ -255,6 +287,7 @@ function validateInspect(o: Raw, disks: string[]): InspectCommand {
   const other = Object.keys(NOT_WITH_INSPECT).find((k) => o[k] !== undefined && o[k] !== false);
   if (other) throw usage(`you cannot use --inspect and ${NOT_WITH_INSPECT[other]} options together`);
   if ((o.ignore as string[]).length > 0 || (o.zero as string[]).length > 0) throw usage('you cannot use --inspect with --ignore or --zero');
+  if ((o.operations as string[]).length > 0) throw usage('you cannot use --inspect and --operations options together');
   if (o.xml && o.json) throw usage('--inspect shows either --xml or --json, not both');
   const json = o.json as string | undefined;
   const show: InspectCommand['show'] = o.xml ? { kind: 'xml' } : json !== undefined ? { kind: 'json', file: json === '-' ? '-' : resolve(json) } : { kind: 'table' };

@@ -9,6 +9,7 @@ import type { RunContext } from '../context.js';
 import type { BlockDevice } from '../disk/types.js';
 import type { ProbedVolume, VolumePlan } from '../plan/types.js';
 import type { ServingProcess } from '../qemu/storage-daemon.js';
+import type { Appliance } from './appliance/guestfish.js';
 import type { Verdict as HostVerdict } from '../util/verdict.js';
 
 /** Usable, or the reason why not; `blame` says whether the volume or this host is the cause. */
@@ -41,6 +42,11 @@ export interface EngineTarget {
   readonly overlayDir?: string;
   /** Told of every process an engine starts to serve the disk, so a run can name it when it dies. */
   readonly onProcess?: (process: ServingProcess) => void;
+  /**
+   * An appliance already launched over `export` (--template's seal step), for the appliance
+   * engine to use instead of launching its own; its owner stops it, not the engine.
+   */
+  readonly appliance?: Appliance;
 }
 
 /** What happened to one volume. */

@@ -52,10 +52,10 @@ export interface Source {
 
 /**
  * Reads the input's format and size, decides the output format, checks the input and that the
- * output can hold it, and serves the input read-only (qemu's shared lock) in a private work
+ * output can hold it (none: a dry run), and serves the input read-only (qemu's shared lock) in a private work
  * directory.
  */
-export async function openSource(env: CopyEnv, target: OutputTarget): Promise<Source> {
+export async function openSource(env: CopyEnv, target: OutputTarget | undefined): Promise<Source> {
   const { ctx, ui, options, stack, daemons } = env;
   ui.message?.('Examine source disk');
   const info = await readImageInfo(ctx, options.input, options.format ? { format: options.format } : {});
@@ -63,7 +63,7 @@ export async function openSource(env: CopyEnv, target: OutputTarget): Promise<So
   await checkImage(ctx, options.input, info.format);
   const output = decideOutput(options, info);
   const outputFormat = output.format;
-  checkOutputFits(target, outputFormat, output.sizeBytes);
+  if (target) checkOutputFits(target, outputFormat, output.sizeBytes);
   if (info.snapshotCount > 0) {
     ctx.log.warn(
       `${options.input} has ${info.snapshotCount} internal snapshot${info.snapshotCount === 1 ? '' : 's'}: copy mode copies the current state only, so ${info.snapshotCount === 1 ? 'it' : 'they'} will not be in the output`,

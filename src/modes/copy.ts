@@ -1,11 +1,12 @@
 import { rm } from 'node:fs/promises';
+import { SparsifyError } from '../errors.js';
 import type { RunContext } from '../context.js';
 import { applianceVerdict } from '../engines/appliance/availability.js';
 import type { EngineTarget } from '../engines/engine.js';
 import { assertInputUnchanged } from '../host/input-guard.js';
 import type { CopyOptions } from '../options.js';
 import { ProgressMeter } from '../progress/meter.js';
-import type { RunReport, VerifyReport } from '../report/types.js';
+import type { RunReport, TemplateReport, VerifyReport } from '../report/types.js';
 import { volumeReports, type VolumeResult } from '../report/volumes.js';
 import { AsyncStack } from '../util/async-stack.js';
 import { verifyCopiedOutput } from '../verify/output.js';
@@ -20,6 +21,7 @@ import type { RunHooks } from './run-hooks.js';
 import { startRun, type RunStart } from './run-setup.js';
 import { checkTmpSpace, estimateOverlayBytes } from './tmp-check.js';
 import { silentUi, type RunUi } from './ui.js';
+import { SEAL_TITLE, sealOverlay, type Sealed } from './template-step.js';
 import { examineDisk, type Examined } from './volume-pass.js';
 import { measureAfter, measureBefore, passVolumes } from './volume-steps.js';
 
@@ -28,6 +30,7 @@ const STEP = {
   examine: 'Examine source disk',
   filesystems: 'Examine filesystems',
   overlay: 'Create overlay file to protect source disk',
+  seal: SEAL_TITLE,
   pass: 'Free space in each filesystem',
   copy: 'Copy to destination and make sparse',
   verify: 'Verify the output',
@@ -42,10 +45,17 @@ const STEP = {
  * report goes to `hooks.onReport` before the output is renamed into place.
  */
 export function copyJob(options: CopyOptions, ctx: RunContext, ui: RunUi = silentUi, hooks: RunHooks = {}): Job {
-  const { examine, filesystems, overlay, pass, copy, verify } = STEP;
+  const { examine, filesystems, overlay, seal, pass, copy, verify } = STEP;
+  const rest = [pass, copy, ...(options.verify ? [verify] : [])];
+  // --template: the overlay first (always), the guest sealed on it, then its filesystems examined.
+  const steps = !options.template
+    ? [examine, filesystems, overlay, ...rest]
+    : options.template.dryRun
+      ? [examine, overlay, seal]
+      : [examine, overlay, seal, filesystems, ...rest];
   return {
-    title: `${options.input} → ${options.output}`,
-    steps: [examine, filesystems, overlay, pass, copy, ...(options.verify ? [verify] : [])],
+    title: options.template?.dryRun ? `${options.input} (dry run)` : `${options.input} → ${options.output}`,
+    steps,
     run: (steps) => runCopy(steps, options, ctx, ui, hooks),
   };
 }
@@ -57,41 +67,65 @@ interface Copy {
   readonly results: VolumeResult[];
   readonly copied: Copied;
   readonly verify?: VerifyReport;
+  readonly template?: TemplateReport;
 }
 
 async function runCopy(steps: Steps, options: CopyOptions, ctx: RunContext, ui: RunUi, hooks: RunHooks): Promise<RunReport> {
   const start = await startRun(ctx, ui, options);
   const { run, clock, say } = start;
-  const target = await resolveOutputTarget(options);
+  // A dry run writes no output: there is nothing to check or to name.
+  const target = options.template?.dryRun ? undefined : await resolveOutputTarget(options);
 
   await using stack = new AsyncStack((err) => run.log.debug(`cleanup: ${String(err)}`));
   let committed = false;
   stack.defer(async () => {
-    if (!committed && target.kind === 'file') await rm(target.partialPath, { force: true });
+    if (!committed && target?.kind === 'file') await rm(target.partialPath, { force: true });
   });
   const daemons: WatchedDaemon[] = [];
   const env: CopyEnv = { ctx: run, ui, options, stack, daemons };
   let done: Copy;
   try {
     const source = await steps.run(STEP.examine, () => clock.time('examine', () => openSource(env, target)));
+    let sealed: { overlay: Overlay; seal: Sealed } | undefined;
+    if (options.template) {
+      const overlay = await runOverlayStep(steps, env, start, source, undefined);
+      const template = options.template;
+      const seal = await steps.run(STEP.seal, (view) => {
+        say(STEP.seal);
+        return sealOverlay(env, start, source, overlay, template, view);
+      });
+      if (template.dryRun) {
+        await seal.release();
+        return await finishDryRun(options, start, source, seal.report, hooks);
+      }
+      sealed = { overlay, seal };
+    }
+    if (!target) throw new SparsifyError('INTERNAL', 'copy mode without an output outside a dry run');
+    // After sealing, the overlay holds the disk to examine: the removed files' blocks are free in its maps.
+    const examinedDevice = sealed?.overlay.device ?? source.device;
     const { examined, planned } = await steps.run(STEP.filesystems, (view) => {
       say(STEP.filesystems);
       return clock.time('layout', async () => {
-        const examined = await examineDisk(run, source.device, { ...options, root: isRoot(), appliance: () => applianceVerdict(run) });
-        const planned = await measureBefore(source.device, examined.plans);
+        const examined = await examineDisk(run, examinedDevice, { ...options, root: isRoot(), appliance: () => applianceVerdict(run) });
+        const planned = await measureBefore(examinedDevice, examined.plans);
         view.retitle(`${STEP.filesystems}: ${describeVolumes(examined)}`);
         return { examined, planned };
       });
     });
-    const overlay = await maybeOverlay(steps, env, start, source, examined);
+    const overlay = sealed ? sealed.overlay : await maybeOverlay(steps, env, start, source, examined);
+    // The seal's appliance serves the pass too when a volume is planned for it; else it stops now.
+    const reused = sealed && examined.plans.some((p) => p.engine === 'appliance') ? sealed.seal.appliance : undefined;
+    if (sealed && !reused) await sealed.seal.release();
     const engineTarget: EngineTarget = {
       device: overlay?.device ?? source.device,
       ...(overlay ? { export: overlay.export, overlayDir: overlay.overlayDir } : {}),
       workDir: source.workDir,
       inPlace: false,
       onProcess: (p) => daemons.push({ ...p, serves: p.tool === 'nbdfuse' ? 'the disk as a FUSE file' : 'the disk to the libguestfs appliance' }),
+      ...(reused ? { appliance: reused } : {}),
     };
     const passed = await passVolumes(steps, STEP.pass, start, run, engineTarget, planned);
+    await sealed?.seal.release();
     const { results, copied } = await steps.run(STEP.copy, (view) => {
       say(STEP.copy);
       return clock.time('copy', async () => {
@@ -113,14 +147,14 @@ async function runCopy(steps: Steps, options: CopyOptions, ctx: RunContext, ui: 
           return clock.time('verify', () => verifyCopiedOutput(run, output));
         })
       : undefined;
-    done = { source, examined, results, copied, ...(verify ? { verify } : {}) };
+    done = { source, examined, results, copied, ...(verify ? { verify } : {}), ...(sealed ? { template: sealed.seal.report } : {}) };
   } catch (err) {
     throw await explainDaemonDeath(err, daemons);
   }
   await assertInputUnchanged(start.input);
   const report = copyReport(options, done, start.warnings, clock);
   await hooks.onReport?.(report);
-  await commitOutput(target);
+  if (target) await commitOutput(target);
   committed = true;
   say('Sparsify operation completed with no errors.');
   return report;
@@ -128,22 +162,51 @@ async function runCopy(steps: Steps, options: CopyOptions, ctx: RunContext, ui: 
 
 /** The overlay step: run when some volume's engine writes, else skipped with the reason. */
 async function maybeOverlay(steps: Steps, env: CopyEnv, start: RunStart, source: Source, examined: Examined): Promise<Overlay | undefined> {
-  const { ctx, ui, options } = env;
-  const { clock, say } = start;
   if (!examined.needs.overlay) {
     steps.skip(STEP.overlay, 'no volume needs a mount: the input is read as it is');
     return undefined;
   }
+  return runOverlayStep(steps, env, start, source, examined);
+}
+
+/**
+ * Creates and serves the overlay. The free space it may need is checked from the volumes that
+ * will write it; --template makes it before any volume is known, and its operations write
+ * little (the pass that follows mostly reads maps), so it is not estimated then.
+ */
+function runOverlayStep(steps: Steps, env: CopyEnv, start: RunStart, source: Source, examined: Examined | undefined): Promise<Overlay> {
+  const { ctx, ui, options } = env;
+  const { clock, say } = start;
   return steps.run(STEP.overlay, () => {
     say(STEP.overlay);
     return clock.time('overlay', async () => {
-      if (options.tmp.kind === 'dir') {
+      if (options.tmp.kind === 'dir' && examined) {
         const bytes = estimateOverlayBytes(source.info.virtualSizeBytes, examined.needs.overlayVolumes);
         await checkTmpSpace(ctx, ui, options.tmp.path, bytes, options.checkTmpdir);
       }
       return openOverlay(env, source);
     });
   });
+}
+
+/** The end of a dry run: the input unchanged, the report given (no output, no filesystem examined). */
+async function finishDryRun(options: CopyOptions, start: RunStart, source: Source, template: TemplateReport, hooks: RunHooks): Promise<RunReport> {
+  await assertInputUnchanged(start.input);
+  const { info } = source;
+  const report: RunReport = {
+    tool: 'sparsify',
+    version: VERSION,
+    mode: 'copy',
+    input: { path: options.input, format: info.format, virtualSizeBytes: info.virtualSizeBytes, allocatedBytes: info.actualSizeBytes },
+    volumes: [],
+    warnings: start.warnings,
+    template,
+    phases: start.clock.phases(),
+    totalMs: start.clock.totalMs(),
+  };
+  await hooks.onReport?.(report);
+  start.say('Dry run completed: nothing was written.');
+  return report;
 }
 
 function describeVolumes(examined: Examined): string {
@@ -164,6 +227,7 @@ function copyReport(options: CopyOptions, done: Copy, warnings: string[], clock:
     warnings,
     copy: done.copied.copy,
     ...(done.verify ? { verify: done.verify } : {}),
+    ...(done.template ? { template: done.template } : {}),
     phases: clock.phases(),
     totalMs: clock.totalMs(),
   };

@@ -1,14 +1,17 @@
 /** The report as a person reads it at the end of a run on a terminal or in a log. */
 import { humanBytes } from '../util/size.js';
+import { formatTemplate } from './template.js';
 import type { RunReport, VerifyReport } from './types.js';
 
 /** The closing summary: per volume what was done, by which engine, and reclaimed, then sizes before and after. */
 export function formatSummary(report: RunReport): string {
+  // A dry run examined no filesystem and wrote nothing: what sealing would do is all there is.
+  if (report.template?.dryRun) return formatTemplate(report.template).join('\n');
   const rows = report.volumes.map((v) => [v.name, v.type, v.engine ?? '-', v.handled, humanBytes(v.reclaimedBytes), v.reason]);
   const header = ['Volume', 'Type', 'Engine', 'Handled', 'Reclaimed', 'Why'];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: string[]) => cells.map((c, i) => (i < cells.length - 1 ? c.padEnd(widths[i]!) : c)).join('  ');
-  const out = [line(header), ...rows.map(line), ''];
+  const out = [...(report.template ? [...formatTemplate(report.template), ''] : []), line(header), ...rows.map(line), ''];
   const inp = report.input;
   out.push(`Input:  ${humanBytes(inp.allocatedBytes)} allocated (${inp.format}, ${humanBytes(inp.virtualSizeBytes)} virtual) ${inp.path}`);
   if (report.output) {
@@ -26,7 +29,7 @@ export function formatSummary(report: RunReport): string {
 
 /** What follows a successful run on standard output: the summary, and in copy mode virt-sparsify's advice. */
 export function closingText(report: RunReport): string {
-  const advice = report.mode === 'copy' ? '\nBefore deleting the old disk, carefully check that the target disk boots and works correctly.\n' : '';
+  const advice = report.mode === 'copy' && !report.template?.dryRun ? '\nBefore deleting the old disk, carefully check that the target disk boots and works correctly.\n' : '';
   return `\n${formatSummary(report)}\n${advice}`;
 }
 

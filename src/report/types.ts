@@ -1,5 +1,6 @@
 import type { EngineId } from '../engines/registry.js';
 import type { Action } from '../plan/plan-volumes.js';
+import type { OperationResult } from '../template/operations/types.js';
 
 /** How one volume was handled, for the report and --json. */
 export interface VolumeReport {
@@ -57,6 +58,31 @@ export interface VerifyReport {
   readonly notVerified: readonly NotVerified[];
 }
 
+/** The guest --template sealed, as inspection found it. */
+export interface TemplateGuest {
+  /** The root filesystem, in the appliance's names (/dev/sda1). */
+  readonly root: string;
+  /** linux, windows, … */
+  readonly type: string;
+  readonly distro?: string;
+  readonly productName?: string;
+  readonly majorVersion: number;
+  readonly minorVersion: number;
+  readonly hostname?: string;
+}
+
+/** --template: what sealing the guest did, or in a dry run would do. */
+export interface TemplateReport {
+  readonly dryRun: boolean;
+  readonly guest: TemplateGuest;
+  /** Every selected operation in the table's order: the paths it removed, emptied or edited (bytes: du), or why it was skipped. */
+  readonly operations: readonly OperationResult[];
+  /** Disk space the removed and emptied files held: what the free-space pass can reclaim. */
+  readonly removedBytes: number;
+  /** What was not done and why (a mount point that did not mount, a path left alone, Windows). */
+  readonly warnings: readonly string[];
+}
+
 /** The whole report of a run: what --json writes. */
 export interface RunReport {
   readonly tool: 'sparsify';
@@ -77,7 +103,8 @@ export interface RunReport {
   };
   /** In place: bytes allocated on the host after the run. */
   readonly allocatedBytesAfter?: number;
-  readonly partitionTable: string;
+  /** Absent after --template --dry-run, which examines no filesystem. */
+  readonly partitionTable?: string;
   readonly volumes: readonly VolumeReport[];
   readonly warnings: readonly string[];
   /** What else was done, in one line each (e.g. the qcow2 refcount pass in place). */
@@ -85,6 +112,8 @@ export interface RunReport {
   readonly copy?: CopySummary;
   /** With --verify. */
   readonly verify?: VerifyReport;
+  /** With --template. */
+  readonly template?: TemplateReport;
   readonly phases: readonly PhaseTiming[];
   readonly totalMs: number;
 }

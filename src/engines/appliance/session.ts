@@ -4,7 +4,8 @@
  * drive, discards passed through (copy mode: the overlay, where a trimmed cluster reads back as
  * zero; in place: the image, where it becomes a hole). Each volume is then handled as
  * virt-sparsify does (volume.ts); everything is unmounted and synced after each volume, so every
- * discard has reached the export before the run reads it back.
+ * discard has reached the export before the run reads it back. An appliance the run already
+ * launched over the same export (target.appliance) is used instead of a new one.
  */
 import type { RunContext } from '../../context.js';
 import { SparsifyError } from '../../errors.js';
@@ -23,7 +24,10 @@ export function openApplianceSession(ctx: RunContext, target: EngineTarget): Pro
   let launched: Promise<Appliance> | undefined;
   /** btrfs filesystems (by UUID) already trimmed, and through which volume: one fstrim covers all its devices. */
   const trimmedBtrfs = new Map<string, string>();
-  const appliance = (steps: EngineSteps): Promise<Appliance> => (launched ??= steps.step(LAUNCH_STEP, () => launch(ctx, target), LAUNCH_PHASE));
+  // An appliance the run launched already (templating) is used as it is, and stopped by its owner.
+  const given = target.appliance;
+  const appliance = (steps: EngineSteps): Promise<Appliance> =>
+    (launched ??= given ? Promise.resolve(given) : steps.step(LAUNCH_STEP, () => launch(ctx, target), LAUNCH_PHASE));
   return Promise.resolve({
     run: async (plan: VolumePlan, steps: EngineSteps): Promise<VolumeOutcome> =>
       handleVolume(ctx, await appliance(steps), plan, { inPlace: target.inPlace, steps, trimmedBtrfs }),
@@ -33,7 +37,7 @@ export function openApplianceSession(ctx: RunContext, target: EngineTarget): Pro
       try {
         await releaseMounts(running);
       } finally {
-        await running[Symbol.asyncDispose]();
+        if (running !== given) await running[Symbol.asyncDispose]();
       }
     },
   });
