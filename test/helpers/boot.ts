@@ -84,7 +84,8 @@ export async function bootImage(image: string, options: BootOptions): Promise<Bo
     const readConsole = () => readFile(consolePath, 'utf8').catch(() => '');
     const deadline = started + (options.loginTimeoutMs ?? 10 * 60_000);
     for (;;) {
-      if (/login: *$/m.test(await readConsole())) break;
+      // agetty: "HOSTNAME login: " (kernel messages may follow it on the same line).
+      if (/\S login: /.test(await readConsole())) break;
       if (exited(vm)) throw new Error(`qemu exited before the login prompt: ${stderr.trim().split('\n').slice(-3).join(' | ')}`);
       if (Date.now() > deadline) throw new Error(`no login prompt after ${Math.round((Date.now() - started) / 1000)} s; console ends: ${(await readConsole()).slice(-800)}`);
       await delay(POLL_MS);
