@@ -8,6 +8,7 @@ const VERBS = {
   emptied: ['emptied', 'would be emptied'],
   reset: ['reset', 'would be reset'],
   edited: ['edited', 'would be edited'],
+  added: ['added', 'would be added'],
 } as const;
 
 /** The lines of the template section (no trailing blank line). */

@@ -4,6 +4,7 @@
  */
 import type { Appliance } from '../../engines/appliance/guestfish.js';
 import { baseName, globMatches, isNormalPath, joinPath } from './glob.js';
+import { ensureHostKeysAtBoot } from '../firstboot/ensure.js';
 import { diskBytes, expandGlob, garbled, isFile, listNames, resolveDir, resolveParent } from './guest-paths.js';
 import type { Action, Change } from './types.js';
 
@@ -44,6 +45,12 @@ export async function runAction(g: Appliance, action: Action, dryRun: boolean, o
     case 'drop-lines':
       for (const path of await expandGlob(g, action.glob)) await dropLines(d, path, action.prefixes);
       return;
+    case 'host-keys-at-boot': {
+      const { changes, warnings } = await ensureHostKeysAtBoot(g, dryRun);
+      out.changes.push(...changes);
+      out.warnings.push(...warnings);
+      return;
+    }
   }
 }
 

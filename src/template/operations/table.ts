@@ -186,7 +186,9 @@ export const OPERATIONS: readonly Operation[] = [
     defaultOn: true,
     description: "Remove the SSH server's host keys",
     appliesTo: { osTypes: UNIX_TYPES },
-    actions: removeFiles(['/etc/ssh/*_host_*']),
+    // Unlike virt-sysprep, a guest whose sshd would find no keys at boot gets a unit that makes
+    // them: a template that boots to an unreachable sshd is the known trap.
+    actions: [...removeFiles(['/etc/ssh/*_host_*']), { kind: 'host-keys-at-boot' }],
   },
   {
     name: 'ssh-userdir',

@@ -44,7 +44,12 @@ export type Action =
   /** A regular file gets this content, written in place (owner, mode and label kept). */
   | { readonly kind: 'reset-file'; readonly path: string; readonly content: string; readonly when?: Condition }
   /** Lines starting with one of `prefixes` are dropped from every matching regular file. */
-  | { readonly kind: 'drop-lines'; readonly glob: string; readonly prefixes: readonly string[]; readonly when?: Condition };
+  | { readonly kind: 'drop-lines'; readonly glob: string; readonly prefixes: readonly string[]; readonly when?: Condition }
+  /**
+   * When the guest runs sshd and nothing in it makes missing host keys at boot, a first-boot
+   * unit that does is added and enabled (src/template/firstboot); without systemd, a warning.
+   */
+  | { readonly kind: 'host-keys-at-boot'; readonly when?: Condition };
 
 /** One operation of the table. */
 export interface Operation {
@@ -62,10 +67,10 @@ export interface Operation {
 /** What one action did (or, in a dry run, would do) to one guest path. */
 export interface Change {
   readonly path: string;
-  readonly change: 'removed' | 'emptied' | 'reset' | 'edited';
+  readonly change: 'removed' | 'emptied' | 'reset' | 'edited' | 'added';
   /** Disk space it held (du), for removed paths: what the free-space pass can reclaim. */
   readonly bytes?: number;
-  /** For an edit: the lines dropped. */
+  /** For an edit: the lines dropped; for an added file: what it is and why. */
   readonly detail?: string;
 }
 
