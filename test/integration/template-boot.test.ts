@@ -8,7 +8,7 @@
  * gets no unit, a guest without systemd gets a warning.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -23,7 +23,9 @@ import { UNIT_PATH, WANTS_LINK } from '../../src/template/firstboot/unit.js';
 import { applyOperations, type ApplyReport } from '../../src/template/operations/apply.js';
 import { selectOperations } from '../../src/template/operations/select.js';
 import { AsyncStack } from '../../src/util/async-stack.js';
+import type { RunReport, TemplateReport } from '../../src/report/types.js';
 import { bootImage } from '../helpers/boot.js';
+import { spawnCli, waitForExit } from '../helpers/cli.js';
 import { buildGuest, type BuiltGuest } from '../helpers/guest.js';
 import { describeIntegration } from '../helpers/require.js';
 import { sha256File } from '../helpers/verify.js';
@@ -88,20 +90,17 @@ async function readIdentity(image: { path: string; format: 'raw' | 'qcow2' }) {
 }
 
 /**
- * Makes OUT, a template of IN, as `sparsify --template IN OUT` will: the default operations on a
- * qcow2 overlay of IN (which is never written), then OUT written from the overlay.
- * (Until the CLI has --template; then this is one run of it.)
+ * The template: one run of `sparsify --template` (default operations) from IN to a qcow2 OUT;
+ * resolves with what the operations did, from its --json report. IN is never written.
  */
-async function makeTemplate(input: BuiltGuest, out: string): Promise<ApplyReport> {
-  const overlay = join(dir, 'overlay.qcow2');
-  await execFileAsync('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', input.imagePath, '-F', input.format, overlay]);
-  try {
-    const report = await withAppliance({ path: overlay, format: 'qcow2' }, false, (g, os) => applyOperations(g, os, selectOperations([]), { dryRun: false }));
-    await execFileAsync('qemu-img', ['convert', '-q', '-f', 'qcow2', '-O', 'qcow2', overlay, out]);
-    return report;
-  } finally {
-    await rm(overlay, { force: true });
-  }
+async function makeTemplate(input: BuiltGuest, out: string): Promise<TemplateReport> {
+  const json = join(dir, 'template-report.json');
+  // spawnCli, not runCli: a seal under TCG takes minutes, over runCli's kill timeout.
+  const r = await waitForExit(spawnCli(['--template', '--format', input.format, '--convert', 'qcow2', '--json', json, input.imagePath, out], { LIBGUESTFS_BACKEND: 'direct' }));
+  expect(r.exitCode, r.stderr).toBe(0);
+  const report = JSON.parse(await readFile(json, 'utf8')) as RunReport;
+  if (!report.template) throw new Error('the --json report has no template section');
+  return report.template;
 }
 
 describeIntegration(

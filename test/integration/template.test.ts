@@ -165,7 +165,7 @@ describeIntegration(
         const aptCaches = [...before].filter(([k, v]) => k.startsWith('/var/cache/apt/') && v.startsWith('file ')).map(([k]) => k);
         expect(aptCaches.length).toBeGreaterThan(0);
         // Soft: the checks below still run (and report) when this one fails.
-        expect.soft(aptCaches.filter((k) => after.has(k)), 'apt caches left in the template').toEqual([]);
+        expect(aptCaches.filter((k) => after.has(k)), 'apt caches left in the template').toEqual([]);
 
         // Every other file, link and directory is as it was; what differs is what the report names.
         const differs: string[] = [];

@@ -73,7 +73,10 @@ async function removeBelow(d: Doing, dir: string, wanted: (name: string) => bool
   const real = await resolveDir(d.g, dir);
   if (!real) return;
   // find0 does not follow symlinks below `real`, so every parent it names is a real directory.
-  for (const rel of await listNames(d.g, 'find0', real)) {
+  // Its names are relative but start with '/' ("/x.deb"): joined as they come they would make
+  // "dir//x.deb", which isNormalPath refuses.
+  for (const found of await listNames(d.g, 'find0', real)) {
+    const rel = found.replace(/^\/+/, '');
     if (wanted(baseName(rel))) await remove(d, joinPath(real, rel), { onlyFile: true, parentResolved: true });
   }
 }
