@@ -17,6 +17,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { copyBlocks } from '../../src/copy/copier.js';
 import { ExtentSet } from '../../src/disk/extent-set.js';
 import { openCompressedQcow2Sink } from '../../src/qcow2/compressed-sink.js';
+import { zlibCompressor } from '../../src/qcow2/compress-zlib.js';
 import type { CompressionType } from '../../src/qcow2/format.js';
 import { openFileSource } from '../helpers/file-source.js';
 import { describeIntegration } from '../helpers/require.js';
@@ -64,12 +65,20 @@ describeIntegration('compressed qcow2 writer on real data, against qemu-img conv
     expect(check['compressed-clusters']).toBeGreaterThan(check['allocated-clusters']! / 2);
     expect(check['compressed-clusters']).toBeLessThan(check['allocated-clusters']!);
     expect(oursBytes).toBeLessThanOrEqual(theirsBytes * 1.02);
+    // With the system's libz (compress-zlib.js) the deflated clusters are qemu's own: only the
+    // incompressible guess differs, which costs far less. Node's zlib fallback came to +1.98 %.
+    if (type === 'zlib') {
+      expect(zlibCompressor(65536).library).toBe('system');
+      expect(oursBytes).toBeLessThanOrEqual(theirsBytes * 1.01);
+    }
   }, 300_000);
 });
 
 /**
- * 48 MiB of the node binary, 8 MiB of text, 8 MiB of a gzip stream (compressed data, as .gz and
- * .png files hold), 8 MiB of AES-CTR random bytes and 4 MiB of zeros; 76 MiB in all.
+ * 48 MiB of the node binary, 8 MiB of text, 2 MiB of a gzip stream (compressed data, as .gz and
+ * .png files hold), 2 MiB of AES-CTR random bytes and 4 MiB of zeros; 64 MiB in all. Mostly data
+ * that compresses, so that the 2 % bound is about the compressor: Node's bundled zlib (3 % bigger
+ * on binaries) fails it.
  */
 async function realData(): Promise<Buffer> {
   const program = Buffer.alloc(48 * MiB);
@@ -90,6 +99,6 @@ async function realData(): Promise<Buffer> {
   }
   const text = Buffer.from(lines.join(''));
   const gz = gzipSync(text, { level: 9 });
-  const random = createCipheriv('aes-128-ctr', Buffer.alloc(16, 7), Buffer.alloc(16)).update(Buffer.alloc(8 * MiB));
-  return Buffer.concat([program, text.subarray(0, 8 * MiB), Buffer.concat([gz, gz, gz, gz, gz, gz, gz, gz]).subarray(0, 8 * MiB), random, Buffer.alloc(4 * MiB)]);
+  const random = createCipheriv('aes-128-ctr', Buffer.alloc(16, 7), Buffer.alloc(16)).update(Buffer.alloc(2 * MiB));
+  return Buffer.concat([program, text.subarray(0, 8 * MiB), Buffer.concat([gz, gz]).subarray(0, 2 * MiB), random, Buffer.alloc(4 * MiB)]);
 }
