@@ -1,8 +1,10 @@
 /**
- * The bench images: three live-data profiles built by scripts/make-image, and a dirty-volume one
- * (a crash-consistent snapshot: ext4 and xfs copied while mounted and written, beside a btrfs),
- * each with a "floor" twin holding the same kept files and no deleted data. Built once, cached
- * in BENCH_DIR under a name that carries the arguments and make-image's hash.
+ * The bench images: three live-data profiles built by scripts/make-image, a dirty-volume one
+ * (a crash-consistent snapshot: ext4 and xfs copied while mounted and written, beside a btrfs)
+ * and a real-data one (the kept files are this host's own binaries, libraries and text), each
+ * with a "floor" twin holding the same kept files and no deleted data. Built once, cached in
+ * BENCH_DIR under a name that carries the arguments and make-image's hash (and for `real`, a
+ * hash of the host files' list).
  */
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -13,14 +15,22 @@ import { readManifest } from '../../test/helpers/verify.js';
 
 /**
  * How much of the data a plain copy reads is live (kept files) rather than deleted garbage;
- * `dirty` is `little` on ext4, xfs and btrfs, its ext4 and xfs with journals to replay.
+ * `dirty` is `little` on ext4, xfs and btrfs, its ext4 and xfs with journals to replay; `real`
+ * is `half` with kept files that compress as a guest's do (pseudo-random data does not compress
+ * at all, which would make every compression figure benchmark-shaped).
  */
-export type ProfileName = 'little' | 'half' | 'mostly' | 'dirty';
-export const PROFILE_NAMES: readonly ProfileName[] = ['little', 'half', 'mostly', 'dirty'];
+export type ProfileName = 'little' | 'half' | 'mostly' | 'dirty' | 'real';
+export const PROFILE_NAMES: readonly ProfileName[] = ['little', 'half', 'mostly', 'dirty', 'real'];
 /** The profiles a bench runs unless --images names others. */
 export const DEFAULT_PROFILES: readonly ProfileName[] = ['little', 'half', 'mostly'];
 /** The dirty profile's filesystems, whatever --fs says: the map engine can read none of them. */
 const DIRTY_FS: readonly string[] = ['ext4', 'xfs', 'btrfs'];
+/**
+ * Where the real profile's kept files come from (make-image --fill-from): a Debian host's
+ * executables, shared libraries (and the Python, Perl and Node code below /usr/lib), and
+ * documentation, locales and icons — some of it already compressed (.gz, .png), as in a guest.
+ */
+const REAL_FILL_FROM: readonly string[] = ['/usr/lib', '/usr/share', '/usr/bin'];
 
 /**
  * Kept files per filesystem and garbage per volume as fractions of the room make-image allows a
@@ -32,6 +42,7 @@ const PROFILES: Record<ProfileName, { readonly fill: number; readonly garbage: n
   half: { fill: 0.46, garbage: 0.35 },
   mostly: { fill: 0.8, garbage: 0.06 },
   dirty: { fill: 0.15, garbage: 0.7 },
+  real: { fill: 0.46, garbage: 0.35 },
 };
 
 /** The make-image arguments of one image. */
@@ -42,6 +53,8 @@ export interface ImageSpec {
   readonly garbageMiB: number;
   /** Copied while its ext4 and xfs were mounted and written (test/helpers/crash-snapshot.ts). */
   readonly crash?: boolean;
+  /** The kept files' data comes from these host directories (make-image --fill-from). */
+  readonly fillFrom?: readonly string[];
 }
 
 /** A built image, in both input formats, with its manifest. */
@@ -66,7 +79,9 @@ export function specOf(profile: ProfileName, sizeArg: string, wantedFs: readonly
   const roomMiB = Math.floor((eachMiB * 85) / 100) - 8;
   const { fill, garbage } = PROFILES[profile];
   const spec = { sizeArg, fs, fillMiB: Math.floor(roomMiB * fill), garbageMiB: Math.floor(roomMiB * garbage) };
-  return profile === 'dirty' ? { ...spec, crash: true } : spec;
+  if (profile === 'dirty') return { ...spec, crash: true };
+  if (profile === 'real') return { ...spec, fillFrom: REAL_FILL_FROM };
+  return spec;
 }
 
 /** The same kept files and filesystems with no deleted data: what "the live data" means. */
@@ -80,6 +95,16 @@ export function parseSize(text: string): number {
   if (!m) throw new Error(`bad size '${text}' (e.g. 8G, 512M)`);
   const power = ' KMGT'.indexOf((m[2] || ' ').toUpperCase());
   return Number(m[1]) * 1024 ** power;
+}
+
+/**
+ * What make-image --fill-from would copy: the files' paths, sizes and change times, hashed (an
+ * upgrade of the host's packages changes the real image, so it names another one).
+ */
+function hostFilesHash(dirs: readonly string[]): string {
+  const list = execFileSync('find', [...dirs, '-xdev', '-type', 'f', '-size', '+0', '-printf', '%p\\t%s\\t%C@\\n'], { maxBuffer: 1 << 30 });
+  const sorted = list.toString('utf8').split('\n').sort().join('\n');
+  return createHash('sha256').update(sorted).digest('hex').slice(0, 8);
 }
 
 /**
@@ -100,7 +125,9 @@ export async function ensureImage(repo: string, benchDir: string, spec: ImageSpe
   const makeImage = join(repo, 'scripts', 'make-image');
   const hash = createHash('sha256').update(readFileSync(makeImage)).digest('hex').slice(0, 10);
   const dir = join(benchDir, 'images');
-  const stem = `bench-${spec.sizeArg}-${spec.fs.join('-')}-g${spec.garbageMiB}-f${spec.fillMiB}-${spec.crash ? 'crash-' : ''}`;
+  const real = spec.fillFrom ? `real${hostFilesHash(spec.fillFrom)}-` : '';
+  // The real tag first: no other profile's stem is a prefix of a real image's name (stale removal below).
+  const stem = `bench-${real}${spec.sizeArg}-${spec.fs.join('-')}-g${spec.garbageMiB}-f${spec.fillMiB}-${spec.crash ? 'crash-' : ''}`;
   const base = join(dir, `${stem}${hash}`);
   execFileSync('mkdir', ['-p', dir]);
   // Images made by an older make-image with the same arguments are stale.
@@ -113,7 +140,8 @@ export async function ensureImage(repo: string, benchDir: string, spec: ImageSpe
     const t0 = Date.now();
     const built = spec.crash ? `${base}.live.raw` : `${base}.raw`;
     execFileSync(makeImage, ['--layout', 'gpt', '--fs', spec.fs.join(','), '--size', spec.sizeArg,
-      '--fill', String(spec.fillMiB), '--garbage', String(spec.garbageMiB), built], { stdio: ['ignore', 'inherit', 'inherit'] });
+      '--fill', String(spec.fillMiB), '--garbage', String(spec.garbageMiB),
+      ...(spec.fillFrom ? ['--fill-from', spec.fillFrom.join(':')] : []), built], { stdio: ['ignore', 'inherit', 'inherit'] });
     if (spec.crash) await snapshotOf(built, base);
     log(`built it in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
   }
