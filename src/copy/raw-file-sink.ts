@@ -7,6 +7,7 @@ import { once } from '../util/async-stack.js';
 import { errnoOf, pathError } from '../util/errno.js';
 import { pwriteFully } from '../util/file-writes.js';
 import { fsyncDir } from '../util/fsync.js';
+import { Writeback } from './writeback.js';
 
 /** Bytes of zeros written per request by `writeZeroes` (a device's zero runs, or the fallback). */
 const ZERO_WRITE_BYTES = 1024 * 1024;
@@ -70,15 +71,25 @@ async function createFile(path: string, overwrite: boolean): Promise<FileHandle>
 function makeRawFileSink(path: string, fh: FileHandle, sizeBytes: number, kind: { zeroInitialized: boolean }): RawFileSink {
   // A new file's name must be made durable too; a device has no new name.
   let syncedDir = !kind.zeroInitialized;
-  const close = once(() => fh.close());
+  // The disk writes while the copy goes on: the final fsync finds little left (src/copy/writeback.ts).
+  const writeback = new Writeback(() => fh.datasync().catch((err: unknown) => Promise.reject(ioError(path, err))));
+  const close = once(async () => {
+    await writeback.settle().catch(() => {});
+    await fh.close();
+  });
+  const counted = async (start: () => Promise<void>, bytes: number): Promise<void> => {
+    await start();
+    writeback.wrote(bytes);
+  };
   return {
     path,
     sizeBytes,
     zeroInitialized: kind.zeroInitialized,
     writeAlignmentBytes: 1,
-    write: (offsetBytes, data) => writeAll(fh, path, sizeBytes, offsetBytes, data),
-    writeZeroes: (offsetBytes, lengthBytes) => writeZeroBytes(fh, path, sizeBytes, offsetBytes, lengthBytes),
+    write: (offsetBytes, data) => counted(() => writeAll(fh, path, sizeBytes, offsetBytes, data), data.length),
+    writeZeroes: (offsetBytes, lengthBytes) => counted(() => writeZeroBytes(fh, path, sizeBytes, offsetBytes, lengthBytes), lengthBytes),
     async flush() {
+      await writeback.settle();
       try {
         await fh.sync();
       } catch (err) {
