@@ -7,7 +7,7 @@ import { mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { checkOutput, type CheckResult } from './check.js';
 import type { BenchImage, ProfileName } from './images.js';
-import { measure, type Measurement } from './measure.js';
+import { measure, timeSync, type Measurement } from './measure.js';
 import { outputFormat, type OutputKind, type Peer, type PeerName, type RunContext } from './peers.js';
 import { rotated } from './stats.js';
 
@@ -23,6 +23,11 @@ export interface Cell {
 
 export interface RunRecord extends Measurement {
   readonly round: number;
+  /**
+   * Seconds of the `sync` run right after the command (untimed in wallSeconds): the writeback of
+   * what it left dirty. wall + sync is the time until its output is on disk.
+   */
+  readonly syncSeconds?: number;
   /** 0-based place in its round. */
   readonly position: number;
   /** Allocated bytes of the output after the run (in place: of the rewritten copy). */
@@ -98,9 +103,11 @@ export async function runCell(cell: Cell, peers: readonly Peer[], s: CellSetting
       const log = join(s.runDir, `${safeId}-${peer.name}-r${round}.log`);
       s.say(`${cell.id} round ${round + 1}/${s.runs}: ${peer.name}`);
       const m = await measure(row.argv, peer.env ?? {}, tmp, log);
+      // Before anything else touches the disk: the writeback this run left behind.
+      const syncSeconds = timeSync();
       rmSync(tmp, { recursive: true, force: true });
       const phases = peer.report && m.exitCode === 0 ? readPhases(ctx.report) : undefined;
-      row.runs.push({ ...m, round, position, outputBytes: allocated(ctx.output), ...(beforeBytes === undefined ? {} : { beforeBytes }), ...(phases ? { phases } : {}) });
+      row.runs.push({ ...m, round, syncSeconds, position, outputBytes: allocated(ctx.output), ...(beforeBytes === undefined ? {} : { beforeBytes }), ...(phases ? { phases } : {}) });
       if (m.exitCode !== 0) {
         row.status = 'failed';
         row.log = log;

@@ -68,6 +68,11 @@ virt-sparsify (LIBGUESTFS_BACKEND=direct, force_tcg); qemu-img (convert -W, -c -
 -o compression_type=zstd for zstd); qemu-img-m16 (the same with -m 16); nbdcopy (qemu-nbd on both
 sides, --destination-is-zero; raw and qcow2 only); floor (qemu-img convert -W of the same image
 built with no deleted data: writing the live data once).
+Times: wall s is the command alone; after it the bench times a sync (it syncs before each run,
+so this writes back only what the run left dirty), and durable s = wall + that sync, the time
+until the output is on disk. sparsify fsyncs its output before renaming it into place; qemu-img
+convert (cache mode unsafe) and nbdcopy's destination do not, so compare durable s for the
+whole cost and wall s for what the user waits for. Each gets its ratio to sparsify.
 Exits 1 if a command fails or an output is wrong, 2 on a usage error.
 
 environment:

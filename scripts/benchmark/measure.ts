@@ -1,8 +1,9 @@
 /**
  * Runs one command and measures it: wall time, CPU time (user+sys of it and every descendant it
- * waited for, from /usr/bin/time's rusage), peak RSS of its process tree, peak temp space.
+ * waited for, from /usr/bin/time's rusage), peak RSS of its process tree, peak temp space; and
+ * times the `sync` after it, which writes back what it left dirty.
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, lstatSync, openSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -111,6 +112,19 @@ export async function measure(argv: readonly string[], env: Readonly<Record<stri
     treeRssBytes: Math.max(treePeak, maxRssKiB * 1024),
     tmpPeakBytes: tmpPeak,
   };
+}
+
+/**
+ * Seconds a `sync` takes right now. The bench syncs before each run, so after a run this is the
+ * writeback of that run's dirty data: what a command that returns without fsyncing (`qemu-img
+ * convert`, whose default cache mode for its output is unsafe) leaves to do before its output is
+ * on disk, and close to nothing after one that fsyncs (sparsify).
+ */
+export function timeSync(): number {
+  const start = process.hrtime.bigint();
+  const result = spawnSync('sync', [], { stdio: 'ignore' });
+  if (result.status !== 0) throw new Error(`sync failed (${result.error?.message ?? `exit ${result.status}`})`);
+  return Number(process.hrtime.bigint() - start) / 1e9;
 }
 
 /** "%U %S %M" as /usr/bin/time wrote it (after a "Command exited with…" line when non-zero). */

@@ -1,7 +1,7 @@
 /** The bench's results: per-row summaries, the terminal table and the JSON document. */
 import type { Cell, RowResult } from './cell.js';
 import type { BenchImage } from './images.js';
-import { describeTimeRatio, median, ratio } from './stats.js';
+import { describeTimeRatio, durableSeconds, median, ratio } from './stats.js';
 
 /** A row reduced to what the table shows; times from runs that exited 0 with a good output. */
 export interface RowSummary {
@@ -9,6 +9,8 @@ export interface RowSummary {
   readonly status: RowResult['status'];
   readonly runsOk: number;
   readonly wallSeconds?: number;
+  /** Median of wall + the sync after the run: until the output is on disk. */
+  readonly durableSeconds?: number;
   readonly cpuSeconds?: number;
   /** Largest tree RSS over the runs. */
   readonly peakRssBytes?: number;
@@ -18,6 +20,8 @@ export interface RowSummary {
   readonly beforeBytes?: number;
   /** wall / sparsify's wall in the same cell (above 1: slower than sparsify). */
   readonly timeVsSparsify?: number;
+  /** durable / sparsify's durable in the same cell. */
+  readonly durableVsSparsify?: number;
   /** output bytes / sparsify's output bytes. */
   readonly sizeVsSparsify?: number;
   readonly match?: boolean;
@@ -48,6 +52,7 @@ export function summarize(rows: readonly RowResult[]): RowSummary[] {
       status: row.status,
       runsOk: good.length,
       wallSeconds: definedMedian(good.map((r) => r.wallSeconds)),
+      durableSeconds: definedMedian(good.map(durableSeconds)),
       cpuSeconds: definedMedian(good.map((r) => r.cpuSeconds)),
       peakRssBytes: good.length === 0 ? undefined : Math.max(...good.map((r) => r.treeRssBytes)),
       tmpPeakBytes: good.length === 0 ? undefined : Math.max(...good.map((r) => r.tmpPeakBytes)),
@@ -63,6 +68,7 @@ export function summarize(rows: readonly RowResult[]): RowSummary[] {
   return base.map((r) => ({
     ...r,
     timeVsSparsify: ratio(r.wallSeconds, sparsify?.wallSeconds),
+    durableVsSparsify: ratio(r.durableSeconds, sparsify?.durableSeconds),
     sizeVsSparsify: ratio(r.outputBytes, sparsify?.outputBytes),
   }));
 }
@@ -82,14 +88,18 @@ export function describeImage(name: string, image: BenchImage, allocatedBytes: n
 export function formatCell(cell: Cell, runs: number, rows: readonly RowSummary[]): string {
   const inPlace = cell.kind === 'in-place';
   const phased = rows.some((r) => r.volumePassSeconds !== undefined || r.launchSeconds !== undefined);
-  const head = ['peer', 'ok', 'wall s', ...(phased ? ['fs pass s', 'launch s'] : []), 'vs sparsify', 'cpu s', 'peak RSS MiB', 'tmp MiB',
+  const head = ['peer', 'ok', 'wall s', ...(phased ? ['fs pass s', 'launch s'] : []), 'vs sparsify', 'durable s', 'vs sparsify', 'cpu s', 'peak RSS MiB', 'tmp MiB',
     inPlace ? 'before MiB' : 'output MiB', inPlace ? 'after MiB' : 'out/sparsify', 'match'];
+  const versus = (r: RowSummary, value: number | undefined): string =>
+    r.status === 'failed' ? 'FAILED' : r.status === 'mismatch' ? 'WRONG OUTPUT' : r.peer === 'sparsify' ? '(baseline)' : describeTimeRatio(value);
   const lines = rows.map((r) => [
     r.peer,
     `${r.runsOk}/${runs}`,
     fixed(r.wallSeconds, 2),
     ...(phased ? [fixed(r.volumePassSeconds, 2), fixed(r.launchSeconds, 2)] : []),
-    r.status === 'failed' ? 'FAILED' : r.status === 'mismatch' ? 'WRONG OUTPUT' : r.peer === 'sparsify' ? '(baseline)' : describeTimeRatio(r.timeVsSparsify),
+    versus(r, r.timeVsSparsify),
+    fixed(r.durableSeconds, 2),
+    versus(r, r.durableVsSparsify),
     fixed(r.cpuSeconds, 1),
     mib(r.peakRssBytes),
     mib(r.tmpPeakBytes),
@@ -105,7 +115,12 @@ export function formatCell(cell: Cell, runs: number, rows: readonly RowSummary[]
 
 export const TABLE_NOTES = [
   'wall, cpu: medians of the runs that exited 0 with a good output; cpu = user+sys of the command and every',
-  'process it waited for (rusage). peak RSS: the largest over the runs of the RSS summed over the process tree',
+  'process it waited for (rusage). durable: median of wall + a sync timed right after the run (the bench',
+  'syncs before each run, so that sync writes back only what the run left dirty): until the output is on',
+  'disk. sparsify fsyncs its output before renaming it into place, so its sync is short; qemu-img convert',
+  '(cache mode unsafe) and nbdcopy\'s --cache=unsafe destination return with their output still in the page',
+  'cache. Each "vs sparsify" is the ratio of the column before it.',
+  'peak RSS: the largest over the runs of the RSS summed over the process tree',
   '(sampled every 0.2 s; never below the largest single process). tmp: peak allocated bytes under the run\'s',
   'TMPDIR. output: allocated bytes. match: qemu-img compare with the input (floor: with the floor image), or, for',
   'sparsify and virt-sparsify, every kept file, the partition table and the swap headers checked against',

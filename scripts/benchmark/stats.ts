@@ -31,3 +31,11 @@ export function describeTimeRatio(r: number | undefined): string {
   if (r === undefined) return '-';
   return r >= 1 ? `${r.toFixed(1)}x slower` : `${(1 / r).toFixed(1)}x faster`;
 }
+
+/**
+ * Seconds until a run's output is on disk: its wall time plus the `sync` timed right after it.
+ * Undefined for a run recorded without that sync (an older JSON).
+ */
+export function durableSeconds(run: { readonly wallSeconds: number; readonly syncSeconds?: number }): number | undefined {
+  return run.syncSeconds === undefined ? undefined : run.wallSeconds + run.syncSeconds;
+}

@@ -13,6 +13,7 @@
  */
 import { open, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { Writeback } from '../copy/writeback.js';
 import type { BlockSink } from '../disk/types.js';
 import { SparsifyError } from '../errors.js';
 import { once } from '../util/async-stack.js';
@@ -46,6 +47,8 @@ class Sink implements PlainQcow2Sink {
   readonly #fh: FileHandle;
   readonly #map: ImageMap;
   readonly #writes = new Set<Promise<void>>();
+  /** The disk writes while the copy goes on: the final fsync finds little left. */
+  readonly #writeback: Writeback;
   readonly #close: () => Promise<void>;
 
   constructor(
@@ -57,7 +60,11 @@ class Sink implements PlainQcow2Sink {
     this.#fh = fh;
     this.#map = map;
     this.writeAlignmentBytes = map.clusterBytes;
-    this.#close = once(() => fh.close());
+    this.#writeback = new Writeback(() => fh.datasync().catch((err: unknown) => Promise.reject(pathError(err, 'output', path))));
+    this.#close = once(async () => {
+      await this.#writeback.settle().catch(() => {});
+      await fh.close();
+    });
   }
 
   write(offsetBytes: number, data: Uint8Array): Promise<void> {
@@ -75,7 +82,7 @@ class Sink implements PlainQcow2Sink {
       const at = this.#map.placeUncompressed(g);
       if (hostBytes < 0) hostBytes = at;
     }
-    const writing = this.#pwrite(data, hostBytes);
+    const writing = this.#pwrite(data, hostBytes).then(() => this.#writeback.wrote(data.length));
     this.#writes.add(writing);
     void writing.catch(() => {}).then(() => this.#writes.delete(writing));
     return writing;
@@ -95,6 +102,7 @@ class Sink implements PlainQcow2Sink {
   /** Makes the data written so far durable (the image is valid only after `finish`). */
   async flush(): Promise<void> {
     await Promise.all(this.#writes);
+    await this.#writeback.settle();
     await this.#sync();
   }
 
@@ -102,6 +110,7 @@ class Sink implements PlainQcow2Sink {
     await Promise.all(this.#writes);
     const meta = this.#map.finish();
     for (const p of [...meta.tail, ...meta.head]) await this.#pwrite(p.bytes, p.offsetBytes);
+    await this.#writeback.settle();
     await this.#sync();
     await fsyncDir(dirname(this.path));
     await this.#close();

@@ -17,6 +17,21 @@ describe('bench summaries', () => {
     expect(qemu).toMatchObject({ wallSeconds: 12, timeVsSparsify: 4, sizeVsSparsify: 4 });
   });
 
+  it('adds the sync after each run to its wall time as the durable time, with its own ratio', () => {
+    const rows: RowResult[] = [
+      { peer: 'sparsify', argv: [], runs: [run(6, { syncSeconds: 0.5 }), run(5, { syncSeconds: 0.25 }), run(7, { syncSeconds: 1 })], status: 'ok' },
+      { peer: 'qemu-img', argv: [], runs: [run(1.5, { syncSeconds: 3 }), run(1, { syncSeconds: 4.5 }), run(2, { syncSeconds: 2 })], status: 'ok' },
+      { peer: 'floor', argv: [], runs: [run(1)], status: 'ok' },
+    ];
+    const [sparsify, qemu, floor] = summarize(rows);
+    // Per run wall + sync (6.5, 5.25, 8), then the median; not the sum of the two medians.
+    expect(sparsify).toMatchObject({ wallSeconds: 6, durableSeconds: 6.5, durableVsSparsify: 1 });
+    expect(qemu).toMatchObject({ wallSeconds: 1.5, durableSeconds: 4.5, timeVsSparsify: 0.25 });
+    expect(qemu!.durableVsSparsify).toBeCloseTo(4.5 / 6.5);
+    // A run recorded without its sync (an older JSON) has no durable time.
+    expect(floor).toMatchObject({ wallSeconds: 1, durableSeconds: undefined, durableVsSparsify: undefined });
+  });
+
   it('counts no time from a failed run or a wrong output', () => {
     const rows: RowResult[] = [
       { peer: 'sparsify', argv: [], runs: [run(2), run(50, { exitCode: 1 })], status: 'failed' },
