@@ -32,7 +32,7 @@ export interface BootedGuest extends AsyncDisposable {
   /** The serial console so far. */
   console(): Promise<string>;
   /** The host keys the guest's sshd offers ("TYPE BASE64" lines), tried until `timeoutMs`. */
-  sshHostKeys(timeoutMs?: number): Promise<string[]>;
+  sshHostKeys(timeoutMs?: number, types?: readonly string[]): Promise<string[]>;
   /** Presses the ACPI power button (QMP system_powerdown) and waits for qemu to exit; SIGKILL after `timeoutMs`. Resolves true when the guest powered itself off. */
   powerdown(timeoutMs?: number): Promise<boolean>;
 }
@@ -96,7 +96,7 @@ export async function bootImage(image: string, options: BootOptions): Promise<Bo
       sshPort,
       bootMs,
       console: readConsole,
-      sshHostKeys: (timeoutMs = 3 * 60_000) => keyscan(sshPort, timeoutMs),
+      sshHostKeys: (timeoutMs = 3 * 60_000, types?: readonly string[]) => keyscan(sshPort, timeoutMs, types),
       powerdown: (timeoutMs = 3 * 60_000) => powerdown(running, qmpPath, timeoutMs),
       [Symbol.asyncDispose]: dispose,
     };
@@ -106,18 +106,23 @@ export async function bootImage(image: string, options: BootOptions): Promise<Bo
   }
 }
 
-/** ssh-keyscan through the forwarded port, again until sshd answers (it starts after the prompt may show). */
-async function keyscan(port: number, timeoutMs: number): Promise<string[]> {
+/**
+ * ssh-keyscan through the forwarded port, again until sshd answers (it starts after the prompt
+ * may show) with a key of every type asked for (`types`, e.g. ['ed25519']; else any): keyscan
+ * makes one connection per type, and under TCG one of them can time out while others answer.
+ */
+async function keyscan(port: number, timeoutMs: number, types?: readonly string[]): Promise<string[]> {
   const deadline = Date.now() + timeoutMs;
   let last = '';
   while (Date.now() < deadline) {
     try {
-      const { stdout, stderr } = await execFileAsync('ssh-keyscan', ['-T', '20', '-p', String(port), '127.0.0.1'], { timeout: 60_000 });
+      const { stdout, stderr } = await execFileAsync('ssh-keyscan', ['-T', '20', ...(types ? ['-t', types.join(',')] : []), '-p', String(port), '127.0.0.1'], { timeout: 60_000 });
       const keys = stdout
         .split('\n')
         .filter((l) => l !== '' && !l.startsWith('#'))
         .map((l) => l.split(' ').slice(1, 3).join(' '));
-      if (keys.length > 0) return keys;
+      const complete = types ? types.every((t) => keys.some((k) => k.startsWith(`ssh-${t} `) || k.startsWith(`${t}-`))) : keys.length > 0;
+      if (complete) return keys;
       last = stderr.trim();
     } catch (err) {
       last = err instanceof Error ? err.message : String(err);

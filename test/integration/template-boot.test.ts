@@ -127,7 +127,7 @@ describeIntegration(
         {
           await using vm = await bootImage(template, { format: 'qcow2', loginTimeoutMs: 15 * 60_000 });
           console.log(`template-boot: login prompt after ${(vm.bootMs / 1000).toFixed(0)} s under TCG`);
-          keys = await vm.sshHostKeys();
+          keys = await vm.sshHostKeys(undefined, ['ed25519']);
           const t = Date.now();
           expect(await vm.powerdown(5 * 60_000)).toBe(true);
           console.log(`template-boot: powered off ${((Date.now() - t) / 1000).toFixed(0)} s after the ACPI button`);

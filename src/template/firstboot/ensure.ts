@@ -8,7 +8,7 @@
  */
 import type { Appliance } from '../../engines/appliance/guestfish.js';
 import type { Change } from '../operations/types.js';
-import { resolveDir } from '../operations/guest-paths.js';
+import { diskBytes, resolveDir } from '../operations/guest-paths.js';
 import { decideHostKeyBoot } from './decide.js';
 import { probeSshBoot } from './facts.js';
 import { UNIT_PATH, WANTS_DIR, WANTS_LINK, firstbootUnitText } from './unit.js';
@@ -39,5 +39,7 @@ export async function ensureHostKeysAtBoot(g: Appliance, dryRun: boolean): Promi
   await g.run('write', UNIT_PATH, firstbootUnitText(decision.sshKeygen));
   await g.run('chmod', '0644', UNIT_PATH);
   await g.run('ln-sf', UNIT_PATH, WANTS_LINK);
-  return { changes, warnings: [] };
+  // The space the unit now takes (du), so the report can set it against what was removed.
+  const bytes = await diskBytes(g, UNIT_PATH);
+  return { changes: changes.map((c) => (c.path === UNIT_PATH && bytes !== undefined ? { ...c, bytes } : c)), warnings: [] };
 }
