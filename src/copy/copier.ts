@@ -323,11 +323,11 @@ function resolveSizes(opts: CopyOptions): Sizes {
   const alignment = positive('sink.writeAlignmentBytes', opts.sink.writeAlignmentBytes);
   const granule = positive('granuleBytes', opts.granuleBytes ?? DEFAULT_GRANULE_BYTES);
   const granuleBytes = roundUp(Math.max(granule, alignment), alignment);
-  const chunk = positive('chunkBytes', opts.chunkBytes ?? DEFAULT_CHUNK_BYTES);
+  const chunk = positive('chunkBytes', opts.chunkBytes ?? opts.sink.copySizes?.chunkBytes ?? DEFAULT_CHUNK_BYTES);
   const chunkBytes = roundUp(Math.max(chunk, granuleBytes), granuleBytes);
   // A sequential sink takes one chunk at a time: a budget of 1 byte admits a chunk only when none
   // is in flight, so the next is read once this one is written.
-  const maxInFlightBytes = opts.sink.sequential ? 1 : positive('maxInFlightBytes', opts.maxInFlightBytes ?? DEFAULT_MAX_IN_FLIGHT_BYTES);
+  const maxInFlightBytes = opts.sink.sequential ? 1 : positive('maxInFlightBytes', opts.maxInFlightBytes ?? opts.sink.copySizes?.maxInFlightBytes ?? DEFAULT_MAX_IN_FLIGHT_BYTES);
   return { granuleBytes, chunkBytes, maxInFlightBytes };
 }
 

@@ -42,6 +42,11 @@ export interface BlockSink {
    * given (a streamOptimized vmdk stores each grain after the previous one).
    */
   readonly sequential?: boolean;
+  /**
+   * Chunk size and read budget this sink wants from the copier, where the defaults do not suit
+   * it (the compressed qcow2 sink: its own job slots already hold the data in flight).
+   */
+  readonly copySizes?: { readonly chunkBytes: number; readonly maxInFlightBytes: number };
   write(offsetBytes: number, data: Uint8Array): Promise<void>;
   /** Makes the range read as zero; `punch` lets the sink deallocate it. */
   writeZeroes(offsetBytes: number, lengthBytes: number, punch: boolean): Promise<void>;
