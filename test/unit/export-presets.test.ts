@@ -1,20 +1,10 @@
 import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseCommandLine } from '../../src/cli/parse-options.js';
-import { SparsifyError } from '../../src/errors.js';
 import { formatOptionString, optionValue, parseOptionString } from '../../src/export/option-string.js';
 import { EXPORT_PRESET_NAMES, EXPORT_PRESETS, exportPreset, mergeExportPreset } from '../../src/export/presets.js';
 import { decideOutput } from '../../src/modes/output-format.js';
-
-function refusal(fn: () => unknown): SparsifyError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(SparsifyError);
-    return err as SparsifyError;
-  }
-  throw new Error('expected a refusal');
-}
+import { refusal } from '../helpers/refusal.js';
 
 const MIB = 1024 * 1024;
 

@@ -1,16 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { SparsifyError } from '../../../src/errors.js';
 import { decideOutputFormat } from '../../../src/modes/output-format.js';
-
-function refusal(fn: () => unknown): SparsifyError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(SparsifyError);
-    return err as SparsifyError;
-  }
-  throw new Error('expected a refusal');
-}
+import { refusal } from '../../helpers/refusal.js';
 
 describe('decideOutputFormat: the one decider of the output format', () => {
   const plain = { compress: false };
