@@ -3,11 +3,12 @@
  *
  * The cache key covers the arguments and the script's own text: editing make-image rebuilds.
  * A lock file keeps two test processes (vitest runs files in parallel forks) from building the
- * same image at once; a lock left by a dead process is taken over.
+ * same image at once; a lock left by a dead process is taken over. A qcow2 fixture is its raw
+ * twin converted, as make-image itself makes one: the raw build is shared, not run twice.
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { access, mkdir, open, readFile, rm } from 'node:fs/promises';
+import { access, mkdir, open, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
@@ -118,10 +119,12 @@ export async function buildImage(options: ImageOptions): Promise<BuiltImage> {
   let built = false;
   // make-image renames the manifest into place last, so its presence means the image is complete.
   if (!(await exists(manifestPath))) {
+    const raw = format === 'qcow2' ? await buildImage({ ...options, format: 'raw' }) : undefined;
     const release = await acquireLock(join(dir, `${base}.lock`));
     try {
       if (!(await exists(manifestPath))) {
-        await execFileAsync(MAKE_IMAGE, [...args, imagePath], { maxBuffer: 16 << 20 });
+        if (raw) await convertToQcow2(raw, imagePath, manifestPath);
+        else await execFileAsync(MAKE_IMAGE, [...args, imagePath], { maxBuffer: 16 << 20 });
         built = true;
       }
     } finally {
@@ -129,6 +132,24 @@ export async function buildImage(options: ImageOptions): Promise<BuiltImage> {
     }
   }
   return { imagePath, manifestPath, format, manifest: await readManifest(manifestPath), built, buildMs: Date.now() - started };
+}
+
+/**
+ * The qcow2 fixture from its raw twin, with the command make-image ends with for --format qcow2;
+ * the manifest is the raw one's but for its format. The manifest goes into place last.
+ */
+async function convertToQcow2(raw: BuiltImage, imagePath: string, manifestPath: string): Promise<void> {
+  const [tmpImage, tmpManifest] = [`${imagePath}.tmp-${process.pid}`, `${manifestPath}.tmp-${process.pid}`];
+  try {
+    await execFileAsync('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', raw.imagePath, tmpImage]);
+    const manifest = JSON.parse(await readFile(raw.manifestPath, 'utf8')) as Record<string, unknown>;
+    await writeFile(tmpManifest, `${JSON.stringify({ ...manifest, format: 'qcow2' }, null, 2)}\n`);
+    await rename(tmpImage, imagePath);
+    await rename(tmpManifest, manifestPath);
+  } finally {
+    await rm(tmpImage, { force: true });
+    await rm(tmpManifest, { force: true });
+  }
 }
 
 /** Copies an image keeping it sparse (a fixture copy to modify or sparsify without touching the cache). */

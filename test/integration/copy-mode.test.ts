@@ -64,7 +64,9 @@ describeIntegration('copy mode end to end: GPT with ext4, xfs, ntfs, vfat, swap,
   beforeAll(async () => {
     raw = await fixture('gpt', ALL_FS, 'raw');
     qcow2 = await fixture('gpt', ALL_FS, 'qcow2');
-  });
+  }, 600_000);
+  /** The uncompressed map-engine copy both --compress cases hold their output against: run (and checked) once. */
+  let plainMapCopy: ReturnType<typeof sparsifyAndCheck> | undefined;
 
   it('raw → qcow2 with --engine mount: files identical, fsck clean, input unchanged, vfat reported as copied as is', async () => {
     const { report, outAllocated } = await sparsifyAndCheck(raw, 'qcow2', ['--engine', 'mount']);
@@ -98,7 +100,7 @@ describeIntegration('copy mode end to end: GPT with ext4, xfs, ntfs, vfat, swap,
 
   it.each(['zlib', 'zstd'])('--compress -o compression_type=%s: qemu-img check clean, compressed clusters, smaller than uncompressed', async (type) => {
     // About the compressed output: the map engine alone (btrfs copied as is), no appliance launch per run.
-    const plain = await sparsifyAndCheck(raw, 'qcow2', ['--engine', 'map']);
+    const plain = await (plainMapCopy ??= sparsifyAndCheck(raw, 'qcow2', ['--engine', 'map']));
     const { report, outAllocated } = await sparsifyAndCheck(raw, 'qcow2', ['--engine', 'map', '--compress', '-o', `compression_type=${type}`], async (out) => {
       const check = JSON.parse(execFileSync('qemu-img', ['check', '--output=json', out], { encoding: 'utf8' })) as Record<string, number>;
       expect([check['corruptions'] ?? 0, check['leaks'] ?? 0, check['check-errors']]).toEqual([0, 0, 0]);
@@ -114,8 +116,18 @@ describeIntegration('copy mode end to end: GPT with ext4, xfs, ntfs, vfat, swap,
 });
 
 describeIntegration('copy mode end to end: MBR with logical partitions, and a whole-disk filesystem', { tools: TOOLS, root: true }, () => {
+  // Built before the cases (the hook's timeout, not a case's, covers a build under load).
+  let mbr: Fixture;
+  let wholeRaw: Fixture;
+  let wholeQcow2: Fixture;
+  beforeAll(async () => {
+    mbr = await fixture('mbr', ['ext4', 'xfs', 'ext3', 'swap', 'ntfs', 'btrfs'], 'raw');
+    wholeRaw = await fixture('whole', ['ext4'], 'raw');
+    wholeQcow2 = await fixture('whole', ['ext4'], 'qcow2');
+  }, 600_000);
+
   it('MBR: ext4 and xfs primary; ext3, swap, ntfs, btrfs logical', async () => {
-    const f = await fixture('mbr', ['ext4', 'xfs', 'ext3', 'swap', 'ntfs', 'btrfs'], 'raw');
+    const f = mbr;
     const { report, outAllocated } = await sparsifyAndCheck(f, 'qcow2');
     expect(report.partitionTable).toBe('mbr');
     expect(report.volumes.map((v) => v.name)).toEqual(['/dev/sda1', '/dev/sda2', '/dev/sda5', '/dev/sda6', '/dev/sda7', '/dev/sda8']);
@@ -123,7 +135,7 @@ describeIntegration('copy mode end to end: MBR with logical partitions, and a wh
   });
 
   it('whole-disk ext4, raw → raw', async () => {
-    const f = await fixture('whole', ['ext4'], 'raw');
+    const f = wholeRaw;
     const { report, outAllocated } = await sparsifyAndCheck(f, 'raw');
     expect(report.partitionTable).toBe('none');
     expect(report.volumes[0]).toMatchObject({ name: '/dev/sda', type: 'ext4', handled: 'free blocks skipped' });
@@ -133,7 +145,7 @@ describeIntegration('copy mode end to end: MBR with logical partitions, and a wh
 
   it('whole-disk ext4, qcow2 → raw with --engine mount: the copier reads the trimmed overlay, not the input', async () => {
     // The input alone would be read from its file (src/copy/copy-source.ts), deleted data and all.
-    const f = await fixture('whole', ['ext4'], 'qcow2');
+    const f = wholeQcow2;
     const { report, outAllocated } = await sparsifyAndCheck(f, 'raw', ['--engine', 'mount']);
     expect(report.volumes[0]).toMatchObject({ name: '/dev/sda', handled: 'trimmed' });
     expect(outAllocated).toBeLessThanOrEqual(await allowedBytes(f, report));
