@@ -4,12 +4,13 @@
  * overlay of the guest, as copy mode runs it: the disk ends at most at resize2fs -P's minimum
  * plus 5%, plus the swap, plus 64 MiB; sgdisk -v and e2fsck -fn are clean; every file of the
  * root is identical; the swap keeps its UUID and label; the input's sha256 is unchanged.
- * (The `--shrink` command line and the copy into OUT are wired in a later session.)
+ * Then the same through the command line: `sparsify --shrink IN OUT` gives an OUT of the new
+ * virtual size that checks clean, and the JSON report carries the shrink section.
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -24,6 +25,7 @@ import { openNbdClient } from '../../src/nbd/client.js';
 import { serveImage } from '../../src/qemu/storage-daemon.js';
 import { DEFAULT_SHRINK_MARGIN } from '../../src/shrink/margin.js';
 import { shrinkDisk, type ShrinkReport } from '../../src/shrink/run.js';
+import { CLI } from '../helpers/cli.js';
 import { buildGuest } from '../helpers/guest.js';
 import { describeIntegration } from '../helpers/require.js';
 
@@ -159,4 +161,46 @@ describeIntegration('sparsify --shrink core on the Debian guest', { tools: ['gue
   it("the input's sha256 is unchanged", async () => {
     expect(await sha256(input)).toBe(inputSha);
   });
+});
+
+/** Runs the built CLI with stdin /dev/null (libguestfs' qemu would read it); never throws on a non-zero exit. */
+function sparsify(args: readonly string[]): Promise<{ exitCode: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [CLI, ...args], { maxBuffer: 64 << 20, timeout: RUN_MS - 60_000, killSignal: 'SIGKILL' }, (error, stdout, stderr) => {
+      resolve({ exitCode: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stdout, stderr });
+    });
+  });
+}
+
+describeIntegration('sparsify --shrink IN OUT', { tools: ['guestfish', 'qemu-img', 'sgdisk', 'e2fsck', 'losetup'], root: true }, () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp('/var/tmp/sp-shrink-cli-');
+  });
+  afterAll(async () => {
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('refuses --shrink with --in-place as a usage error (exit 1, one line)', async () => {
+    const r = await sparsify(['--shrink', '--in-place', join(dir, 'none.raw')]);
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toMatch(/--in-place and --shrink/);
+  });
+
+  it('writes an OUT of the new virtual size, clean and with the report of each volume', async () => {
+    const input = (await buildGuest()).imagePath;
+    const out = join(dir, 'out.raw');
+    const json = join(dir, 'report.json');
+    const r = await sparsify(['--shrink', '--format', 'raw', '--json', json, input, out]);
+    expect(r.stderr).not.toMatch(/error/);
+    expect(r.exitCode).toBe(0);
+    const report = JSON.parse(await readFile(json, 'utf8')) as { shrink: ShrinkReport };
+    const info = JSON.parse(await sh('qemu-img', ['info', '--output=json', out])) as { 'virtual-size': number };
+    expect(info['virtual-size']).toBe(report.shrink.virtualSizeAfterBytes);
+    expect(report.shrink.virtualSizeAfterBytes).toBeLessThan(report.shrink.virtualSizeBeforeBytes);
+    expect(report.shrink.volumes.map((v) => v.action)).toEqual(['resized', 'remade']);
+    expect(await sh('sgdisk', ['-v', out])).toMatch(/No problems found/);
+    const root = (await partitions(out))[0]!;
+    await withLoop(out, root.start * 512, root.size * 512, (dev) => expect(execFileAsync('e2fsck', ['-fn', dev])).resolves.toBeTruthy());
+  }, RUN_MS);
 });
