@@ -4,6 +4,7 @@
  */
 import type { EngineId } from './engines/registry.js';
 import type { ExportPresetName } from './export/presets.js';
+import type { ShrinkMargin } from './shrink/margin.js';
 
 /** Formats sparsify can write (qemu's names). */
 export const OUTPUT_FORMATS = ['raw', 'qcow2', 'vmdk', 'vdi', 'vhdx', 'vpc'] as const;
@@ -65,6 +66,13 @@ export interface CopyOptions extends CommonOptions {
   readonly ova?: boolean;
   /** --template: seal the guest on the overlay before the free-space pass. */
   readonly template?: TemplateRequest;
+  /** --shrink (issue 12): shrink the filesystems and the virtual disk on the overlay before the pass. */
+  readonly shrink?: ShrinkRequest;
+}
+
+/** `--shrink [--shrink-margin SIZE]`: what a shrunk filesystem keeps above its minimum. */
+export interface ShrinkRequest {
+  readonly margin: ShrinkMargin;
 }
 
 /**

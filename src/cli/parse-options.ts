@@ -13,10 +13,12 @@ import {
   type MachineReadableTarget,
   type Options,
   type OutputFormat,
+  type ShrinkRequest,
   type TemplateRequest,
   type TmpPlace,
 } from '../options.js';
 import { VERSION } from '../version.js';
+import { DEFAULT_SHRINK_MARGIN, parseShrinkMargin } from '../shrink/margin.js';
 
 /** How the CLI talks to the user; not part of the run's Options. */
 export interface Presentation {
@@ -79,6 +81,9 @@ function buildProgram(): Command {
     .option('--operations <list>', "with --template: virt-sysprep's syntax (name, -name, defaults, all; comma lists; repeatable)", collect, [])
     .option('--list-operations', 'list the --template operations (* = default) and exit')
     .option('--dry-run', 'with --template: report what the operations would remove or change; write nothing')
+    // Shrinking (issue 12).
+    .option('--shrink', 'shrink the filesystems, move the partitions down and make the virtual disk end after the last one (copy mode)')
+    .option('--shrink-margin <size>', 'with --shrink: room kept above each filesystem\'s minimum, bytes (64M) or a share (5%, the default)')
     .option('-o <options>', 'creation options for the output image (qemu-img create -o)')
     .option('--tmp <dir|block-device|prebuilt:file>', 'where the copy-mode overlay lives (default $TMPDIR)')
     .option('--zero <fs>', 'make this filesystem wholly zero (repeatable)', collect, [])
@@ -221,6 +226,7 @@ function validate(o: Raw, disks: string[]): Options {
     verify: Boolean(o.verify),
   };
   const template = validateTemplate(o);
+  const shrink = validateShrink(o);
   if (o.inPlace || o.inplace) return validateInPlace(o, disks, common);
   if (disks.length !== 2) throw usage('usage: sparsify [--options] indisk outdisk');
   const [input, output] = disks.map((d) => resolve(d)) as [string, string];
@@ -246,7 +252,19 @@ function validate(o: Raw, disks: string[]): Options {
     noZero: Boolean(o.skipZeroPass),
     ...exported,
     ...(template ? { template } : {}),
+    ...(shrink ? { shrink } : {}),
   };
+}
+
+/** --shrink and --shrink-margin: copy mode only (IN is never written). */
+function validateShrink(o: Raw): ShrinkRequest | undefined {
+  if (!o.shrink) {
+    if (o.shrinkMargin !== undefined) throw usage('--shrink-margin goes with --shrink: add --shrink to shrink the disk');
+    return undefined;
+  }
+  if (o.inPlace || o.inplace) throw usage('you cannot use --in-place and --shrink options together: --shrink writes a new image');
+  if ((o.template as boolean) && o.dryRun) throw usage('you cannot use --dry-run and --shrink options together');
+  return { margin: o.shrinkMargin === undefined ? DEFAULT_SHRINK_MARGIN : parseShrinkMargin(o.shrinkMargin as string) };
 }
 
 /** --export NAME and --ova: a known preset, and --ova only where the preset allows it. */
@@ -280,6 +298,7 @@ const NOT_WITH_INSPECT: Record<string, string> = {
   tmp: '--tmp', overwrite: '--overwrite', verify: '--verify', skipZeroPass: '--no-zero',
   export: '--export', ova: '--ova',
   template: '--template', dryRun: '--dry-run',
+  shrink: '--shrink', shrinkMargin: '--shrink-margin',
 };
 
 function validateInspect(o: Raw, disks: string[]): InspectCommand {

@@ -10,7 +10,7 @@ import type { GptHeader } from './gpt.js';
 /** §5.3.2: SizeOfPartitionEntry is at least 128 bytes. */
 export const MIN_ENTRY_BYTES = 128;
 /** §5.3.3 Table 5-6 entry field offsets. */
-const ENT = { typeGuid: 0, uniqueGuid: 16, firstLba: 32, lastLba: 40, attributes: 48, name: 56 } as const;
+export const ENT = { typeGuid: 0, uniqueGuid: 16, firstLba: 32, lastLba: 40, attributes: 48, name: 56 } as const;
 const ENTRY_NAME_BYTES = 72;
 
 /** One used GPT partition entry (§5.3.3); `index` counts from 0 in the entry array. */

@@ -18,8 +18,8 @@ export type { GptEntry } from './gpt-entries.js';
 const GPT_SIGNATURE = 'EFI PART';
 /** §5.3.2: the primary header is at LBA 1; the backup is at the last LBA of the disk. */
 const GPT_PRIMARY_LBA = 1;
-/** §5.3.2 Table 5-5 field offsets. */
-const HDR = {
+/** §5.3.2 Table 5-5 field offsets (the shrink's table rewriter writes the same fields). */
+export const HDR = {
   revision: 8,
   headerSize: 12,
   headerCrc: 16,

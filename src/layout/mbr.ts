@@ -26,7 +26,7 @@ export const MBR_TYPE_GPT_PROTECTIVE = 0xee;
 /** DOS extended, Windows extended (LBA) and Linux extended container types. */
 const EXTENDED_TYPES = new Set([0x05, 0x0f, 0x85]);
 /** Linux numbers the first logical partition 5, whatever the primaries in use. */
-const FIRST_LOGICAL_NUMBER = 5;
+export const FIRST_LOGICAL_NUMBER = 5;
 /** Linux sd devices have 256 minors per disk: no more logical partitions (nor EBRs) than that. */
 const MAX_LOGICAL_PARTITIONS = 256 - FIRST_LOGICAL_NUMBER;
 /** In an EBR, slot 0 describes the logical partition and slot 1 links to the next EBR. */
@@ -70,7 +70,7 @@ export function isEmptyEntry(entry: MbrEntry): boolean {
 }
 
 /** Whether the type byte marks an extended container. */
-function isExtendedType(type: number): boolean {
+export function isExtendedType(type: number): boolean {
   return EXTENDED_TYPES.has(type);
 }
 
@@ -196,6 +196,8 @@ export interface MbrResult {
   readonly notes: string[];
   /** Sector 0 and every EBR sector of the chains, as disk byte ranges. */
   readonly structures: ExtentSet;
+  /** The LBA of every sector read as an EBR, in chain order (the one that ends a chain included). */
+  readonly ebrLbas: readonly number[];
 }
 
 /** The volumes of an MBR disk: primaries, then logical partitions, sorted by offset. */
@@ -235,5 +237,5 @@ export async function readMbr(reader: BlockReader, mbrSector: Uint8Array, diskNa
   const structures = ExtentSet.from(
     [0, ...ebrLbas].map((lba) => ({ start: lba * MBR_SECTOR_BYTES, end: (lba + 1) * MBR_SECTOR_BYTES })),
   );
-  return { volumes, notes, structures };
+  return { volumes, notes, structures, ebrLbas };
 }

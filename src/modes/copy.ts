@@ -7,6 +7,7 @@ import { assertInputUnchanged } from '../host/input-guard.js';
 import type { CopyOptions } from '../options.js';
 import { ProgressMeter } from '../progress/meter.js';
 import type { RunReport, TemplateReport, VerifyReport } from '../report/types.js';
+import type { ShrinkReport } from '../shrink/run.js';
 import { volumeReports, type VolumeResult } from '../report/volumes.js';
 import { AsyncStack } from '../util/async-stack.js';
 import { verifyCopiedOutput } from '../verify/output.js';
@@ -22,6 +23,7 @@ import { startRun, type RunStart } from './run-setup.js';
 import { checkTmpSpace, estimateOverlayBytes } from './tmp-check.js';
 import { silentUi, type RunUi } from './ui.js';
 import { SEAL_TITLE, sealOverlay, type Sealed } from './template-step.js';
+import { SHRINK_TITLE, shrinkOverlay, type Shrunk } from './shrink-step.js';
 import { examineDisk, type Examined } from './volume-pass.js';
 import { measureAfter, measureBefore, passVolumes } from './volume-steps.js';
 
@@ -31,6 +33,7 @@ const STEP = {
   filesystems: 'Examine filesystems',
   overlay: 'Create overlay file to protect source disk',
   seal: SEAL_TITLE,
+  shrink: SHRINK_TITLE,
   pass: 'Free space in each filesystem',
   copy: 'Copy to destination and make sparse',
   verify: 'Verify the output',
@@ -45,14 +48,17 @@ const STEP = {
  * report goes to `hooks.onReport` before the output is renamed into place.
  */
 export function copyJob(options: CopyOptions, ctx: RunContext, ui: RunUi = silentUi, hooks: RunHooks = {}): Job {
-  const { examine, filesystems, overlay, seal, pass, copy, verify } = STEP;
+  const { examine, filesystems, overlay, seal, shrink, pass, copy, verify } = STEP;
   const rest = [pass, copy, ...(options.verify ? [verify] : [])];
-  // --template: the overlay first (always), the guest sealed on it, then its filesystems examined.
-  const steps = !options.template
-    ? [examine, filesystems, overlay, ...rest]
-    : options.template.dryRun
-      ? [examine, overlay, seal]
-      : [examine, overlay, seal, filesystems, ...rest];
+  const shrinking = options.shrink ? [shrink] : [];
+  // --template and --shrink: the overlay first (always), the guest sealed and the disk shrunk on it, then its filesystems examined.
+  const steps = options.template?.dryRun
+    ? [examine, overlay, seal]
+    : options.template
+      ? [examine, overlay, seal, ...shrinking, filesystems, ...rest]
+      : options.shrink
+        ? [examine, overlay, shrink, filesystems, ...rest]
+        : [examine, filesystems, overlay, ...rest];
   return {
     title: options.template?.dryRun ? `${options.input} (dry run)` : `${options.input} → ${options.output}`,
     steps,
@@ -68,6 +74,7 @@ interface Copy {
   readonly copied: Copied;
   readonly verify?: VerifyReport;
   readonly template?: TemplateReport;
+  readonly shrink?: ShrinkReport;
 }
 
 async function runCopy(steps: Steps, options: CopyOptions, ctx: RunContext, ui: RunUi, hooks: RunHooks): Promise<RunReport> {
@@ -87,6 +94,8 @@ async function runCopy(steps: Steps, options: CopyOptions, ctx: RunContext, ui: 
   try {
     const source = await steps.run(STEP.examine, () => clock.time('examine', () => openSource(env, target)));
     let sealed: { overlay: Overlay; seal: Sealed } | undefined;
+    /** The overlay --shrink made when --template did not. */
+    let prepared: Overlay | undefined;
     if (options.template) {
       const overlay = await runOverlayStep(steps, env, start, source, undefined);
       const template = options.template;
@@ -101,8 +110,18 @@ async function runCopy(steps: Steps, options: CopyOptions, ctx: RunContext, ui: 
       sealed = { overlay, seal };
     }
     if (!target) throw new SparsifyError('INTERNAL', 'copy mode without an output outside a dry run');
-    // After sealing, the overlay holds the disk to examine: the removed files' blocks are free in its maps.
-    const examinedDevice = sealed?.overlay.device ?? source.device;
+    let shrunk: Shrunk | undefined;
+    if (options.shrink) {
+      const shrink = options.shrink;
+      const shrinkOn = sealed?.overlay ?? (await runOverlayStep(steps, env, start, source, undefined));
+      shrunk = await steps.run(STEP.shrink, (view) => {
+        say(STEP.shrink);
+        return shrinkOverlay(env, start, source, shrinkOn, shrink, view, sealed?.seal.appliance);
+      });
+      if (!sealed) prepared = shrinkOn;
+    }
+    // After sealing or shrinking, the overlay holds the disk to examine: the removed files' blocks are free in its maps.
+    const examinedDevice = shrunk?.device ?? sealed?.overlay.device ?? source.device;
     const { examined, planned } = await steps.run(STEP.filesystems, (view) => {
       say(STEP.filesystems);
       return clock.time('layout', async () => {
@@ -112,12 +131,12 @@ async function runCopy(steps: Steps, options: CopyOptions, ctx: RunContext, ui: 
         return { examined, planned };
       });
     });
-    const overlay = sealed ? sealed.overlay : await maybeOverlay(steps, env, start, source, examined);
+    const overlay = sealed ? sealed.overlay : prepared ?? (await maybeOverlay(steps, env, start, source, examined));
     // The seal's appliance serves the pass too when a volume is planned for it; else it stops now.
     const reused = sealed && examined.plans.some((p) => p.engine === 'appliance') ? sealed.seal.appliance : undefined;
     if (sealed && !reused) await sealed.seal.release();
     const engineTarget: EngineTarget = {
-      device: overlay?.device ?? source.device,
+      device: shrunk?.device ?? overlay?.device ?? source.device,
       ...(overlay ? { export: overlay.export, overlayDir: overlay.overlayDir } : {}),
       workDir: source.workDir,
       inPlace: false,
@@ -136,7 +155,7 @@ async function runCopy(steps: Steps, options: CopyOptions, ctx: RunContext, ui: 
           view.progress(progress);
           ui.progress?.(progress);
         };
-        const copied = await copyToOutput(env, source, engineTarget.device, examined.plans, target, onProgress);
+        const copied = await copyToOutput(env, shrunk?.source ?? source, engineTarget.device, examined.plans, target, onProgress);
         return { results, copied };
       });
     });
@@ -147,7 +166,7 @@ async function runCopy(steps: Steps, options: CopyOptions, ctx: RunContext, ui: 
           return clock.time('verify', () => verifyCopiedOutput(run, output));
         })
       : undefined;
-    done = { source, examined, results, copied, ...(verify ? { verify } : {}), ...(sealed ? { template: sealed.seal.report } : {}) };
+    done = { source, examined, results, copied, ...(verify ? { verify } : {}), ...(sealed ? { template: sealed.seal.report } : {}), ...(shrunk ? { shrink: shrunk.report } : {}) };
   } catch (err) {
     throw await explainDaemonDeath(err, daemons);
   }
@@ -228,6 +247,7 @@ function copyReport(options: CopyOptions, done: Copy, warnings: string[], clock:
     copy: done.copied.copy,
     ...(done.verify ? { verify: done.verify } : {}),
     ...(done.template ? { template: done.template } : {}),
+    ...(done.shrink ? { shrink: done.shrink } : {}),
     phases: clock.phases(),
     totalMs: clock.totalMs(),
   };

@@ -1,6 +1,7 @@
 import type { EngineId } from '../engines/registry.js';
 import type { Action } from '../plan/plan-volumes.js';
 import type { OperationResult } from '../template/operations/types.js';
+import type { ShrinkReport } from '../shrink/run.js';
 
 /** How one volume was handled, for the report and --json. */
 export interface VolumeReport {
@@ -114,6 +115,8 @@ export interface RunReport {
   readonly verify?: VerifyReport;
   /** With --template. */
   readonly template?: TemplateReport;
+  /** With --shrink: the virtual size before and after, per volume its old and new size or why it kept it. */
+  readonly shrink?: ShrinkReport;
   readonly phases: readonly PhaseTiming[];
   readonly totalMs: number;
 }

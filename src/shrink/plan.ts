@@ -1,0 +1,79 @@
+/**
+ * Where every partition goes once the filesystems have shrunk: pure arithmetic over the layout.
+ * Partitions keep their order; the first stays where it is; each other starts at the end of the
+ * one before it rounded up to the alignment (1 MiB, as fdisk and gdisk align), never later than it was; the disk ends right after
+ * the last one plus, for GPT, the backup entry array and header. Moves are made in disk order,
+ * each to a lower offset, so a forward copy never overwrites bytes it has still to read.
+ */
+import { SparsifyError } from '../errors.js';
+import type { Layout, Volume } from '../layout/types.js';
+import type { NewPlace } from '../layout/rewrite/types.js';
+
+/** Partitions start on 1 MiB boundaries, as fdisk and gdisk place them. */
+export const PARTITION_ALIGN_BYTES = 1024 * 1024;
+
+/** One partition's new size in bytes (its filesystem's new size, or its old size when it keeps it). */
+export interface SizedVolume {
+  readonly volume: Volume;
+  readonly newSizeBytes: number;
+  /** Bytes of its contents that must move with it (0: nothing to copy, a swap area made again). */
+  readonly keepBytes: number;
+}
+
+/** One copy from the old place to the new, in bytes on the disk. */
+export interface Move {
+  readonly name: string;
+  readonly fromBytes: number;
+  readonly toBytes: number;
+  readonly lengthBytes: number;
+}
+
+/** The new layout. */
+export interface ShrinkLayout {
+  /** Partition number → its place in logical blocks. */
+  readonly places: Map<number, NewPlace>;
+  /** In disk order; only partitions whose contents move. */
+  readonly moves: Move[];
+  /** Volume name → its new offset in bytes. */
+  readonly offsets: Map<string, number>;
+  readonly newDiskBytes: number;
+}
+
+const alignUp = (n: number, to: number): number => Math.ceil(n / to) * to;
+
+/**
+ * The places for `sized` (every partition of `layout`, any order). `gptBackupBytes` is what a
+ * GPT needs after the last partition (0 for MBR). Logical MBR partitions are a later step.
+ */
+export function planLayout(layout: Layout, sized: readonly SizedVolume[], gptBackupBytes: number): ShrinkLayout {
+  const sb = layout.sectorSizeBytes;
+  const places = new Map<number, NewPlace>();
+  const moves: Move[] = [];
+  const offsets = new Map<string, number>();
+  const ordered = [...sized].sort((a, b) => a.volume.offsetBytes - b.volume.offsetBytes);
+  // The first partition stays where it is: what lies before it (the table, a boot loader's gap) is not ours to move.
+  let end = ordered[0]?.volume.offsetBytes ?? 0;
+  for (const s of ordered) {
+    const { volume } = s;
+    if (volume.kind !== 'partition' || volume.partitionNumber === undefined) {
+      throw new SparsifyError('UNSUPPORTED', `${volume.name} is not a partition: --shrink handles partitioned disks`);
+    }
+    if (layout.table === 'mbr' && volume.partitionNumber > 4) {
+      throw new SparsifyError('UNSUPPORTED', `${volume.name} is a logical partition: shrinking an MBR extended partition is not done yet`, {
+        hint: 'sparsify it without --shrink',
+      });
+    }
+    if (s.newSizeBytes > volume.sizeBytes || s.newSizeBytes % sb !== 0 || s.keepBytes > s.newSizeBytes) {
+      throw new RangeError(`${volume.name}: new size ${s.newSizeBytes} does not fit its ${volume.sizeBytes}-byte partition in whole blocks`);
+    }
+    const offsetBytes = Math.min(volume.offsetBytes, alignUp(end, PARTITION_ALIGN_BYTES));
+    places.set(volume.partitionNumber, { firstLba: offsetBytes / sb, sectors: s.newSizeBytes / sb });
+    offsets.set(volume.name, offsetBytes);
+    if (offsetBytes !== volume.offsetBytes && s.keepBytes > 0) {
+      moves.push({ name: volume.name, fromBytes: volume.offsetBytes, toBytes: offsetBytes, lengthBytes: s.keepBytes });
+    }
+    end = Math.max(end, offsetBytes + s.newSizeBytes);
+  }
+  const newDiskBytes = alignUp(end, sb) + gptBackupBytes;
+  return { places, moves, offsets, newDiskBytes: Math.min(newDiskBytes, layout.diskSizeBytes) };
+}
