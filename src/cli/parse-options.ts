@@ -2,6 +2,7 @@ import { statSync, type Stats } from 'node:fs';
 import { resolve } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { SparsifyError } from '../errors.js';
+import { validateDomain, type DomainCommand } from './domain-options.js';
 import { ENGINE_CHOICES } from '../engines/registry.js';
 import { EXPORT_PRESET_NAMES, exportPreset, mergeExportPreset } from '../export/presets.js';
 import { selectOperations } from '../template/operations/select.js';
@@ -39,6 +40,7 @@ export type Command_ =
   | { kind: 'run'; options: Options; presentation: Presentation }
   | { kind: 'capabilities'; presentation: Presentation }
   | { kind: 'inspect'; request: InspectCommand; presentation: Presentation }
+  | { kind: 'domain'; command: DomainCommand; presentation: Presentation }
   | { kind: 'list-operations' }
   | { kind: 'exit'; code: number };
 
@@ -49,12 +51,15 @@ Exit codes:
      (a block device given as output may have been partly written)
   2  --check-tmpdir=fail: not enough temporary space
   3  --in-place: the image cannot discard; use copy mode
+  4  -d: the domain is not shut off (running, paused, saved); nothing was touched
 
 Examples:
   sparsify disk.qcow2 small.qcow2
   sparsify disk.raw --convert qcow2 --compress disk.qcow2
   sparsify --in-place disk.qcow2
   sparsify --inspect disk.qcow2 --xml
+  sparsify --in-place -d guest
+  sparsify -d guest --output-dir /var/lib/libvirt/images/small --update-domain
   sparsify --template --operations defaults,-logfiles guest.qcow2 template.qcow2`;
 
 function buildProgram(): Command {
@@ -72,6 +77,11 @@ function buildProgram(): Command {
     .option('-f, --format <format>', 'input format (default: probe; raw is probed with a warning)')
     .option('--ignore <fs>', 'leave this filesystem or volume group alone (repeatable)', collect, [])
     .option('--in-place, --inplace', 'give free space back to the host in the image itself')
+    // libvirt domains (issue 13): one block, so that other options merge beside it.
+    .option('-d, --domain <name|uuid>', "a libvirt domain's disks (it must be shut off): in place, or copies into --output-dir")
+    .option('-c, --connect <uri>', "libvirt connection URI for -d (default: virsh's)")
+    .option('--output-dir <dir>', 'with -d in copy mode: one output per disk, named after the disk')
+    .option('--update-domain', 'with -d --output-dir: point the domain at the new disks (the old definition is kept beside them)')
     .option('--inspect', "show the guest's operating systems and filesystems (read-only, inside the libguestfs appliance)")
     .option('--xml', "with --inspect: virt-inspector's XML on stdout")
     // Templating (issue 11): one block, so that other options merge beside it.
@@ -153,6 +163,8 @@ export function parseCommandLine(argv: readonly string[]): Command_ {
   if (disks.length === 0 && presentation.machineReadable) return { kind: 'capabilities', presentation };
   if (o.inspect) return { kind: 'inspect', request: validateInspect(o, disks), presentation };
   if (o.xml) throw usage('--xml goes with --inspect');
+  if (o.domain !== undefined) return { kind: 'domain', command: validateDomain(o, disks, validate), presentation };
+  if (o.connect !== undefined || o.outputDir !== undefined || o.updateDomain) throw usage('-c, --output-dir and --update-domain go with -d DOMAIN');
   return { kind: 'run', options: validate(o, disks), presentation };
 }
 
@@ -277,7 +289,7 @@ function validateTemplate(o: Raw): TemplateRequest | undefined {
 /** The options that make no sense with --inspect (it reads, and writes nothing but its answer). */
 const NOT_WITH_INSPECT: Record<string, string> = {
   inPlace: '--in-place', inplace: '--in-place', compress: '--compress', convert: '--convert', o: '-o',
-  tmp: '--tmp', overwrite: '--overwrite', verify: '--verify', skipZeroPass: '--no-zero',
+  tmp: '--tmp', overwrite: '--overwrite', verify: '--verify', skipZeroPass: '--no-zero', domain: '-d',
   export: '--export', ova: '--ova',
   template: '--template', dryRun: '--dry-run',
 };
