@@ -65,6 +65,8 @@ export const EXIT = {
   NO_DISCARD: 3,
   /** -d: the domain is not shut off (running, paused, saved); nothing was touched. */
   DOMAIN_ACTIVE: 4,
+  /** A batch (-d, --output-dir, several disks): some disks or domains failed; the others are done (the report says which). */
+  SOME_FAILED: 5,
 } as const;
 
 /** Maps an error to the process exit code. */

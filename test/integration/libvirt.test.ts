@@ -83,9 +83,9 @@ describeIntegration('libvirt domains (-d, -c)', { tools: TOOLS, root: true }, ()
     expect((await verifyImage(a, 'raw', raw.manifestPath)).problems).toEqual([]);
     expect((await verifyImage(b, 'qcow2', qcow2.manifestPath)).problems).toEqual([]);
     const report = JSON.parse(await readFile(json, 'utf8'));
-    expect(report.domain.name).toBe('inplace');
+    expect(report.domains.map((d: { name: string; status: string }) => [d.name, d.status])).toEqual([['inplace', 'done']]);
     expect(report.disks.map((d: { target: string; report: { mode: string } }) => [d.target, d.report.mode])).toEqual([['vda', 'in-place'], ['vdb', 'in-place']]);
-    expect(report.skipped).toEqual([{ target: 'vdc', reason: 'read-only' }, { target: 'sda', reason: 'a cdrom' }]);
+    expect(report.domains[0].skipped).toEqual([{ target: 'vdc', reason: 'read-only' }, { target: 'sda', reason: 'a cdrom' }]);
     expect(await leftoversUnder(tmp)).toEqual([]);
   }, 600_000);
 
@@ -116,8 +116,8 @@ describeIntegration('libvirt domains (-d, -c)', { tools: TOOLS, root: true }, ()
     const previous = await parseDomainXml(await readFile(join(out, 'copied.previous.xml'), 'utf8'));
     expect(previous.disks.map((d) => d.path)).toEqual([a, b]);
     const report = JSON.parse(await readFile(json, 'utf8'));
-    expect(report.update.previousDefinition).toContain(a);
-    expect(report.update.definition).toContain(newA);
+    expect(report.domains[0].update.previousDefinition).toContain(a);
+    expect(report.domains[0].update.definition).toContain(newA);
     expect(await leftoversUnder(tmp)).toEqual([]);
   }, 600_000);
 
@@ -143,6 +143,63 @@ describeIntegration('libvirt domains (-d, -c)', { tools: TOOLS, root: true }, ()
       await libvirtd!.virsh(['destroy', 'busy']).catch(() => undefined);
     }
   }, 300_000);
+
+  /** A qcow2 overlay over a private copy of the qcow2 fixture: the guest sees the fixture. */
+  async function overlay(name: string): Promise<{ top: string; base: string }> {
+    const base = await disk(qcow2, `${name}-base`);
+    const top = join(dir, `${name}-top.qcow2`);
+    execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', base, top]);
+    return { top, base };
+  }
+
+  it('a batch, --jobs 2: two domains and an image in place; a running domain and a disk with a backing file fail alone, exit 5, the report says which and why', async () => {
+    const two = [await disk(raw, 'batch-two-a'), await disk(qcow2, 'batch-two-b')];
+    await define('b-two', [fileDisk(two[0]!, 'raw', 'vda'), fileDisk(two[1]!, 'qcow2', 'vdb')]);
+    const chain = await overlay('batch-chain');
+    await define('b-chain', [fileDisk(chain.top, 'qcow2', 'vda')]);
+    const busy = await disk(raw, 'batch-busy');
+    await define('b-busy', [fileDisk(busy, 'raw', 'vda')]);
+    const image = await disk(raw, 'batch-image');
+    const untouched = { top: await sha256File(chain.top), base: await sha256File(chain.base), busy: await sha256File(busy) };
+    const before = await Promise.all([...two, image].map(allocatedBytes));
+    await libvirtd!.virsh(['start', 'b-busy']);
+    const json = join(dir, 'batch.json');
+    let r;
+    try {
+      r = await sparsify(['--in-place', '--jobs', '2', '-d', 'b-two', '-d', 'b-chain', '-d', 'b-busy', image, '--json', json]);
+    } finally {
+      await libvirtd!.virsh(['destroy', 'b-busy']).catch(() => undefined);
+    }
+    expect(r.exitCode, r.stderr).toBe(5);
+    expect(r.stdout).toMatch(/^b-busy: FAILED: domain ‘b-busy’ is running/m);
+    expect(r.stdout).toMatch(/^b-chain\/vda \(.*batch-chain-top.qcow2\): FAILED: .*backing/m);
+    expect(r.stdout).toMatch(/^Total: 3 of 4 disks done, 1 failed/m);
+    const after = await Promise.all([...two, image].map(allocatedBytes));
+    const fsCount = [2, 1, 2];
+    after.forEach((bytes, i) => expect(before[i]! - bytes, `disk ${i}`).toBeGreaterThanOrEqual(0.9 * fsCount[i]! * GARBAGE_MIB * MiB));
+    expect((await verifyImage(two[0]!, 'raw', raw.manifestPath)).problems).toEqual([]);
+    expect((await verifyImage(two[1]!, 'qcow2', qcow2.manifestPath)).problems).toEqual([]);
+    expect((await verifyImage(image, 'raw', raw.manifestPath)).problems).toEqual([]);
+    expect({ top: await sha256File(chain.top), base: await sha256File(chain.base), busy: await sha256File(busy) }).toEqual(untouched);
+    const report = JSON.parse(await readFile(json, 'utf8'));
+    expect(report.total).toMatchObject({ disks: 4, done: 3, failed: 1 });
+    expect(report.domains.map((d: { name: string; status: string }) => [d.name, d.status])).toEqual([['b-busy', 'failed'], ['b-two', 'done'], ['b-chain', 'failed']]);
+    expect(await leftoversUnder(tmp)).toEqual([]);
+  }, 900_000);
+
+  it('copy mode flattens a disk with a backing file; --update-domain leaves the domain on one image with no chain', async () => {
+    const chain = await overlay('copy-chain');
+    await define('c-chain', [fileDisk(chain.top, 'qcow2', 'vda')]);
+    const out = join(dir, 'flat');
+    await mkdir(out);
+    const r = await sparsify(['-d', 'c-chain', '--output-dir', out, '--update-domain']);
+    expect(r.exitCode, r.stderr).toBe(0);
+    const flat = join(out, 'copy-chain-top.qcow2');
+    expect(JSON.parse(execFileSync('qemu-img', ['info', '--output=json', flat]).toString())['backing-filename']).toBeUndefined();
+    expect((await verifyImage(flat, 'qcow2', qcow2.manifestPath)).problems).toEqual([]);
+    const now = await parseDomainXml(await libvirtd!.virsh(['dumpxml', '--inactive', 'c-chain']));
+    expect(now.disks).toEqual([{ target: 'vda', kind: 'file', path: flat, format: 'qcow2', hasBacking: false }]);
+  }, 600_000);
 
   it('an unknown domain is one line naming it and the connection', async () => {
     const r = await sparsify(['--in-place', '-d', 'nosuch']);
