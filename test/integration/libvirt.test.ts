@@ -27,7 +27,7 @@ describeIntegration('libvirt domains (-d, -c)', { tools: TOOLS, root: true }, ()
 
   beforeAll(async () => {
     [raw, qcow2] = await Promise.all([
-      buildImage({ layout: 'gpt', fs: ['ext4', 'xfs'], size: '1G', fillMiB: 16, garbageMiB: GARBAGE_MIB, seed: 13 }),
+      buildImage({ layout: 'gpt', fs: ['ext4', 'xfs'], size: '1G', fillMiB: 16, garbageMiB: GARBAGE_MIB, seed: 17 }), // shared with other suites' fixture
       buildImage({ layout: 'mbr', fs: ['ext4'], size: '512M', fillMiB: 8, garbageMiB: GARBAGE_MIB, format: 'qcow2', seed: 14 }),
     ]);
     dir = await makeRunTmp();
@@ -200,6 +200,16 @@ describeIntegration('libvirt domains (-d, -c)', { tools: TOOLS, root: true }, ()
     const now = await parseDomainXml(await libvirtd!.virsh(['dumpxml', '--inactive', 'c-chain']));
     expect(now.disks).toEqual([{ target: 'vda', kind: 'file', path: flat, format: 'qcow2', hasBacking: false }]);
   }, 600_000);
+
+  it('a --json path that cannot be written is one line before any disk is read', async () => {
+    const a = join(dir, 'inplace-a.raw');
+    const before = await sha256File(a);
+    const r = await sparsify(['--in-place', '-d', 'inplace', '--json', join(dir, 'missing', 'r.json')]);
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr.split('\n')[0]).toMatch(/^sparsify: error: JSON report .*missing\/r.json: /);
+    expect(r.stdout).not.toContain('left alone');
+    expect(await sha256File(a)).toBe(before);
+  }, 60_000);
 
   it('an unknown domain is one line naming it and the connection', async () => {
     const r = await sparsify(['--in-place', '-d', 'nosuch']);
