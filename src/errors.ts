@@ -19,6 +19,8 @@ export type ErrorCode =
   | 'TMP_CHECK' // --check-tmpdir=fail refused the run
   | 'NO_DISCARD' // in-place: the image cannot discard
   | 'VERIFY_FAILED' // --verify found a byte that is not what it must be
+  | 'BAD_DOMAIN' // a libvirt domain that is missing or whose definition cannot be read
+  | 'DOMAIN_ACTIVE' // a libvirt domain that is not shut off (nothing was touched)
   | 'CANCELLED' // SIGINT/SIGTERM
   | 'INTERNAL';
 
@@ -61,11 +63,16 @@ export const EXIT = {
   TMP_CHECK: 2,
   /** --in-place: the image or its filesystems cannot discard at all (as virt-sparsify). */
   NO_DISCARD: 3,
+  /** -d: the domain is not shut off (running, paused, saved); nothing was touched. */
+  DOMAIN_ACTIVE: 4,
+  /** A batch (-d, --output-dir, several disks): some disks or domains failed; the others are done (the report says which). */
+  SOME_FAILED: 5,
 } as const;
 
 /** Maps an error to the process exit code. */
 export function exitCodeOf(err: unknown): number {
   if (isSparsifyError(err, 'TMP_CHECK')) return EXIT.TMP_CHECK;
   if (isSparsifyError(err, 'NO_DISCARD')) return EXIT.NO_DISCARD;
+  if (isSparsifyError(err, 'DOMAIN_ACTIVE')) return EXIT.DOMAIN_ACTIVE;
   return EXIT.ERROR;
 }

@@ -9,6 +9,7 @@ import { closingText } from '../report/summary.js';
 import { listOperations } from '../template/operations/select.js';
 import { explainSystemError } from '../util/errno.js';
 import { chooseView, makeCliLogger, type RendererName } from './output.js';
+import { runBatch } from './batch.js';
 import { runInspect } from './inspect.js';
 import { parseCommandLine, type Presentation } from './parse-options.js';
 
@@ -30,6 +31,7 @@ async function main(argv: readonly string[]): Promise<number> {
     installSignalHandlers(controller);
     const ctx = makeContext(makeCliLogger(presentation, command.kind === 'inspect' ? 'stderr' : 'stdout'), controller.signal);
     if (command.kind === 'inspect') return await runInspect(ctx, command.request, presentation);
+    if (command.kind === 'batch') return await runBatch(ctx, command.command, presentation);
     const reports = await openReportFiles(command.options, presentation.machineReadable);
     let failed = true;
     try {

@@ -2,6 +2,7 @@ import { statSync, type Stats } from 'node:fs';
 import { resolve } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { SparsifyError } from '../errors.js';
+import { isBatch, validateBatch, type BatchCommand } from './batch-options.js';
 import { ENGINE_CHOICES } from '../engines/registry.js';
 import { EXPORT_PRESET_NAMES, exportPreset, mergeExportPreset } from '../export/presets.js';
 import { selectOperations } from '../template/operations/select.js';
@@ -41,6 +42,7 @@ export type Command_ =
   | { kind: 'run'; options: Options; presentation: Presentation }
   | { kind: 'capabilities'; presentation: Presentation }
   | { kind: 'inspect'; request: InspectCommand; presentation: Presentation }
+  | { kind: 'batch'; command: BatchCommand; presentation: Presentation }
   | { kind: 'list-operations' }
   | { kind: 'exit'; code: number };
 
@@ -51,12 +53,17 @@ Exit codes:
      (a block device given as output may have been partly written)
   2  --check-tmpdir=fail: not enough temporary space
   3  --in-place: the image cannot discard; use copy mode
+  4  -d: the domain is not shut off (running, paused, saved); nothing was touched
+  5  a batch (-d, --output-dir, several disks): some disks failed, the others are done
 
 Examples:
   sparsify disk.qcow2 small.qcow2
   sparsify disk.raw --convert qcow2 --compress disk.qcow2
   sparsify --in-place disk.qcow2
   sparsify --inspect disk.qcow2 --xml
+  sparsify --in-place -d guest
+  sparsify -d guest --output-dir /var/lib/libvirt/images/small --update-domain
+  sparsify --in-place --jobs 2 -d web -d db /srv/images/*.qcow2
   sparsify --template --operations defaults,-logfiles guest.qcow2 template.qcow2`;
 
 function buildProgram(): Command {
@@ -74,6 +81,12 @@ function buildProgram(): Command {
     .option('-f, --format <format>', 'input format (default: probe; raw is probed with a warning)')
     .option('--ignore <fs>', 'leave this filesystem or volume group alone (repeatable)', collect, [])
     .option('--in-place, --inplace', 'give free space back to the host in the image itself')
+    // libvirt domains (issue 13): one block, so that other options merge beside it.
+    .option('-d, --domain <name|uuid>', "a libvirt domain's disks (it must be shut off): in place, or copies into --output-dir (repeatable)", collect, [])
+    .option('-c, --connect <uri>', "libvirt connection URI for -d (default: virsh's)")
+    .option('--output-dir <dir>', 'copy mode with -d or several disks: one output per disk, named after the disk')
+    .option('--update-domain', 'with -d --output-dir: point the domain at the new disks (the old definition is kept beside them)')
+    .option('--jobs <n>', 'with -d or several disks: how many disks at once (default: one per core, a GiB of memory each)')
     .option('--inspect', "show the guest's operating systems and filesystems (read-only, inside the libguestfs appliance)")
     .option('--xml', "with --inspect: virt-inspector's XML on stdout")
     // Templating (issue 11): one block, so that other options merge beside it.
@@ -158,6 +171,8 @@ export function parseCommandLine(argv: readonly string[]): Command_ {
   if (disks.length === 0 && presentation.machineReadable) return { kind: 'capabilities', presentation };
   if (o.inspect) return { kind: 'inspect', request: validateInspect(o, disks), presentation };
   if (o.xml) throw usage('--xml goes with --inspect');
+  if (isBatch(o, disks)) return { kind: 'batch', command: validateBatch(o, disks, validate), presentation };
+  if (o.connect !== undefined || o.updateDomain) throw usage('-c and --update-domain go with -d DOMAIN');
   return { kind: 'run', options: validate(o, disks), presentation };
 }
 
@@ -296,6 +311,7 @@ function validateTemplate(o: Raw): TemplateRequest | undefined {
 const NOT_WITH_INSPECT: Record<string, string> = {
   inPlace: '--in-place', inplace: '--in-place', compress: '--compress', convert: '--convert', o: '-o',
   tmp: '--tmp', overwrite: '--overwrite', verify: '--verify', skipZeroPass: '--no-zero',
+  connect: '-c', outputDir: '--output-dir', updateDomain: '--update-domain', jobs: '--jobs',
   export: '--export', ova: '--ova',
   template: '--template', dryRun: '--dry-run',
   shrink: '--shrink', shrinkMargin: '--shrink-margin',
@@ -307,6 +323,7 @@ function validateInspect(o: Raw, disks: string[]): InspectCommand {
   if (other) throw usage(`you cannot use --inspect and ${NOT_WITH_INSPECT[other]} options together`);
   if ((o.ignore as string[]).length > 0 || (o.zero as string[]).length > 0) throw usage('you cannot use --inspect with --ignore or --zero');
   if ((o.operations as string[]).length > 0) throw usage('you cannot use --inspect and --operations options together');
+  if ((o.domain as string[]).length > 0) throw usage('you cannot use --inspect and -d options together');
   if (o.xml && o.json) throw usage('--inspect shows either --xml or --json, not both');
   const json = o.json as string | undefined;
   const show: InspectCommand['show'] = o.xml ? { kind: 'xml' } : json !== undefined ? { kind: 'json', file: json === '-' ? '-' : resolve(json) } : { kind: 'table' };

@@ -21,6 +21,7 @@ const TOOL_PACKAGES: Readonly<Record<string, string>> = {
   'btrfs': 'btrfs-progs',
   'fsck.fat': 'dosfstools',
   ntfsfix: 'ntfs-3g',
+  virsh: 'libvirt-clients',
 };
 
 /** The package to name in a TOOL_MISSING hint. */

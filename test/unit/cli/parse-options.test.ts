@@ -101,7 +101,8 @@ describe('parseCommandLine: in-place mode', () => {
     expect(usageError('--in-place', '--tmp', '/tmp', 'd')).toMatch(/--in-place and --tmp/);
     expect(usageError('--in-place', '--check-tmpdir', 'fail', 'd')).toMatch(/--in-place and --check-tmpdir/);
     expect(usageError('--in-place', '--overwrite', 'd')).toMatch(/--in-place and --overwrite/);
-    expect(usageError('--in-place', 'a', 'b')).toMatch(/usage: sparsify --in-place/);
+    // Several disks in place are a batch (issue 13), each disk its own run.
+    expect(parseCommandLine(['--in-place', 'a', 'b']).kind).toBe('batch');
   });
 });
 

@@ -1,0 +1,89 @@
+/**
+ * A batch: its items (domains, disks), what became of each disk and domain, and the totals. Pure:
+ * outcomes in, the report and its lines out. One failed disk is an outcome like any other; the
+ * exit code says whether any failed (EXIT.SOME_FAILED).
+ */
+import type { DomainRequest } from '../libvirt/domain-run.js';
+import type { SkippedDisk } from '../libvirt/domain-xml.js';
+import type { Options } from '../options.js';
+import type { RunReport } from '../report/types.js';
+import { humanBytes } from '../util/size.js';
+
+/** One thing a batch was asked to do. */
+export type BatchItem = { readonly kind: 'domain'; readonly request: DomainRequest } | { readonly kind: 'disk'; readonly options: Options };
+
+/** What became of one disk. */
+export interface DiskOutcome {
+  /** The domain it belongs to, and its target there. */
+  readonly domain?: string;
+  readonly target?: string;
+  readonly source: string;
+  readonly status: 'done' | 'failed';
+  /** The one-line error of a failed disk. */
+  readonly error?: string;
+  readonly report?: RunReport;
+}
+
+/** What became of one domain: refused before any disk, or its disks run (and maybe redefined). */
+export interface DomainOutcome {
+  readonly name: string;
+  readonly uuid?: string;
+  readonly connection: string | null;
+  readonly status: 'done' | 'failed';
+  readonly error?: string;
+  readonly skipped: readonly SkippedDisk[];
+  /** --update-domain: the definitions before and after, and where the previous one was saved. */
+  readonly update?: { readonly previousDefinition: string; readonly definition: string; readonly previousDefinitionFile: string };
+}
+
+/** The sums over the disks. */
+export interface BatchTotal {
+  readonly disks: number;
+  readonly done: number;
+  readonly failed: number;
+  /** Host bytes given back (in place) or not written (copy), over the finished disks. */
+  readonly reclaimedBytes: number;
+}
+
+/** The --json document of a batch. */
+export interface BatchReport {
+  readonly tool: 'sparsify';
+  readonly version: string;
+  readonly domains: readonly DomainOutcome[];
+  readonly disks: readonly DiskOutcome[];
+  readonly total: BatchTotal;
+}
+
+/** What one finished disk gave back: allocated bytes before less after (in place) or less the output's (copy). */
+export function reclaimedBytesOf(report: RunReport): number {
+  const after = report.output?.allocatedBytes ?? report.allocatedBytesAfter ?? report.input.allocatedBytes;
+  return Math.max(0, report.input.allocatedBytes - after);
+}
+
+/** The sums of a batch's disk outcomes. */
+export function batchTotal(disks: readonly DiskOutcome[]): BatchTotal {
+  const done = disks.filter((d) => d.status === 'done');
+  return {
+    disks: disks.length,
+    done: done.length,
+    failed: disks.length - done.length,
+    reclaimedBytes: done.reduce((sum, d) => sum + (d.report ? reclaimedBytesOf(d.report) : 0), 0),
+  };
+}
+
+/** A disk's name in lines: `domain/target` for a domain's disk, else its path. */
+export function diskLabel(d: Pick<DiskOutcome, 'domain' | 'target' | 'source'>): string {
+  return d.domain !== undefined ? `${d.domain}/${d.target} (${d.source})` : d.source;
+}
+
+/** The closing lines of a batch: one per domain refused or failed, one per disk, then the total. */
+export function batchLines(domains: readonly DomainOutcome[], disks: readonly DiskOutcome[]): string[] {
+  const lines: string[] = [];
+  for (const d of domains) if (d.status === 'failed') lines.push(`${d.name}: FAILED: ${d.error}`);
+  for (const d of disks) {
+    lines.push(d.status === 'done' ? `${diskLabel(d)}: done, ${humanBytes(reclaimedBytesOf(d.report!))} reclaimed` : `${diskLabel(d)}: FAILED: ${d.error}`);
+  }
+  const t = batchTotal(disks);
+  lines.push(`Total: ${t.done} of ${t.disks} disks done${t.failed ? `, ${t.failed} failed` : ''}, ${humanBytes(t.reclaimedBytes)} reclaimed`);
+  return lines;
+}
