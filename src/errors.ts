@@ -19,6 +19,7 @@ export type ErrorCode =
   | 'TMP_CHECK' // --check-tmpdir=fail refused the run
   | 'NO_DISCARD' // in-place: the image cannot discard
   | 'VERIFY_FAILED' // --verify found a byte that is not what it must be
+  | 'BAD_KEY' // no key slot of a LUKS volume opens with the --key given
   | 'CANCELLED' // SIGINT/SIGTERM
   | 'INTERNAL';
 
