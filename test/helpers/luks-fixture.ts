@@ -21,6 +21,9 @@ export const LUKS_VOLUMES = [
   { name: 'l2i', partition: 4, passphrase: 'second.slot.key', version: 2, cipher: 'aes-cbc-essiv:sha256', sectorBytes: 512 },
 ] as const;
 
+/** The fifth volume: LUKS2 holding an LVM PV, VG "vgl", whose LV "root" is ext4 (the installer layout in small). */
+export const LUKS_LVM_VOLUME = { name: 'l2lvm', partition: 5, passphrase: 'lvm-inside', version: 2, cipher: 'aes-xts-plain64', sectorBytes: 512 } as const;
+
 /** What the appliance saw for one volume. */
 export interface LuksTruth {
   /** sha256 (hex) of the first 4 MiB of plaintext. */
@@ -31,6 +34,10 @@ export interface LuksTruth {
   /** luksDump --dump-volume-key, hex. */
   readonly volumeKeyHex: string;
   readonly uuid: string;
+  /** dumpe2fs -h of the ext4 inside (of /dev/vgl/root for l2lvm): free blocks × block size. */
+  readonly extFreeBytes: number;
+  /** l2lvm only: the VG's free extents in bytes (vgs). */
+  readonly vgFreeBytes?: number;
 }
 
 /** Parses the "@@ KIND NAME" transcript of make-luks. */
@@ -48,7 +55,10 @@ export function parseLuksTruth(text: string): Map<string, LuksTruth> {
     return lines;
   };
   const truths = new Map<string, LuksTruth>();
-  for (const { name } of LUKS_VOLUMES) {
+  for (const { name } of [...LUKS_VOLUMES, LUKS_LVM_VOLUME]) {
+    const ext4 = section('ext4', name).join('\n');
+    const field = (label: string) => Number(new RegExp(`^${label}:\\s*(\\d+)`, 'm').exec(ext4)?.[1]);
+    const vg = sections.get(`vg ${name}`)?.[0]?.trim().split(/\s+/).map(Number);
     const dump = section('dump', name).join('\n');
     const keyText = /MK dump:([\s0-9a-f]*)/.exec(dump)?.[1] ?? '';
     truths.set(name, {
@@ -57,6 +67,8 @@ export function parseLuksTruth(text: string): Map<string, LuksTruth> {
       plainBytes: Number(section('size', name).join('').trim()),
       volumeKeyHex: keyText.replace(/\s+/g, ''),
       uuid: /UUID:\s*(\S+)/.exec(dump)?.[1] ?? '',
+      extFreeBytes: field('Free blocks') * field('Block size'),
+      ...(vg ? { vgFreeBytes: vg[0]! * vg[1]! } : {}),
     });
   }
   return truths;
