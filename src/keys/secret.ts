@@ -10,7 +10,7 @@ export class Secret {
   readonly #bytes: Uint8Array;
 
   constructor(bytes: Uint8Array | string) {
-    this.#bytes = typeof bytes === 'string' ? new TextEncoder().encode(bytes) : bytes.slice();
+    this.#bytes = typeof bytes === 'string' ? new TextEncoder().encode(bytes) : Uint8Array.from(bytes);
   }
 
   /** The key itself, for the KDF; never for display. */

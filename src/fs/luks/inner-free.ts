@@ -28,6 +28,8 @@ export interface EncryptedFreeSpace {
   readonly inner: readonly InnerVolume[];
   /** Whole encryption sectors, as byte ranges of the LUKS volume (never inside its header). */
   readonly cipherFree: ExtentSet;
+  /** The volume group when the plaintext is an LVM PV: its free extents are part of cipherFree. */
+  readonly vgName?: string;
   readonly notes: readonly string[];
 }
 
@@ -67,5 +69,5 @@ export async function readEncryptedFreeSpace(view: DecryptedView, volumeName: st
     if (freeMap) plainFree = plainFree.union(diskFreeRanges(lv, freeMap));
   }
   // Invariant 7: LVM's label and metadata areas are never free, whatever a map says.
-  return { inner, cipherFree: toCipher(view, plainFree.subtract(lvm.structures)), notes };
+  return { inner, cipherFree: toCipher(view, plainFree.subtract(lvm.structures)), vgName: lvm.vgName, notes };
 }

@@ -44,7 +44,8 @@ export function parseLuks2Copy(area: Uint8Array, offsetBytes: number): Copy | st
     return `checksum algorithm "${alg}" is not supported`;
   }
   // §2.2: the checksum covers the binary header with its csum field zeroed, then the JSON area.
-  const copy = area.slice(0, hdrSize);
+  // A copy, not a view: the reader may hand out a Buffer, whose slice() shares memory.
+  const copy = Uint8Array.from(area.subarray(0, hdrSize));
   copy.fill(0, F.csum, F.csum + CSUM_FIELD_BYTES);
   const digest = createHash(algorithm).update(copy).digest();
   const stored = area.subarray(F.csum, F.csum + digest.length);
