@@ -21,6 +21,7 @@ export type ErrorCode =
   | 'VERIFY_FAILED' // --verify found a byte that is not what it must be
   | 'BAD_DOMAIN' // a libvirt domain that is missing or whose definition cannot be read
   | 'DOMAIN_ACTIVE' // a libvirt domain that is not shut off (nothing was touched)
+  | 'BAD_KEY' // no key slot of a LUKS volume opens with the --key given
   | 'CANCELLED' // SIGINT/SIGTERM
   | 'INTERNAL';
 

@@ -5,6 +5,7 @@
 import type { EngineId } from './engines/registry.js';
 import type { ExportPresetName } from './export/presets.js';
 import type { ShrinkMargin } from './shrink/margin.js';
+import type { KeyRequest } from './keys/selector.js';
 
 /** Formats sparsify can write (qemu's names). */
 export const OUTPUT_FORMATS = ['raw', 'qcow2', 'vmdk', 'vdi', 'vhdx', 'vpc'] as const;
@@ -43,6 +44,8 @@ export interface CommonOptions {
   readonly jsonFile?: string;
   /** Re-read the result and compare it with what it must hold (src/verify/). */
   readonly verify: boolean;
+  /** --key and --keys-from-stdin, for LUKS volumes (src/keys/); absent when none was given. */
+  readonly keys?: KeyRequest;
 }
 
 /** `sparsify IN OUT`. */

@@ -15,6 +15,8 @@ import { lvmStructureRanges, probeLvmPv } from '../layout/lvm-pv.js';
 import type { Layout, Volume } from '../layout/types.js';
 import type { FreeMap } from '../fs/types.js';
 import { AsyncStack } from '../util/async-stack.js';
+import { openKeyStore } from '../keys/key-store.js';
+import { readLuksVolume } from './luks-volume.js';
 import { preflight } from './preflight.js';
 
 export { zeroingRanges } from '../engines/map/zeroing.js';
@@ -50,8 +52,15 @@ export async function examineDisk(ctx: RunContext, device: BlockReader, input: L
   };
   const vgNames: string[] = [];
   let protectedRanges = layout.protectedRanges;
+  const keys = input.keys ? openKeyStore(input.keys) : undefined;
   for (const volume of layout.volumes) {
-    if ((await probe(volume)).type !== 'lvm-pv') continue;
+    const type = (await probe(volume)).type;
+    if (type === 'luks' && shouldReadFreeMap(probed[probed.length - 1]!, input)) {
+      const luks = await readLuksVolume(ctx, device, volume, keys);
+      protectedRanges = protectedRanges.union(luks.structures);
+      probed[probed.length - 1] = { ...probed[probed.length - 1]!, freeMap: luks.freeMap };
+    }
+    if (type !== 'lvm-pv') continue;
     const lvm = await readPhysicalVolume(ctx, device, volume);
     protectedRanges = protectedRanges.union(lvm.structures);
     probed[probed.length - 1] = { ...probed[probed.length - 1]!, freeMap: lvm.pvFreeMap };

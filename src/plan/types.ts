@@ -1,3 +1,4 @@
+import type { KeyRequest } from '../keys/selector.js';
 import type { ExtentSet } from '../disk/extent-set.js';
 import { fsDriverFor } from '../fs/probe.js';
 import type { FreeMap, ProbeResult } from '../fs/types.js';
@@ -57,6 +58,8 @@ export interface PlanInput {
   readonly root: boolean;
   /** Whether libguestfs can launch its appliance here, or why not. */
   readonly appliance: Verdict;
+  /** --key / --keys-from-stdin: LUKS volumes are opened with these (src/keys/). */
+  readonly keys?: KeyRequest;
 }
 
 /** The plan input with the appliance's availability found only when the plans depend on it (it may take a while). */

@@ -17,7 +17,10 @@ export const mapEngine: Engine<'map'> = {
   does: 'read free maps',
   accepts({ fs, freeMap }) {
     if (freeMap?.trusted) {
-      const reason = fs.type === 'lvm-pv' ? 'LVM: extents no logical volume uses' : `${fs.type}: free blocks from its own allocation map`;
+      const reason =
+        fs.type === 'lvm-pv' ? 'LVM: extents no logical volume uses'
+        : fs.type === 'luks' ? (freeMap.detail ?? 'LUKS: ciphertext of free blocks')
+        : `${fs.type}: free blocks from its own allocation map`;
       return { usable: true, reason };
     }
     if (freeMap) return { usable: false, reason: `${fs.type} map not trusted (${freeMap.reason})`, blame: 'volume' };

@@ -125,9 +125,20 @@ describe('parseCommandLine: presentation', () => {
 
   it("accepts virt-sparsify's presentation options with no effect (its own test scripts pass --debug-gc)", () => {
     const plain = run('--in-place', 'a');
-    for (const flag of ['--debug-gc', '--colour', '--colours', '--colors', '--color', '--wrap', '--echo-keys', '--keys-from-stdin']) {
+    for (const flag of ['--debug-gc', '--colour', '--colours', '--colors', '--color', '--wrap', '--echo-keys']) {
       expect(run(flag, '--in-place', 'a')).toEqual(plain);
     }
+  });
+
+  it('--key (repeatable) and --keys-from-stdin make the key request; the keys stay redacted', () => {
+    const c = run('--key', '/dev/sda2:key:s3cret', '--key', 'all:file:/k', '--keys-from-stdin', 'a', 'b');
+    const keys = c.options.keys!;
+    expect(keys.fromStdin).toBe(true);
+    expect(keys.selectors.map((s) => [s.id, s.source.kind])).toEqual([['/dev/sda2', 'string'], ['all', 'file']]);
+    expect(JSON.stringify(c.options)).not.toContain('s3cret');
+    expect(run('a', 'b').options.keys).toBeUndefined();
+    const bad = usageError('--key', '/dev/sda2:kee:s3cret', 'a', 'b');
+    expect(bad).toBe('--key takes ID:key:STRING or ID:file:FILE (the value is not shown: it may hold a key)');
   });
 
   it('--help and -V exit 0 without a run', () => {

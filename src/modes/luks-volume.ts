@@ -1,0 +1,55 @@
+/**
+ * A LUKS volume in the volume pass: opened with the run's keys, its free space read through the
+ * decrypted view and given to the planner as a free map of whole ciphertext sectors, so the map
+ * engine skips them (copy) or discards them (in place) like any other free map. The header and
+ * key slots are protected ranges (invariant 7). No key, or a header sparsify cannot use, is an
+ * untrusted map with the reason: the volume is copied as it is with a warning.
+ */
+import type { RunContext } from '../context.js';
+import { ExtentSet } from '../disk/extent-set.js';
+import { sliceReader, type BlockReader } from '../disk/types.js';
+import { isSparsifyError } from '../errors.js';
+import { readEncryptedFreeSpace } from '../fs/luks/inner-free.js';
+import { openLuksVolume } from '../fs/luks/open.js';
+import type { FreeMap } from '../fs/types.js';
+import type { KeyStore } from '../keys/key-store.js';
+import type { Volume } from '../layout/types.js';
+
+/** What the pass learns about one LUKS volume: its free map and the bytes never to touch (disk offsets). */
+export interface LuksVolumeFacts {
+  readonly freeMap: FreeMap;
+  readonly structures: ExtentSet;
+}
+
+const NO_KEYS: KeyStore = { keysFor: () => Promise.resolve([]) };
+
+/** Opens the LUKS volume `volume` of `device` with `keys` and reads the free space inside. */
+export async function readLuksVolume(ctx: RunContext, device: BlockReader, volume: Volume, keys: KeyStore | undefined): Promise<LuksVolumeFacts> {
+  const reader = sliceReader(device, volume.offsetBytes, volume.sizeBytes);
+  let opened;
+  try {
+    opened = await openLuksVolume(reader, volume.name, keys ?? NO_KEYS, ctx.signal);
+  } catch (err) {
+    if (!isSparsifyError(err, 'BAD_IMAGE', 'UNSUPPORTED')) throw err; // BAD_KEY ends the run: the user gave a wrong key
+    return { freeMap: { trusted: false, reason: err.message }, structures: ExtentSet.empty };
+  }
+  const structures = ExtentSet.of(volume.offsetBytes, Math.min(opened.header.headerBytes, volume.sizeBytes));
+  if (!opened.opened) return { freeMap: { trusted: false, reason: opened.reason }, structures };
+  const found = await readEncryptedFreeSpace(opened.view, volume.name);
+  for (const note of found.notes) ctx.log.warn(`${volume.name}: ${note}`);
+  const inside = found.inner.map((i) => `${i.volume.name} ${i.fs.type}${i.freeMap?.trusted === false ? ` (map not trusted: ${i.freeMap.reason})` : ''}`);
+  ctx.log.debug(`${volume.name}: LUKS${opened.header.version} opened with key slot ${opened.keyslot}; inside: ${inside.join(', ')}`);
+  return {
+    freeMap: {
+      trusted: true,
+      free: found.cipherFree,
+      unitBytes: opened.view.sectorBytes,
+      counterFreeBytes: found.cipherFree.totalBytes,
+      detail: `LUKS${opened.header.version}: ciphertext of the free blocks of ${[
+        ...found.inner.map((i) => i.volume.name),
+        ...(found.vgName ? [`VG ${found.vgName} free extents`] : []),
+      ].join(', ')}`,
+    },
+    structures,
+  };
+}
