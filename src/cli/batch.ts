@@ -5,8 +5,7 @@
  * the JSON report. A batch of one item keeps that item's own error and exit code (a running
  * domain: 4); a larger batch with any failure exits EXIT.SOME_FAILED.
  */
-import { constants } from 'node:fs';
-import { lstat, mkdtemp, open, rm, type FileHandle } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { batchLines, batchTotal, type BatchReport, type DiskOutcome, type DomainOutcome } from '../batch/batch-report.js';
@@ -18,7 +17,8 @@ import { runJobs } from '../batch/run-jobs.js';
 import { planDomain, updateDomain, type DomainPlan } from '../libvirt/domain-run.js';
 import type { DomainDisk } from '../libvirt/domain-xml.js';
 import type { Options } from '../options.js';
-import { explainSystemError, pathError } from '../util/errno.js';
+import { openJsonReportFile, type JsonReportFile } from '../report/report-files.js';
+import { explainSystemError } from '../util/errno.js';
 import { VERSION } from '../version.js';
 import type { BatchCommand } from './batch-options.js';
 import { chooseView } from './output.js';
@@ -33,32 +33,18 @@ interface Unit {
 
 /** Runs the batch; returns the exit code, or throws the error of a batch of one. */
 export async function runBatch(ctx: RunContext, command: BatchCommand, presentation: Presentation): Promise<number> {
-  const json = command.jsonFile ? await openJson(command.jsonFile) : undefined;
+  const json = command.jsonFile ? await openJsonReportFile(command.jsonFile) : undefined;
   let ok = false;
   try {
-    const code = await runItems(ctx, command, presentation, json?.fh);
+    const code = await runItems(ctx, command, presentation, json);
     ok = true;
     return code;
   } finally {
-    await json?.fh.close();
-    if (!ok && json?.created) await rm(json.path, { force: true });
+    await json?.close(!ok);
   }
 }
 
-/**
- * --json, opened before any work (a path that cannot be written is a one-line error before any
- * disk is touched), without truncating an existing file until there is something to write; a
- * file this run created is removed when the run fails as a whole.
- */
-async function openJson(path: string): Promise<{ path: string; fh: FileHandle; created: boolean }> {
-  const existed = (await lstat(path).catch(() => undefined)) !== undefined;
-  const fh = await open(path, constants.O_WRONLY | constants.O_CREAT).catch((err: unknown) => {
-    throw pathError(err, 'JSON report', path);
-  });
-  return { path, fh, created: !existed };
-}
-
-async function runItems(ctx: RunContext, command: BatchCommand, presentation: Presentation, json: FileHandle | undefined): Promise<number> {
+async function runItems(ctx: RunContext, command: BatchCommand, presentation: Presentation, json: JsonReportFile | undefined): Promise<number> {
   const single = command.items.length === 1;
   const domains: DomainOutcome[] = [];
   const units: Unit[] = [];
@@ -83,11 +69,7 @@ async function runItems(ctx: RunContext, command: BatchCommand, presentation: Pr
   domains.push(...(await finishDomains(ctx, units, disks)));
   if (!presentation.quiet) process.stdout.write(`\n${batchLines(domains, disks).join('\n')}\n`);
   const report: BatchReport = { tool: 'sparsify', version: VERSION, domains, disks, total: batchTotal(disks) };
-  if (json) {
-    await json.truncate(0);
-    await json.write(`${JSON.stringify(report, null, 2)}\n`, 0);
-    await json.sync();
-  }
+  await json?.write(`${JSON.stringify(report, null, 2)}\n`);
   const failed = report.total.failed > 0 || domains.some((d) => d.status === 'failed');
   return failed ? EXIT.SOME_FAILED : EXIT.OK;
 }

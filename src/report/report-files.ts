@@ -147,8 +147,24 @@ async function identify(path: string): Promise<Identity> {
   return st ? { realPath, st } : { realPath };
 }
 
+/** A JSON report of its own (a batch's): opened now, written once, removed after a failed run if this run made it. */
+export interface JsonReportFile {
+  write(text: string): Promise<void>;
+  close(failed: boolean): Promise<void>;
+}
+
+/** Opens `path` for --json as a single run does (one-line error now; no truncation until written). */
+export async function openJsonReportFile(path: string): Promise<JsonReportFile> {
+  const file = await openChecked(path, '--json', 'JSON report', []);
+  return { write: (text) => writeText(file, text), close: (failed) => release(file, failed) };
+}
+
 async function writeJson(file: OpenedFile, report: RunReport): Promise<void> {
-  const text = Buffer.from(formatJsonReport(report));
+  await writeText(file, formatJsonReport(report));
+}
+
+async function writeText(file: OpenedFile, content: string): Promise<void> {
+  const text = Buffer.from(content);
   try {
     if (file.regular) await file.fh.truncate(0);
     for (let done = 0; done < text.length; ) {
