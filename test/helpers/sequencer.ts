@@ -18,17 +18,23 @@ import { BaseSequencer, type TestSpecification } from 'vitest/node';
 import { buildGuest } from './guest.js';
 
 /**
- * Seconds per file, measured in a CI run on 2 cores (3 December 2026; the guest's build left
- * out of template.test.ts). Used when vitest's own cache has no duration for a file.
+ * Seconds per file, used when vitest's own cache has no duration for a file (a clean clone, as in
+ * CI); only their order matters. From a CI run on 2 cores (3 December 2026; the guest's build left
+ * out of template.test.ts) where one was made; the others (*) from a full run on 4 December 2026
+ * beside four other heavy jobs (load about 13, times about 1.5–4× CI's) scaled down by 2, and the
+ * suites added that day (shrink, libvirt, LUKS; †) from their authors' runs, scaled the same.
  */
 const MEASURED_S: Record<string, number> = {
   'test/integration/copy-mode.test.ts': 450,
+  'test/integration/in-place.test.ts': 380, // *
   'test/integration/template.test.ts': 290,
+  'test/integration/appliance-cancel.test.ts': 250, // *
   'test/integration/template-boot.test.ts': 249,
-  'test/integration/appliance-cancel.test.ts': 189,
-  'test/integration/in-place.test.ts': 178,
+  'test/integration/shrink-layouts.test.ts': 230, // †
   'test/integration/appliance.test.ts': 177,
   'test/integration/inspect.test.ts': 149,
+  'test/integration/luks-installer.test.ts': 100, // †
+  'test/integration/luks-bad-input.test.ts': 70, // †
 };
 
 const GUEST_IMPORT = /from '\.\.\/helpers\/guest\.js'/;

@@ -26,7 +26,7 @@ import { AsyncStack } from '../../src/util/async-stack.js';
 import type { RunReport, TemplateReport } from '../../src/report/types.js';
 import { bootImage } from '../helpers/boot.js';
 import { spawnCli, waitForExit } from '../helpers/cli.js';
-import { buildGuest, type BuiltGuest } from '../helpers/guest.js';
+import { buildGuest, withGuestRoot, type BuiltGuest } from '../helpers/guest.js';
 import { describeIntegration } from '../helpers/require.js';
 import { sha256File } from '../helpers/verify.js';
 
@@ -111,7 +111,11 @@ describeIntegration(
     it(
       'boots under TCG to its login prompt; sshd serves a new host key; after power-off: new machine-id, no first-boot unit',
       async () => {
-        const before = await readIdentity({ path: guest.imagePath, format: 'raw' });
+        // IN's own key and machine-id, read from a read-only loop mount: no appliance launch for a look at the input.
+        const before = await withGuestRoot(guest.imagePath, async (root) => ({
+          hostKey: (await readFile(join(root, HOST_KEY), 'utf8')).trim().split(' ').slice(0, 2).join(' '),
+          machineId: (await readFile(join(root, 'etc/machine-id'), 'utf8')).trim(),
+        }));
         expect(before.hostKey).toMatch(/^ssh-ed25519 /);
         expect(before.machineId).toMatch(/^[0-9a-f]{32}$/);
 

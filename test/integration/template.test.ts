@@ -17,7 +17,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { RunReport } from '../../src/report/types.js';
 import { CLI, leftoversUnder, orphanLoops, waitForExit, type CliResult } from '../helpers/cli.js';
-import { buildGuest, type BuiltGuest } from '../helpers/guest.js';
+import { buildGuest, withGuestRoot, type BuiltGuest } from '../helpers/guest.js';
 import { stillRunning, watchDescendants } from '../helpers/process-tree.js';
 import { describeIntegration } from '../helpers/require.js';
 import { sha256File } from '../helpers/verify.js';
@@ -56,24 +56,6 @@ async function readTree(root: string): Promise<Map<string, string>> {
   };
   await walk('');
   return out;
-}
-
-/** Mounts a raw image's partition read-only (a read-only loop device, no journal replay), runs `body`, and lets go. */
-async function withPartition<T>(image: string, offsetBytes: number, sizeBytes: number, body: (root: string) => Promise<T>): Promise<T> {
-  const { stdout } = await execFileAsync('losetup', ['-r', '--find', '--show', '-o', String(offsetBytes), '--sizelimit', String(sizeBytes), image]);
-  const loop = stdout.trim();
-  const mnt = await mkdtemp(join(tmpdir(), 'sparsify-it-tpl-mnt-'));
-  try {
-    await execFileAsync('mount', ['-o', 'ro,noload', loop, mnt]);
-    try {
-      return await body(mnt);
-    } finally {
-      await execFileAsync('umount', [mnt]);
-    }
-  } finally {
-    await execFileAsync('losetup', ['-d', loop]);
-    await rm(mnt, { recursive: true, force: true });
-  }
 }
 
 const allocatedBytes = async (path: string) => (await stat(path)).blocks * 512;
@@ -148,9 +130,9 @@ describeIntegration(
         const below = (path: string, roots: Iterable<string>) => [...roots].some((r) => path === r || path.startsWith(`${r}/`));
         expect(t.removedBytes).toBe(changes.filter((c) => c.change === 'removed' || c.change === 'emptied').reduce((s, c) => s + (c.bytes ?? 0), 0));
 
-        const root = report.volumes.find((v) => v.name === '/dev/sda1')!;
-        const before = await withPartition(guest.imagePath, root.offsetBytes, root.sizeBytes, readTree);
-        const after = await withPartition(out, root.offsetBytes, root.sizeBytes, readTree);
+        expect(report.volumes.map((v) => v.name)).toContain('/dev/sda1');
+        const before = await withGuestRoot(guest.imagePath, readTree);
+        const after = await withGuestRoot(out, readTree);
 
         // What the user checks first.
         const hostKeys = [...before.keys()].filter((k) => /^\/etc\/ssh\/ssh_host_.*_key(\.pub)?$/.test(k));
