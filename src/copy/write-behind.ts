@@ -49,8 +49,18 @@ export class WriteBehind {
     this.#windowBytes = windowBytes;
   }
 
+  /** Calls to `wrote` not yet settled: `settle` waits for them, so none outlives the file. */
+  readonly #running = new Set<Promise<void>>();
+
   /** Counts a write just made; resolves once the window has room again. */
-  async wrote(offsetBytes: number, lengthBytes: number): Promise<void> {
+  wrote(offsetBytes: number, lengthBytes: number): Promise<void> {
+    const running = this.#wrote(offsetBytes, lengthBytes);
+    this.#running.add(running);
+    void running.catch(() => {}).then(() => this.#running.delete(running));
+    return running;
+  }
+
+  async #wrote(offsetBytes: number, lengthBytes: number): Promise<void> {
     if (this.#failed) throw this.#error;
     this.#lowBytes = Math.min(this.#lowBytes, offsetBytes);
     this.#highBytes = Math.max(this.#highBytes, offsetBytes + lengthBytes);
@@ -78,9 +88,10 @@ export class WriteBehind {
     }
   }
 
-  /** Throws the first writeback error; the caller's fsync makes the rest durable. */
-  settle(): Promise<void> {
-    return this.#failed ? Promise.reject(this.#error) : Promise.resolve();
+  /** Waits for the calls in progress, then throws the first writeback error; the caller's fsync makes the rest durable. */
+  async settle(): Promise<void> {
+    while (this.#running.size > 0) await Promise.allSettled(this.#running);
+    if (this.#failed) throw this.#error;
   }
 }
 

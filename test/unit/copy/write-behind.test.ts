@@ -42,10 +42,15 @@ describe('WriteBehind', () => {
     await new Promise((resolve) => setImmediate(resolve));
     expect(r.calls).toEqual(['start 0+100', 'start 100+100', 'start 300+100', 'drop 0+100']);
     expect(third).toBe(false); // held back until the oldest is written back
+    let settled = false;
+    const settling = wb.settle().then(() => (settled = true));
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(settled).toBe(false); // settle waits for the writeback in progress
     r.held.shift()!();
     await writing;
     expect(third).toBe(true);
-    await wb.settle();
+    await settling;
+    expect(settled).toBe(true);
   });
 
   it('keeps the first writeback error and throws it from every later call', async () => {
