@@ -7,7 +7,7 @@ import { once } from '../util/async-stack.js';
 import { errnoOf, pathError } from '../util/errno.js';
 import { pwriteFully } from '../util/file-writes.js';
 import { fsyncDir } from '../util/fsync.js';
-import { Writeback } from './writeback.js';
+import { openFileWriteback } from './write-behind.js';
 
 /** Bytes of zeros written per request by `writeZeroes` (a device's zero runs, or the fallback). */
 const ZERO_WRITE_BYTES = 1024 * 1024;
@@ -71,8 +71,8 @@ async function createFile(path: string, overwrite: boolean): Promise<FileHandle>
 function makeRawFileSink(path: string, fh: FileHandle, sizeBytes: number, kind: { zeroInitialized: boolean }): RawFileSink {
   // A new file's name must be made durable too; a device has no new name.
   let syncedDir = !kind.zeroInitialized;
-  // The disk writes while the copy goes on: the final fsync finds little left (src/copy/writeback.ts).
-  const writeback = new Writeback(() => fh.datasync().catch((err: unknown) => Promise.reject(ioError(path, err))));
+  // The disk writes while the copy goes on, and written pages leave the cache (src/copy/write-behind.ts).
+  const writeback = openFileWriteback(fh, (err) => ioError(path, err));
   const close = once(async () => {
     await writeback.settle().catch(() => {});
     await fh.close();
@@ -83,19 +83,19 @@ function makeRawFileSink(path: string, fh: FileHandle, sizeBytes: number, kind: 
   // dozen 2 MiB ones, stalling every read meanwhile (writeSync: 318 ms of the main thread's
   // profile before, none in its top items after). Reads still run in parallel.
   let tail: Promise<void> = Promise.resolve();
-  const counted = async (start: () => Promise<void>, bytes: number): Promise<void> => {
-    const done = tail.then(start);
+  // Each write waits for its writeback's room before the next one starts.
+  const counted = async (start: () => Promise<void>, offsetBytes: number, bytes: number): Promise<void> => {
+    const done = tail.then(start).then(() => writeback.wrote(offsetBytes, bytes));
     tail = done.catch(() => {});
     await done;
-    writeback.wrote(bytes);
   };
   return {
     path,
     sizeBytes,
     zeroInitialized: kind.zeroInitialized,
     writeAlignmentBytes: 1,
-    write: (offsetBytes, data) => counted(() => writeAll(fh, path, sizeBytes, offsetBytes, data), data.length),
-    writeZeroes: (offsetBytes, lengthBytes) => counted(() => writeZeroBytes(fh, path, sizeBytes, offsetBytes, lengthBytes), lengthBytes),
+    write: (offsetBytes, data) => counted(() => writeAll(fh, path, sizeBytes, offsetBytes, data), offsetBytes, data.length),
+    writeZeroes: (offsetBytes, lengthBytes) => counted(() => writeZeroBytes(fh, path, sizeBytes, offsetBytes, lengthBytes), offsetBytes, lengthBytes),
     async flush() {
       await writeback.settle();
       try {

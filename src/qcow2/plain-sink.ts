@@ -13,7 +13,7 @@
  */
 import { open, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { Writeback } from '../copy/writeback.js';
+import { openFileWriteback, type FileWriteback } from '../copy/write-behind.js';
 import type { BlockSink } from '../disk/types.js';
 import { SparsifyError } from '../errors.js';
 import { once } from '../util/async-stack.js';
@@ -47,8 +47,8 @@ class Sink implements PlainQcow2Sink {
   readonly #fh: FileHandle;
   readonly #map: ImageMap;
   readonly #writes = new Set<Promise<void>>();
-  /** The disk writes while the copy goes on: the final fsync finds little left. */
-  readonly #writeback: Writeback;
+  /** The disk writes while the copy goes on, and written pages leave the cache. */
+  readonly #writeback: FileWriteback;
   readonly #close: () => Promise<void>;
 
   constructor(
@@ -60,7 +60,7 @@ class Sink implements PlainQcow2Sink {
     this.#fh = fh;
     this.#map = map;
     this.writeAlignmentBytes = map.clusterBytes;
-    this.#writeback = new Writeback(() => fh.datasync().catch((err: unknown) => Promise.reject(pathError(err, 'output', path))));
+    this.#writeback = openFileWriteback(fh, (err) => pathError(err, 'output', path));
     this.#close = once(async () => {
       await this.#writeback.settle().catch(() => {});
       await fh.close();
@@ -82,7 +82,7 @@ class Sink implements PlainQcow2Sink {
       const at = this.#map.placeUncompressed(g);
       if (hostBytes < 0) hostBytes = at;
     }
-    const writing = this.#pwrite(data, hostBytes).then(() => this.#writeback.wrote(data.length));
+    const writing = this.#pwrite(data, hostBytes).then(() => this.#writeback.wrote(hostBytes, data.length));
     this.#writes.add(writing);
     void writing.catch(() => {}).then(() => this.#writes.delete(writing));
     return writing;

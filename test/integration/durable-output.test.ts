@@ -1,25 +1,25 @@
 /**
  * Invariant 6 seen from the kernel: sparsify's output file is fsynced before it is renamed into
- * place, and a copy of more than the writeback step starts fdatasyncs of it while it is written
- * (src/copy/writeback.ts), so the final fsync finds little left. Traced with strace on the
- * built CLI, for a raw and a qcow2 output.
+ * place, and a copy of more than a few write-behind steps has its writeback started and waited
+ * for while it is written (sync_file_range, src/copy/write-behind.ts), so the final fsync finds
+ * little left. Traced with strace on the built CLI, for a raw and a qcow2 output.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtemp, open, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { DEFAULT_WRITEBACK_EVERY_BYTES } from '../../src/copy/writeback.js';
+import { WRITE_BEHIND_WINDOW_BYTES } from '../../src/copy/write-behind.js';
 import { CLI } from '../helpers/cli.js';
 import { describeIntegration } from '../helpers/require.js';
 
 const MiB = 1024 * 1024;
-/** More data than one writeback step, so at least one background fdatasync must happen. */
-const DATA_BYTES = DEFAULT_WRITEBACK_EVERY_BYTES + 64 * MiB;
+/** More data than the write-behind window, so some writeback must be waited for during the copy. */
+const DATA_BYTES = 4 * WRITE_BEHIND_WINDOW_BYTES + 64 * MiB;
 
 /** One traced syscall: its kind, the path of its fd (or the rename's source), and where it completed. */
 interface Traced {
-  readonly call: 'fsync' | 'fdatasync' | 'rename';
+  readonly call: 'fsync' | 'fdatasync' | 'sync_file_range' | 'rename';
   readonly path: string;
   /** Line index of its result (its own line, or its "resumed" line). */
   readonly doneAt: number;
@@ -33,15 +33,15 @@ function parseTrace(text: string): Traced[] {
   const open = new Map<string, { call: Traced['call']; path: string; startAt: number }>();
   lines.forEach((line, i) => {
     const pid = line.split(' ')[0]!;
-    const start = /^\d+\s+(fsync|fdatasync|rename|renameat2?)\((?:\d+<([^>]*)>|AT_FDCWD<[^>]*>, "([^"]*)"|AT_FDCWD, "([^"]*)"|"([^"]*)")/.exec(line);
+    const start = /^\d+\s+(fsync|fdatasync|sync_file_range|rename|renameat2?)\((?:\d+<([^>]*)>|AT_FDCWD<[^>]*>, "([^"]*)"|AT_FDCWD, "([^"]*)"|"([^"]*)")/.exec(line);
     if (start) {
-      const call = start[1]!.startsWith('rename') ? 'rename' : (start[1] as 'fsync' | 'fdatasync');
+      const call = start[1]!.startsWith('rename') ? 'rename' : (start[1] as 'fsync' | 'fdatasync' | 'sync_file_range');
       const path = start[2] ?? start[3] ?? start[4] ?? start[5]!;
       if (line.includes('<unfinished ...>')) open.set(pid, { call, path, startAt: i });
       else if (/=\s*0\b/.test(line)) out.push({ call, path, startAt: i, doneAt: i });
       return;
     }
-    const resumed = /^\d+\s+<\.\.\. (fsync|fdatasync|rename\w*) resumed>.*=\s*0\b/.exec(line);
+    const resumed = /^\d+\s+<\.\.\. (fsync|fdatasync|sync_file_range|rename\w*) resumed>.*=\s*0\b/.exec(line);
     const pending = open.get(pid);
     if (resumed && pending) {
       out.push({ ...pending, doneAt: i });
@@ -69,11 +69,11 @@ describeIntegration('the output is durable before it is renamed into place', { t
   });
 
   for (const format of ['raw', 'qcow2'] as const) {
-    it(`${format} output: fdatasyncs while copying, and its fsync returns before the rename`, async () => {
+    it(`${format} output: written back while copying, and its fsync returns before the rename`, async () => {
       const output = join(dir, `out.${format}`);
       const trace = join(dir, `strace-${format}.txt`);
       await rm(output, { force: true });
-      execFileSync('strace', ['-f', '-y', '-qq', '-e', 'trace=fsync,fdatasync,rename,renameat,renameat2', '-o', trace,
+      execFileSync('strace', ['-f', '-y', '-qq', '-e', 'trace=fsync,fdatasync,sync_file_range,rename,renameat,renameat2', '-o', trace,
         process.execPath, CLI, '--no-zero', '--format', 'raw', '--convert', format, input, output], { stdio: ['ignore', 'ignore', 'pipe'], timeout: 120_000 });
       const calls = parseTrace(await readFile(trace, 'utf8'));
       const rename = calls.find((c) => c.call === 'rename' && c.path !== output && c.path.startsWith(dir));
@@ -83,8 +83,8 @@ describeIntegration('the output is durable before it is renamed into place', { t
       const lastFsync = onPartial.filter((c) => c.call === 'fsync').at(-1);
       expect(lastFsync, `an fsync of ${partial}`).toBeDefined();
       expect(lastFsync!.doneAt).toBeLessThan(rename!.startAt);
-      // The background writeback: an fdatasync of the output finished before the final fsync started.
-      expect(onPartial.some((c) => c.call === 'fdatasync' && c.doneAt < lastFsync!.startAt)).toBe(true);
+      // The write-behind: writeback of the output started and waited for before the final fsync started.
+      expect(onPartial.filter((c) => c.call === 'sync_file_range' && c.doneAt < lastFsync!.startAt).length).toBeGreaterThan(2);
       expect(execFileSync('qemu-img', ['compare', '-f', 'raw', '-F', format, input, output]).toString()).toMatch(/identical/i);
     }, 180_000);
   }
