@@ -5,16 +5,18 @@
  * size resize2fs -P estimates) and grow it back by the margin; move the partitions after it down (copy-device-to-device,
  * forward, to lower offsets: safe, see plan.ts); rewrite the partition table (src/layout/rewrite/)
  * through the appliance, so its kernel sees every write in order; make each swap area again at
- * its new place with its UUID and label; then check: e2fsck -f -p on every resized filesystem; the table was read back as planned before any byte moved.
+ * its new place with its UUID and label; then check: e2fsck -f -p on every resized filesystem; the
+ * new table read back as planned, once from its bytes before any byte moved and once from the disk.
  */
 import { writeFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SparsifyError } from '../errors.js';
 import type { Appliance } from '../engines/appliance/guestfish.js';
-import type { BlockReader } from '../disk/types.js';
+import { sliceReader, type BlockReader } from '../disk/types.js';
 import type { ProbeResult } from '../fs/types.js';
 import { gptOverheadLbas } from '../layout/rewrite/gpt.js';
-import { checkRewrite, readTableBytes, rewriteTable } from '../layout/rewrite/table.js';
+import { logicalLeadBytes } from '../layout/rewrite/mbr.js';
+import { checkRewrite, checkTableAt, readTableBytes, rewriteTable } from '../layout/rewrite/table.js';
 import type { SectorWrite } from '../layout/rewrite/types.js';
 import type { Layout, Volume } from '../layout/types.js';
 import { decideShrink, type ShrinkDecision } from './decide.js';
@@ -55,9 +57,21 @@ export interface ShrinkTarget {
   readonly say: (text: string) => void;
 }
 
+/** A tool's version banner (`e2fsck 1.47.0 (5-Feb-2023)`): it says nothing about the failure. */
+const VERSION_BANNER = /[\w.-]+ \d+\.\d+(?:\.\d+)? \(\d{1,2}-\w{3}-\d{4}\)/g;
+
+/** A tool's multi-line message as one line, without its version banner. */
+export function oneLine(message: string): string {
+  return message
+    .split('\n')
+    .map((l) => l.replace(VERSION_BANNER, '').replace(/^(\w[\w-]*): \1:/, '$1:').trim())
+    .filter((l) => l !== '' && !/^[\w-]+:$/.test(l))
+    .join('; ');
+}
+
 /** A failed step, named. */
 function stepFailed(step: string, err: unknown): SparsifyError {
-  const why = err instanceof Error ? err.message : String(err);
+  const why = oneLine(err instanceof Error ? err.message : String(err));
   return new SparsifyError('TOOL_FAILED', `--shrink: ${step} failed: ${why}`, { cause: err, hint: 'the input is unchanged and no output was written' });
 }
 
@@ -96,7 +110,8 @@ export async function shrinkDisk(t: ShrinkTarget): Promise<ShrinkReport> {
     reports.set(volume.name, done.report);
   }
   const gptBackupBytes = tableBytes.table === 'gpt' ? gptOverheadLbas(tableBytes.gpt.header).backupLbas * sb : 0;
-  const plan = planLayout(layout, sized, gptBackupBytes);
+  const leads = tableBytes.table === 'mbr' ? logicalLeadBytes(tableBytes.mbr) : new Map<number, number>();
+  const plan = planLayout(layout, sized, gptBackupBytes, leads);
   // The new table is made and read back before any byte moves: a plan it refuses moves nothing.
   const writes = await step('making the new partition table', async () => {
     const made = rewriteTable(tableBytes, plan.places, plan.newDiskBytes);
@@ -105,6 +120,10 @@ export async function shrinkDisk(t: ShrinkTarget): Promise<ShrinkReport> {
   });
   await moveData(t, plan);
   await writeTable(t, writes);
+  // What the appliance wrote, read back from the overlay as the rest of the run will read it.
+  await step('reading the new partition table back', () =>
+    checkTableAt(sliceReader(t.reader, 0, plan.newDiskBytes), layout.table as 'gpt' | 'mbr', plan.places, layout.volumes.length, 'the partition table on the disk is not the one planned'),
+  );
   await remakeSwaps(t, sized);
   for (const s of sized) {
     // e2fsck -f -p (libguestfs always passes -f; without -p or -y e2fsck wants a terminal): a problem
