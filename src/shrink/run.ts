@@ -19,6 +19,7 @@ import { logicalLeadBytes } from '../layout/rewrite/mbr.js';
 import { checkRewrite, checkTableAt, readTableBytes, rewriteTable } from '../layout/rewrite/table.js';
 import type { SectorWrite } from '../layout/rewrite/types.js';
 import type { Layout, Volume } from '../layout/types.js';
+import { checkNtfs, shrinkNtfs } from './ntfs.js';
 import { decideShrink, type ShrinkDecision } from './decide.js';
 import { marginBytes, type ShrinkMargin } from './margin.js';
 import { planLayout, type ShrinkLayout, type SizedVolume } from './plan.js';
@@ -60,13 +61,14 @@ export interface ShrinkTarget {
 /** A tool's version banner (`e2fsck 1.47.0 (5-Feb-2023)`): it says nothing about the failure. */
 const VERSION_BANNER = /[\w.-]+ \d+\.\d+(?:\.\d+)? \(\d{1,2}-\w{3}-\d{4}\)/g;
 
-/** A tool's multi-line message as one line, without its version banner. */
+/** A tool's multi-line message as one line, without its version banner (kept when it is all the tool said). */
 export function oneLine(message: string): string {
-  return message
+  const said = message
     .split('\n')
     .map((l) => l.replace(VERSION_BANNER, '').replace(/^(\w[\w-]*): \1:/, '$1:').trim())
     .filter((l) => l !== '' && !/^[\w-]+:$/.test(l))
     .join('; ');
+  return said || message.split('\n').map((l) => l.trim()).filter(Boolean).join('; ');
 }
 
 /** A failed step, named. */
@@ -128,7 +130,9 @@ export async function shrinkDisk(t: ShrinkTarget): Promise<ShrinkReport> {
   for (const s of sized) {
     // e2fsck -f -p (libguestfs always passes -f; without -p or -y e2fsck wants a terminal): a problem
     // preen may not fix is an error. libguestfs lets exit 1 (fixed) through; the tests check -fn on OUT.
-    if (reports.get(s.volume.name)?.action === 'resized') await step(`checking ${s.volume.name} after the resize (e2fsck -f -p)`, () => g.run('e2fsck', s.volume.name, 'correct:true'));
+    if (reports.get(s.volume.name)?.action !== 'resized') continue;
+    if (t.filesystems.get(s.volume.name)?.type === 'ntfs') await step(`checking ${s.volume.name} after the resize (ntfsresize --info)`, () => checkNtfs(g, s.volume.name));
+    else await step(`checking ${s.volume.name} after the resize (e2fsck -f -p)`, () => g.run('e2fsck', s.volume.name, 'correct:true'));
   }
   return {
     virtualSizeBeforeBytes: layout.diskSizeBytes,
@@ -151,6 +155,14 @@ async function shrinkVolume(t: ShrinkTarget, volume: Volume, fs: ProbeResult, de
   const g = t.appliance;
   const dev = volume.name;
   t.say(`Shrink ${dev}: check, measure and resize its filesystem`);
+  if (decision.action === 'resize-ntfs') {
+    const r = await shrinkNtfs(g, dev, volume.sizeBytes, t.margin, step);
+    const newSizeBytes = alignUp(r.targetBytes, sb);
+    return {
+      sized: { volume, newSizeBytes, keepBytes: r.targetBytes },
+      report: { ...base, newSizeBytes, action: 'resized', minimumBytes: r.minimumBytes, marginBytes: r.marginBytes },
+    };
+  }
   await step(`checking ${dev} before the resize (e2fsck -f)`, () => g.run('e2fsck', dev, 'forceall:true'));
   const before = await step(`reading ${dev}'s superblock`, () => extGeometry(g, dev));
   // resize2fs -M packs the filesystem into resize2fs' own minimum (the figure -P prints); growing it

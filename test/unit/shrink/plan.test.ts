@@ -25,6 +25,8 @@ describe('decideShrink', () => {
   it('ext2/3/4 are resized, swap is made again, xfs and unknown keep their size with the reason', () => {
     for (const t of ['ext2', 'ext3', 'ext4'] as const) expect(decide(t)).toEqual({ action: 'resize-ext' });
     expect(decide('swap')).toEqual({ action: 'remake-swap' });
+    expect(decide('ntfs')).toEqual({ action: 'resize-ntfs' });
+    expect(decide('ntfs', { dirty: true })).toMatchObject({ action: 'keep', reason: expect.stringMatching(/chkdsk/) });
     expect(decide('xfs')).toEqual({ action: 'keep', reason: 'xfs cannot shrink: kept its size' });
     expect(decide('unknown')).toMatchObject({ action: 'keep', reason: expect.stringMatching(/never shrunk/) });
   });
