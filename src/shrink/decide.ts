@@ -12,6 +12,8 @@ export type ShrinkDecision =
   | { readonly action: 'resize-ext' }
   /** A swap area holds nothing to keep across a shutdown: it is made again, same UUID and label, at its new place. */
   | { readonly action: 'remake-swap' }
+  /** ntfsresize to its minimum (ntfsresize --info) plus the margin (src/shrink/ntfs.ts). */
+  | { readonly action: 'resize-ntfs' }
   | { readonly action: 'keep'; readonly reason: string };
 
 type Decider = (fs: ProbeResult, volume: Volume) => ShrinkDecision;
@@ -28,7 +30,7 @@ const DECIDERS: Record<FsType, Decider> = {
   ext4: ext,
   swap: (fs) => (fs.hibernated ? keep('it holds a hibernation image: kept as it is') : { action: 'remake-swap' }),
   xfs: () => keep('xfs cannot shrink: kept its size'),
-  ntfs: notYet('ntfsresize'),
+  ntfs: (fs) => (fs.dirty ? keep('it is marked for a check (chkdsk): kept its size (boot Windows or run chkdsk first)') : { action: 'resize-ntfs' }),
   btrfs: notYet('btrfs filesystem resize'),
   'lvm-pv': notYet('LVM: the last LV, then pvresize'),
   luks: () => keep('encrypted: its contents cannot be resized without the key'),

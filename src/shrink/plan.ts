@@ -1,7 +1,9 @@
 /**
  * Where every partition goes once the filesystems have shrunk: pure arithmetic over the layout.
  * Partitions keep their order; the first stays where it is; each other starts at the end of the
- * one before it rounded up to the alignment (1 MiB, as fdisk and gdisk align), never later than it was; the disk ends right after
+ * one before it rounded up to the alignment (1 MiB, as fdisk and gdisk align), never later than it was;
+ * a logical MBR partition also keeps its EBR's distance before it (the EBR moves with it, see
+ * src/layout/rewrite/mbr.ts), so the EBR lands after the end of the partition before; the disk ends right after
  * the last one plus, for GPT, the backup entry array and header. Moves are made in disk order,
  * each to a lower offset, so a forward copy never overwrites bytes it has still to read.
  */
@@ -43,9 +45,11 @@ const alignUp = (n: number, to: number): number => Math.ceil(n / to) * to;
 
 /**
  * The places for `sized` (every partition of `layout`, any order). `gptBackupBytes` is what a
- * GPT needs after the last partition (0 for MBR). Logical MBR partitions are a later step.
+ * GPT needs after the last partition (0 for MBR). `leadBytes`: partition number → the bytes its
+ * table needs right before it (a logical MBR partition's EBR and the gap to it); every logical
+ * partition must have one.
  */
-export function planLayout(layout: Layout, sized: readonly SizedVolume[], gptBackupBytes: number): ShrinkLayout {
+export function planLayout(layout: Layout, sized: readonly SizedVolume[], gptBackupBytes: number, leadBytes: ReadonlyMap<number, number> = new Map()): ShrinkLayout {
   const sb = layout.sectorSizeBytes;
   const places = new Map<number, NewPlace>();
   const moves: Move[] = [];
@@ -58,15 +62,14 @@ export function planLayout(layout: Layout, sized: readonly SizedVolume[], gptBac
     if (volume.kind !== 'partition' || volume.partitionNumber === undefined) {
       throw new SparsifyError('UNSUPPORTED', `${volume.name} is not a partition: --shrink handles partitioned disks`);
     }
-    if (layout.table === 'mbr' && volume.partitionNumber > 4) {
-      throw new SparsifyError('UNSUPPORTED', `${volume.name} is a logical partition: shrinking an MBR extended partition is not done yet`, {
-        hint: 'sparsify it without --shrink',
-      });
+    const lead = leadBytes.get(volume.partitionNumber) ?? 0;
+    if (layout.table === 'mbr' && volume.partitionNumber > 4 && !(lead > 0)) {
+      throw new RangeError(`${volume.name} is a logical partition and its EBR's place before it is not known`);
     }
     if (s.newSizeBytes > volume.sizeBytes || s.newSizeBytes % sb !== 0 || s.keepBytes > s.newSizeBytes) {
       throw new RangeError(`${volume.name}: new size ${s.newSizeBytes} does not fit its ${volume.sizeBytes}-byte partition in whole blocks`);
     }
-    const offsetBytes = Math.min(volume.offsetBytes, alignUp(end, PARTITION_ALIGN_BYTES));
+    const offsetBytes = Math.min(volume.offsetBytes, alignUp(end + lead, PARTITION_ALIGN_BYTES));
     places.set(volume.partitionNumber, { firstLba: offsetBytes / sb, sectors: s.newSizeBytes / sb });
     offsets.set(volume.name, offsetBytes);
     if (offsetBytes !== volume.offsetBytes && s.keepBytes > 0) {

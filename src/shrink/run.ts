@@ -5,18 +5,21 @@
  * size resize2fs -P estimates) and grow it back by the margin; move the partitions after it down (copy-device-to-device,
  * forward, to lower offsets: safe, see plan.ts); rewrite the partition table (src/layout/rewrite/)
  * through the appliance, so its kernel sees every write in order; make each swap area again at
- * its new place with its UUID and label; then check: e2fsck -f -p on every resized filesystem; the table was read back as planned before any byte moved.
+ * its new place with its UUID and label; then check: e2fsck -f -p on every resized filesystem; the
+ * new table read back as planned, once from its bytes before any byte moved and once from the disk.
  */
 import { writeFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SparsifyError } from '../errors.js';
 import type { Appliance } from '../engines/appliance/guestfish.js';
-import type { BlockReader } from '../disk/types.js';
+import { sliceReader, type BlockReader } from '../disk/types.js';
 import type { ProbeResult } from '../fs/types.js';
 import { gptOverheadLbas } from '../layout/rewrite/gpt.js';
-import { checkRewrite, readTableBytes, rewriteTable } from '../layout/rewrite/table.js';
+import { logicalLeadBytes } from '../layout/rewrite/mbr.js';
+import { checkRewrite, checkTableAt, readTableBytes, rewriteTable } from '../layout/rewrite/table.js';
 import type { SectorWrite } from '../layout/rewrite/types.js';
 import type { Layout, Volume } from '../layout/types.js';
+import { checkNtfs, shrinkNtfs } from './ntfs.js';
 import { decideShrink, type ShrinkDecision } from './decide.js';
 import { marginBytes, type ShrinkMargin } from './margin.js';
 import { planLayout, type ShrinkLayout, type SizedVolume } from './plan.js';
@@ -55,9 +58,22 @@ export interface ShrinkTarget {
   readonly say: (text: string) => void;
 }
 
+/** A tool's version banner (`e2fsck 1.47.0 (5-Feb-2023)`): it says nothing about the failure. */
+const VERSION_BANNER = /[\w.-]+ \d+\.\d+(?:\.\d+)? \(\d{1,2}-\w{3}-\d{4}\)/g;
+
+/** A tool's multi-line message as one line, without its version banner (kept when it is all the tool said). */
+export function oneLine(message: string): string {
+  const said = message
+    .split('\n')
+    .map((l) => l.replace(VERSION_BANNER, '').replace(/^(\w[\w-]*): \1:/, '$1:').trim())
+    .filter((l) => l !== '' && !/^[\w-]+:$/.test(l))
+    .join('; ');
+  return said || message.split('\n').map((l) => l.trim()).filter(Boolean).join('; ');
+}
+
 /** A failed step, named. */
 function stepFailed(step: string, err: unknown): SparsifyError {
-  const why = err instanceof Error ? err.message : String(err);
+  const why = oneLine(err instanceof Error ? err.message : String(err));
   return new SparsifyError('TOOL_FAILED', `--shrink: ${step} failed: ${why}`, { cause: err, hint: 'the input is unchanged and no output was written' });
 }
 
@@ -96,7 +112,8 @@ export async function shrinkDisk(t: ShrinkTarget): Promise<ShrinkReport> {
     reports.set(volume.name, done.report);
   }
   const gptBackupBytes = tableBytes.table === 'gpt' ? gptOverheadLbas(tableBytes.gpt.header).backupLbas * sb : 0;
-  const plan = planLayout(layout, sized, gptBackupBytes);
+  const leads = tableBytes.table === 'mbr' ? logicalLeadBytes(tableBytes.mbr) : new Map<number, number>();
+  const plan = planLayout(layout, sized, gptBackupBytes, leads);
   // The new table is made and read back before any byte moves: a plan it refuses moves nothing.
   const writes = await step('making the new partition table', async () => {
     const made = rewriteTable(tableBytes, plan.places, plan.newDiskBytes);
@@ -105,11 +122,17 @@ export async function shrinkDisk(t: ShrinkTarget): Promise<ShrinkReport> {
   });
   await moveData(t, plan);
   await writeTable(t, writes);
+  // What the appliance wrote, read back from the overlay as the rest of the run will read it.
+  await step('reading the new partition table back', () =>
+    checkTableAt(sliceReader(t.reader, 0, plan.newDiskBytes), layout.table as 'gpt' | 'mbr', plan.places, layout.volumes.length, 'the partition table on the disk is not the one planned'),
+  );
   await remakeSwaps(t, sized);
   for (const s of sized) {
     // e2fsck -f -p (libguestfs always passes -f; without -p or -y e2fsck wants a terminal): a problem
     // preen may not fix is an error. libguestfs lets exit 1 (fixed) through; the tests check -fn on OUT.
-    if (reports.get(s.volume.name)?.action === 'resized') await step(`checking ${s.volume.name} after the resize (e2fsck -f -p)`, () => g.run('e2fsck', s.volume.name, 'correct:true'));
+    if (reports.get(s.volume.name)?.action !== 'resized') continue;
+    if (t.filesystems.get(s.volume.name)?.type === 'ntfs') await step(`checking ${s.volume.name} after the resize (ntfsresize --info)`, () => checkNtfs(g, s.volume.name));
+    else await step(`checking ${s.volume.name} after the resize (e2fsck -f -p)`, () => g.run('e2fsck', s.volume.name, 'correct:true'));
   }
   return {
     virtualSizeBeforeBytes: layout.diskSizeBytes,
@@ -132,6 +155,14 @@ async function shrinkVolume(t: ShrinkTarget, volume: Volume, fs: ProbeResult, de
   const g = t.appliance;
   const dev = volume.name;
   t.say(`Shrink ${dev}: check, measure and resize its filesystem`);
+  if (decision.action === 'resize-ntfs') {
+    const r = await shrinkNtfs(g, dev, volume.sizeBytes, t.margin, step);
+    const newSizeBytes = alignUp(r.targetBytes, sb);
+    return {
+      sized: { volume, newSizeBytes, keepBytes: r.targetBytes },
+      report: { ...base, newSizeBytes, action: 'resized', minimumBytes: r.minimumBytes, marginBytes: r.marginBytes },
+    };
+  }
   await step(`checking ${dev} before the resize (e2fsck -f)`, () => g.run('e2fsck', dev, 'forceall:true'));
   const before = await step(`reading ${dev}'s superblock`, () => extGeometry(g, dev));
   // resize2fs -M packs the filesystem into resize2fs' own minimum (the figure -P prints); growing it

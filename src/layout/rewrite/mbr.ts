@@ -74,6 +74,14 @@ export function rewriteMbr(table: MbrTableBytes, places: NewPlaces): SectorWrite
   return [{ offsetBytes: 0, bytes: mbr }, ...logicals.map((l, i) => ({ offsetBytes: l.ebrLba * MBR_SECTOR_BYTES, bytes: ebrSector(l, logicals[i + 1], extStart) }))];
 }
 
+/**
+ * Logical partition number → bytes from its EBR to its first sector: the room the table needs
+ * right before it wherever it goes (its EBR keeps that distance, see the module comment).
+ */
+export function logicalLeadBytes(table: MbrTableBytes): Map<number, number> {
+  return new Map(chain(table.ebrs, new Map()).map((l, i) => [FIRST_LOGICAL_NUMBER + i, l.data.firstLba * MBR_SECTOR_BYTES]));
+}
+
 /** The chain's logical partitions, numbered from 5, each with its new place and its EBR's. */
 function chain(ebrs: readonly EbrBytes[], places: NewPlaces): Logical[] {
   return ebrs.map((ebr, i): Logical => {

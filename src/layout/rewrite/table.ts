@@ -58,14 +58,22 @@ export function rewriteTable(bytes: TableBytes, places: NewPlaces, newDiskBytes:
 }
 
 /**
- * Reads the layout of a disk of `newDiskBytes` holding only `writes` (zeros elsewhere) and
- * throws INTERNAL unless it is a `table` whose partitions lie exactly at `places`, with no note
- * (a note means a damaged or misplaced copy) and the same number of volumes as `volumeCount`.
+ * Reads the layout of a disk of `newDiskBytes` holding only `writes` (zeros elsewhere): see
+ * {@link checkTableAt}. Run before any byte moves, so a rewrite that does not read back moves nothing.
  */
-export async function checkRewrite(writes: readonly SectorWrite[], newDiskBytes: number, table: 'gpt' | 'mbr', places: NewPlaces, volumeCount: number): Promise<Layout> {
-  const layout = await readLayout(writesReader(writes, newDiskBytes));
+export function checkRewrite(writes: readonly SectorWrite[], newDiskBytes: number, table: 'gpt' | 'mbr', places: NewPlaces, volumeCount: number): Promise<Layout> {
+  return checkTableAt(writesReader(writes, newDiskBytes), table, places, volumeCount, 'the rewritten partition table does not read back');
+}
+
+/**
+ * Reads the layout on `reader` (through read-layout.ts, as the run does: CRCs, both GPT copies,
+ * the EBR chain) and throws INTERNAL, prefixed `what`, unless it is a `table` whose partitions lie
+ * exactly at `places`, with no note (a note means a damaged or misplaced copy) and `volumeCount` volumes.
+ */
+export async function checkTableAt(reader: BlockReader, table: 'gpt' | 'mbr', places: NewPlaces, volumeCount: number, what: string): Promise<Layout> {
+  const layout = await readLayout(reader);
   const fail = (why: string): never => {
-    throw new SparsifyError('INTERNAL', `the rewritten partition table does not read back: ${why}`);
+    throw new SparsifyError('INTERNAL', `${what}: ${why}`);
   };
   if (layout.table !== table) fail(`it reads as ${layout.table}, not ${table}`);
   if (layout.notes.length > 0) fail(layout.notes.join('; '));

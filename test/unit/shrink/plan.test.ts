@@ -25,6 +25,8 @@ describe('decideShrink', () => {
   it('ext2/3/4 are resized, swap is made again, xfs and unknown keep their size with the reason', () => {
     for (const t of ['ext2', 'ext3', 'ext4'] as const) expect(decide(t)).toEqual({ action: 'resize-ext' });
     expect(decide('swap')).toEqual({ action: 'remake-swap' });
+    expect(decide('ntfs')).toEqual({ action: 'resize-ntfs' });
+    expect(decide('ntfs', { dirty: true })).toMatchObject({ action: 'keep', reason: expect.stringMatching(/chkdsk/) });
     expect(decide('xfs')).toEqual({ action: 'keep', reason: 'xfs cannot shrink: kept its size' });
     expect(decide('unknown')).toMatchObject({ action: 'keep', reason: expect.stringMatching(/never shrunk/) });
   });
@@ -85,7 +87,23 @@ describe('planLayout', () => {
     expect(plan.newDiskBytes).toBeLessThanOrEqual(101 * MiB);
   });
 
-  it('MBR logical partitions are refused for now, naming the volume', () => {
+  it('MBR logical partitions keep their EBR gap before them: each EBR lands after the partition before it', () => {
+    const p1 = part(1, MiB, 100 * MiB);
+    const l5 = part(5, 102 * MiB, 100 * MiB);
+    const l6 = part(6, 203 * MiB, 100 * MiB);
+    const plan = planLayout(layout('mbr', [p1, l5, l6], GiB), [
+      { volume: p1, newSizeBytes: 10 * MiB, keepBytes: 10 * MiB },
+      { volume: l5, newSizeBytes: 20 * MiB + 512, keepBytes: 20 * MiB + 512 },
+      { volume: l6, newSizeBytes: 100 * MiB, keepBytes: 100 * MiB },
+    ], 0, new Map([[5, MiB], [6, 63 * 512]]));
+    expect(plan.places.get(5)).toEqual({ firstLba: (12 * MiB) / 512, sectors: (20 * MiB + 512) / 512 });
+    // l5 ends at 32 MiB + 512; l6's EBR (63 sectors before it) must lie at or after that end.
+    expect(plan.places.get(6)!.firstLba).toBe((33 * MiB) / 512);
+    expect(plan.places.get(6)!.firstLba - 63).toBeGreaterThanOrEqual((32 * MiB + 512) / 512);
+    expect(plan.moves.map((m) => m.name)).toEqual(['/dev/sda5', '/dev/sda6']);
+  });
+
+  it('a logical partition whose EBR gap is not known is refused, naming the volume', () => {
     const l = part(5, 10 * MiB, MiB);
     expect(() => planLayout(layout('mbr', [l]), [{ volume: l, newSizeBytes: MiB, keepBytes: MiB }], 0)).toThrow(/\/dev\/sda5 is a logical partition/);
   });
