@@ -19,6 +19,8 @@ export interface DiskOutcome {
   readonly target?: string;
   readonly source: string;
   readonly status: 'done' | 'failed';
+  /** --resume: an earlier run of the batch finished it; the report is that run's. */
+  readonly resumed?: boolean;
   /** The one-line error of a failed disk. */
   readonly error?: string;
   readonly report?: RunReport;
@@ -81,7 +83,7 @@ export function batchLines(domains: readonly DomainOutcome[], disks: readonly Di
   const lines: string[] = [];
   for (const d of domains) if (d.status === 'failed') lines.push(`${d.name}: FAILED: ${d.error}`);
   for (const d of disks) {
-    lines.push(d.status === 'done' ? `${diskLabel(d)}: done, ${humanBytes(reclaimedBytesOf(d.report!))} reclaimed` : `${diskLabel(d)}: FAILED: ${d.error}`);
+    lines.push(d.status === 'done' ? `${diskLabel(d)}: ${d.resumed ? 'done by an earlier run' : 'done'}, ${humanBytes(reclaimedBytesOf(d.report!))} reclaimed` : `${diskLabel(d)}: FAILED: ${d.error}`);
   }
   const t = batchTotal(disks);
   lines.push(`Total: ${t.done} of ${t.disks} disks done${t.failed ? `, ${t.failed} failed` : ''}, ${humanBytes(t.reclaimedBytes)} reclaimed`);

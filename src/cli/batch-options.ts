@@ -18,6 +18,8 @@ export interface BatchCommand {
   /** --jobs N; undefined: as many as the machine allows (src/batch/jobs.ts). */
   readonly jobs?: number;
   readonly jsonFile?: string;
+  /** --resume: go on from the journal of an earlier run of the same batch (src/batch/journal.ts). */
+  readonly resume: boolean;
 }
 
 function usage(message: string): SparsifyError {
@@ -27,7 +29,7 @@ function usage(message: string): SparsifyError {
 /** Whether the command line asks for a batch rather than virt-sparsify's one disk. */
 export function isBatch(o: Raw, disks: readonly string[]): boolean {
   const inPlace = Boolean(o.inPlace || o.inplace);
-  return (o.domain as string[]).length > 0 || o.outputDir !== undefined || (inPlace && disks.length > 1) || o.jobs !== undefined;
+  return (o.domain as string[]).length > 0 || o.outputDir !== undefined || (inPlace && disks.length > 1) || o.jobs !== undefined || Boolean(o.resume);
 }
 
 /** Checks a batch's own options; `validate` checks the rest as for one disk. */
@@ -63,7 +65,7 @@ export function validateBatch(o: Raw, disks: readonly string[], validate: (o: Ra
     const { jsonFile: _json, ...options } = forDisk(disk, name);
     items.push({ kind: 'disk', options });
   }
-  return { items, ...(jobs !== undefined ? { jobs } : {}), ...(base.jsonFile ? { jsonFile: base.jsonFile } : {}) };
+  return { items, resume: Boolean(o.resume), ...(jobs !== undefined ? { jobs } : {}), ...(base.jsonFile ? { jsonFile: base.jsonFile } : {}) };
 }
 
 function parseJobs(value: string): number {

@@ -65,6 +65,7 @@ Examples:
   sparsify --in-place -d guest
   sparsify -d guest --output-dir /var/lib/libvirt/images/small --update-domain
   sparsify --in-place --jobs 2 -d web -d db /srv/images/*.qcow2
+  sparsify --resume --in-place --jobs 2 -d web -d db /srv/images/*.qcow2
   sparsify --template --operations defaults,-logfiles guest.qcow2 template.qcow2`;
 
 function buildProgram(): Command {
@@ -88,6 +89,7 @@ function buildProgram(): Command {
     .option('--output-dir <dir>', 'copy mode with -d or several disks: one output per disk, named after the disk')
     .option('--update-domain', 'with -d --output-dir: point the domain at the new disks (the old definition is kept beside them)')
     .option('--jobs <n>', 'with -d or several disks: how many disks at once (default: one per core, a GiB of memory each)')
+    .option('--resume', 'a batch cut short (Ctrl-C, a crash, a reboot): the same command with --resume skips the disks it finished')
     .option('--inspect', "show the guest's operating systems and filesystems (read-only, inside the libguestfs appliance)")
     .option('--xml', "with --inspect: virt-inspector's XML on stdout")
     // Templating (issue 11): one block, so that other options merge beside it.
@@ -322,7 +324,7 @@ function validateTemplate(o: Raw): TemplateRequest | undefined {
 const NOT_WITH_INSPECT: Record<string, string> = {
   inPlace: '--in-place', inplace: '--in-place', compress: '--compress', convert: '--convert', o: '-o',
   tmp: '--tmp', overwrite: '--overwrite', verify: '--verify', skipZeroPass: '--no-zero',
-  connect: '-c', outputDir: '--output-dir', updateDomain: '--update-domain', jobs: '--jobs',
+  connect: '-c', outputDir: '--output-dir', updateDomain: '--update-domain', jobs: '--jobs', resume: '--resume',
   export: '--export', ova: '--ova',
   template: '--template', dryRun: '--dry-run',
   shrink: '--shrink', shrinkMargin: '--shrink-margin',
