@@ -1,8 +1,10 @@
 /**
- * Batches of domains against a real libvirtd (test/helpers/libvirt.ts): a batch killed with
- * SIGKILL half-way and resumed with --resume. Small images (256 MiB) keep it short.
+ * Batches of domains against a real libvirtd (test/helpers/libvirt.ts): issue 13's three
+ * shut-off domains over dirty images (deleted data: one domain with two disks, one with a qcow2
+ * over a backing file), each alone and all three as one batch; and a batch killed with SIGKILL
+ * half-way and resumed with --resume. Small images (256 MiB) keep it short.
  */
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -20,12 +22,14 @@ const TOOLS = ['virsh', 'libvirtd', 'unshare', 'qemu-img', 'qemu-storage-daemon'
 describeIntegration('libvirt batches (--resume)', { tools: TOOLS, root: true }, () => {
   let libvirtd: Libvirtd | undefined;
   let small: BuiltImage;
+  let smallQcow2: BuiltImage;
   let dir: string;
   let tmp: string;
   let state: string;
 
   beforeAll(async () => {
     small = await buildImage({ layout: 'gpt', fs: ['ext4'], size: '256M', fillMiB: 64, garbageMiB: GARBAGE_MIB, seed: 31 });
+    smallQcow2 = await buildImage({ layout: 'mbr', fs: ['ext4'], size: '256M', fillMiB: 16, garbageMiB: GARBAGE_MIB, format: 'qcow2', seed: 32 });
     dir = await makeRunTmp();
     tmp = join(dir, 'tmp');
     state = join(dir, 'state');
@@ -54,6 +58,102 @@ describeIntegration('libvirt batches (--resume)', { tools: TOOLS, root: true }, 
     await libvirtd!.virsh(['define', '--validate', xmlPath]);
     return paths;
   }
+
+  /** A private copy of a fixture. */
+  async function copyOf(image: BuiltImage, name: string): Promise<string> {
+    const path = join(dir, `${name}.${image.format}`);
+    await copyImage(image.imagePath, path);
+    return path;
+  }
+
+  /**
+   * Issue 13's three domains, named PREFIX-pair (a raw and a qcow2 disk), PREFIX-one (a raw
+   * disk) and PREFIX-chain (a qcow2 over a qcow2 backing file holding the fixture).
+   */
+  async function threeDomains(prefix: string) {
+    const pair = [await copyOf(small, `${prefix}-pair-a`), await copyOf(smallQcow2, `${prefix}-pair-b`)];
+    const one = await copyOf(small, `${prefix}-one`);
+    const base = await copyOf(smallQcow2, `${prefix}-chain-base`);
+    const top = join(dir, `${prefix}-chain-top.qcow2`);
+    execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', base, top]);
+    const define = async (name: string, disks: string[]) => {
+      await writeFile(join(dir, `${name}.xml`), domainXml(name, disks));
+      await libvirtd!.virsh(['define', '--validate', join(dir, `${name}.xml`)]);
+    };
+    await define(`${prefix}-pair`, [fileDisk(pair[0]!, 'raw', 'vda'), fileDisk(pair[1]!, 'qcow2', 'vdb')]);
+    await define(`${prefix}-one`, [fileDisk(one, 'raw', 'vda')]);
+    await define(`${prefix}-chain`, [fileDisk(top, 'qcow2', 'vda')]);
+    // The disks that give space back in place, each with its fixture; the chain's two files.
+    const reclaimable = [
+      { path: pair[0]!, image: small },
+      { path: pair[1]!, image: smallQcow2 },
+      { path: one, image: small },
+    ];
+    return { reclaimable, chain: { top, base }, names: [`${prefix}-pair`, `${prefix}-one`, `${prefix}-chain`] };
+  }
+
+  const sparsify = (args: string[]) => runCli(['-c', libvirtd!.uri, ...args], env());
+
+  async function expectReclaimedAndIdentical(disks: readonly { path: string; image: BuiltImage }[], before: readonly number[]): Promise<void> {
+    for (const [i, d] of disks.entries()) {
+      expect(before[i]! - (await allocatedBytes(d.path)), d.path).toBeGreaterThanOrEqual(0.9 * GARBAGE_MIB * MiB);
+      expect((await verifyImage(d.path, d.image.format, d.image.manifestPath)).problems, d.path).toEqual([]);
+    }
+  }
+
+  it('issue 13’s three domains, --in-place -d on each: both disks of one and the disk of another give their free space back, files identical; the qcow2 over a backing file is refused as a single image is, unchanged', async () => {
+    const t = await threeDomains('each');
+    const before = await Promise.all(t.reclaimable.map((d) => allocatedBytes(d.path)));
+    const chainBefore = { top: await sha256File(t.chain.top), base: await sha256File(t.chain.base) };
+    for (const name of t.names.slice(0, 2)) {
+      const r = await sparsify(['--in-place', '-d', name]);
+      expect(r.exitCode, r.stdout + r.stderr).toBe(0);
+    }
+    const refused = await sparsify(['--in-place', '-d', 'each-chain']);
+    expect(refused.exitCode).toBe(1);
+    expect(refused.stderr.split('\n')).toContain(`sparsify: error: ${t.chain.top} has a backing file; in place only its own clusters could be freed`);
+    await expectReclaimedAndIdentical(t.reclaimable, before);
+    expect({ top: await sha256File(t.chain.top), base: await sha256File(t.chain.base) }).toEqual(chainBefore);
+    expect(await journals()).toEqual([]);
+    expect(await leftoversUnder(tmp)).toEqual([]);
+  }, 300_000);
+
+  it('issue 13’s three domains as one in-place batch, --jobs 2: the same, the backing-file disk failing alone with its reason, exit 5; then one copy batch of all three, --jobs 2, flattens it, and --update-domain leaves domains libvirt validates', async () => {
+    const t = await threeDomains('all');
+    const before = await Promise.all(t.reclaimable.map((d) => allocatedBytes(d.path)));
+    const chainBefore = { top: await sha256File(t.chain.top), base: await sha256File(t.chain.base) };
+    const json = join(dir, 'all.json');
+    const r = await sparsify(['--in-place', '--jobs', '2', ...t.names.flatMap((n) => ['-d', n]), '--json', json]);
+    expect(r.exitCode, r.stdout + r.stderr).toBe(5);
+    expect(r.stdout).toMatch(/^all-chain\/vda \(.*all-chain-top.qcow2\): FAILED: .* has a backing file; in place only its own clusters could be freed$/m);
+    expect(r.stdout).toMatch(/^Total: 3 of 4 disks done, 1 failed/m);
+    await expectReclaimedAndIdentical(t.reclaimable, before);
+    expect({ top: await sha256File(t.chain.top), base: await sha256File(t.chain.base) }).toEqual(chainBefore);
+    const report = JSON.parse(await readFile(json, 'utf8'));
+    expect(report.domains.map((d: { name: string; status: string }) => [d.name, d.status])).toEqual([['all-pair', 'done'], ['all-one', 'done'], ['all-chain', 'failed']]);
+    // A batch with a failed disk keeps its journal, for --resume, and says where it is.
+    expect(await journals()).toHaveLength(1);
+    expect(r.stdout).toContain(`The journal of this batch is ${join(state, 'sparsify', 'batches', (await journals())[0]!)}`);
+    await rm(join(state, 'sparsify'), { recursive: true });
+
+    const out = join(dir, 'all-out');
+    await mkdir(out);
+    const c = await sparsify(['--jobs', '2', ...t.names.flatMap((n) => ['-d', n]), '--output-dir', out, '--update-domain']);
+    expect(c.exitCode, c.stdout + c.stderr).toBe(0);
+    const flat = join(out, 'all-chain-top.qcow2');
+    expect(JSON.parse(execFileSync('qemu-img', ['info', '--output=json', flat]).toString())['backing-filename']).toBeUndefined();
+    const outputs = [...t.reclaimable.map((d) => ({ path: join(out, d.path.slice(dir.length + 1)), image: d.image })), { path: flat, image: smallQcow2 }];
+    for (const o of outputs) expect((await verifyImage(o.path, o.image.format, o.image.manifestPath)).problems, o.path).toEqual([]);
+    expect(await allocatedBytes(flat)).toBeLessThan((await allocatedBytes(t.chain.base)) - 0.9 * GARBAGE_MIB * MiB);
+    for (const name of t.names) {
+      const xml = join(dir, `${name}-again.xml`);
+      await writeFile(xml, await libvirtd!.virsh(['dumpxml', '--inactive', name]));
+      await libvirtd!.virsh(['define', '--validate', xml]);
+      const def = await parseDomainXml(await readFile(xml, 'utf8'));
+      expect(def.disks.every((d) => d.path.startsWith(`${out}/`) && !d.hasBacking), name).toBe(true);
+    }
+    expect(await leftoversUnder(tmp)).toEqual([]);
+  }, 600_000);
 
   it('a copy batch killed with SIGKILL half-way (process group) resumes with --resume: done disks are not redone, no half-written output is kept, domains end on the new disks', async () => {
     const inputs = [...(await domain('k-one', ['vda', 'vdb'])), ...(await domain('k-two', ['vda', 'vdb']))];
