@@ -17,6 +17,7 @@ import type { RunContext } from '../context.js';
 import { EXIT, SparsifyError, cancelledError, isSparsifyError } from '../errors.js';
 import { sparsifyJob } from '../index.js';
 import { NOT_STARTED, runJobs, type JobResult } from '../batch/run-jobs.js';
+import { listedDomainRequests } from '../libvirt/all-domains.js';
 import { planDomain, updateDomain, type DomainPlan } from '../libvirt/domain-run.js';
 import type { DomainDisk } from '../libvirt/domain-xml.js';
 import type { Options } from '../options.js';
@@ -48,10 +49,12 @@ export async function runBatch(ctx: RunContext, command: BatchCommand, presentat
 }
 
 async function runItems(ctx: RunContext, command: BatchCommand, presentation: Presentation, json: JsonReportFile | undefined): Promise<number> {
-  const single = command.items.length === 1;
+  const single = command.items.length === 1 && !command.allDomains;
+  const listed = command.allDomains ? await listedDomainRequests(ctx, command.allDomains) : [];
+  const items: BatchItem[] = [...listed.map((request) => ({ kind: 'domain' as const, request, listed: true })), ...command.items];
   const domains: DomainOutcome[] = [];
   const units: Unit[] = [];
-  for (const item of command.items) {
+  for (const item of items) {
     if (item.kind === 'disk') {
       units.push({ options: item.options });
       continue;
@@ -62,10 +65,12 @@ async function runItems(ctx: RunContext, command: BatchCommand, presentation: Pr
       units.push(...plan.runs.map((run) => ({ options: run.options, plan, disk: run.disk })));
     } catch (err) {
       if (single || isSparsifyError(err, 'CANCELLED')) throw err;
-      domains.push({ name: item.request.domain, connection: item.request.connection.uri ?? null, status: 'failed', error: oneLine(err), skipped: [] });
+      // --all-domains takes what can be done now: a running guest or one with no disk to take is not a failure.
+      const skip = item.listed === true && (isSparsifyError(err, 'DOMAIN_ACTIVE') || isSparsifyError(err, 'UNSUPPORTED'));
+      domains.push({ name: item.request.domain, connection: item.request.connection.uri ?? null, status: skip ? 'skipped' : 'failed', error: oneLine(err), skipped: [] });
     }
   }
-  const journal = await BatchJournal.open(journalDir(), batchId(describeBatch(command.items)), command.resume);
+  const journal = await BatchJournal.open(journalDir(), batchId(describeBatch(command)), command.resume);
   if (command.resume && !journal.found) ctx.log.info('--resume: no journal of an earlier run of this batch: every disk runs');
   if (!command.resume && journal.found) ctx.log.info('an earlier run of this batch was cut short: this run does every disk again (--resume would go on from it)');
   const outcomes = await runUnits(ctx, units, command.jobs, presentation, journal);
@@ -82,13 +87,18 @@ async function runItems(ctx: RunContext, command: BatchCommand, presentation: Pr
   return failed ? EXIT.SOME_FAILED : EXIT.OK;
 }
 
-/** What identifies a batch across runs (its journal's name): mode, outputs, domains and disks in order. */
-function describeBatch(items: readonly BatchItem[]): unknown {
-  return items.map((item) =>
+/**
+ * What identifies a batch across runs (its journal's name): mode, outputs, domains and disks in
+ * order; --all-domains by its connection and filters, not by the domains it found.
+ */
+function describeBatch(command: BatchCommand): unknown {
+  const all = command.allDomains;
+  const head = all ? [['all-domains', all.request.connection.uri ?? null, all.filters, all.request.base.mode, all.request.outputDir ?? null]] : [];
+  return [...head, ...command.items.map((item) =>
     item.kind === 'domain'
       ? ['domain', item.request.connection.uri ?? null, item.request.domain, item.request.base.mode, item.request.outputDir ?? null]
       : ['disk', item.options.input, item.options.mode === 'copy' ? item.options.output : null],
-  );
+  )];
 }
 
 interface UnitResult {

@@ -17,7 +17,7 @@ import { allocatedBytes, sha256File, verifyImage } from '../helpers/verify.js';
 
 const MiB = 1024 * 1024;
 const GARBAGE_MIB = 32;
-const TOOLS = ['virsh', 'libvirtd', 'unshare', 'qemu-img', 'qemu-storage-daemon'];
+const TOOLS = ['virsh', 'libvirtd', 'unshare', 'qemu-img', 'qemu-storage-daemon', 'qemu-system-x86_64'];
 
 describeIntegration('libvirt batches (--resume)', { tools: TOOLS, root: true }, () => {
   let libvirtd: Libvirtd | undefined;
@@ -154,6 +154,35 @@ describeIntegration('libvirt batches (--resume)', { tools: TOOLS, root: true }, 
     }
     expect(await leftoversUnder(tmp)).toEqual([]);
   }, 600_000);
+
+  it('--all-domains --filter GLOB: only the domains whose name matches; a running one is skipped with its state, not failed (exit 0); the others are untouched', async () => {
+    const [a] = await domain('f-a', ['vda']);
+    const [busy] = await domain('f-busy', ['vda']);
+    const [other] = await domain('g-other', ['vda']);
+    const before = await allocatedBytes(a!);
+    const untouched = { busy: await sha256File(busy!), other: await sha256File(other!) };
+    await libvirtd!.virsh(['start', 'f-busy']);
+    const json = join(dir, 'filter.json');
+    let r;
+    try {
+      r = await sparsify(['--in-place', '--all-domains', '--filter', 'f-*', '--jobs', '2', '--json', json]);
+    } finally {
+      await libvirtd!.virsh(['destroy', 'f-busy']).catch(() => undefined);
+    }
+    expect(r.exitCode, r.stdout + r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^f-busy: skipped: domain ‘f-busy’ is running: sparsify only works on a shut-off domain$/m);
+    expect(r.stdout).toMatch(/^Total: 1 of 1 disks done, /m);
+    expect(before - (await allocatedBytes(a!))).toBeGreaterThanOrEqual(0.9 * GARBAGE_MIB * MiB);
+    expect((await verifyImage(a!, 'raw', small.manifestPath)).problems).toEqual([]);
+    expect({ busy: await sha256File(busy!), other: await sha256File(other!) }).toEqual(untouched);
+    const report = JSON.parse(await readFile(json, 'utf8'));
+    expect(report.domains.map((d: { name: string; status: string }) => [d.name, d.status])).toEqual([['f-busy', 'skipped'], ['f-a', 'done']]);
+    const none = await sparsify(['--in-place', '--all-domains', '--filter', 'nomatch-*']);
+    expect(none.exitCode).toBe(1);
+    expect(none.stderr.split('\n')[0]).toBe(`sparsify: error: no domain on ${libvirtd!.uri} matches --filter ‘nomatch-*’`);
+    expect(await journals()).toEqual([]);
+    expect(await leftoversUnder(tmp)).toEqual([]);
+  }, 300_000);
 
   it('a copy batch killed with SIGKILL half-way (process group) resumes with --resume: done disks are not redone, no half-written output is kept, domains end on the new disks', async () => {
     const inputs = [...(await domain('k-one', ['vda', 'vdb'])), ...(await domain('k-two', ['vda', 'vdb']))];
