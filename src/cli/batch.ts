@@ -21,7 +21,7 @@ import { listedDomainRequests } from '../libvirt/all-domains.js';
 import { planDomain, updateDomain, type DomainPlan } from '../libvirt/domain-run.js';
 import type { DomainDisk } from '../libvirt/domain-xml.js';
 import type { Options } from '../options.js';
-import { openJsonReportFile, type JsonReportFile } from '../report/report-files.js';
+import { openJsonReportFile, refuseReportOverImages, type JsonReportFile } from '../report/report-files.js';
 import { explainSystemError } from '../util/errno.js';
 import { VERSION } from '../version.js';
 import type { BatchCommand } from './batch-options.js';
@@ -70,6 +70,7 @@ async function runItems(ctx: RunContext, command: BatchCommand, presentation: Pr
       domains.push({ name: item.request.domain, connection: item.request.connection.uri ?? null, status: skip ? 'skipped' : 'failed', error: oneLine(err), skipped: [] });
     }
   }
+  if (command.jsonFile) await refuseReportOverImages(command.jsonFile, units.flatMap(imagesOf));
   const journal = await BatchJournal.open(journalDir(), batchId(describeBatch(command)), command.resume);
   if (command.resume && !journal.found) ctx.log.info('--resume: no journal of an earlier run of this batch: every disk runs');
   if (!command.resume && journal.found) ctx.log.info('an earlier run of this batch was cut short: this run does every disk again (--resume would go on from it)');
@@ -85,6 +86,13 @@ async function runItems(ctx: RunContext, command: BatchCommand, presentation: Pr
   if (failed) ctx.log.info(`The journal of this batch is ${journal.path}: the same command with --resume redoes only what did not finish.`);
   else await journal.remove();
   return failed ? EXIT.SOME_FAILED : EXIT.OK;
+}
+
+/** A unit's images, which --json must not be. */
+function imagesOf(unit: Unit): [string, string][] {
+  const o = unit.options;
+  const input: [string, string] = [`the input image ${o.input}`, o.input];
+  return o.mode === 'copy' ? [input, [`the output image ${o.output}`, o.output]] : [input];
 }
 
 /**

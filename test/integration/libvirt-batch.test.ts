@@ -184,6 +184,23 @@ describeIntegration('libvirt batches (--resume)', { tools: TOOLS, root: true }, 
     expect(await leftoversUnder(tmp)).toEqual([]);
   }, 300_000);
 
+  it('a batch’s --json that is one of its domains’ disks (input, or output in --output-dir) is one line before any disk is run; the disk is unchanged', async () => {
+    const [a, b] = await domain('j-guard', ['vda', 'vdb']);
+    const sums = [await sha256File(a!), await sha256File(b!)];
+    const r = await sparsify(['--in-place', '-d', 'j-guard', '--json', b!]);
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr.split('\n')[0]).toBe(`sparsify: error: --json ${b} is the input image ${b}; it would be overwritten`);
+    const out = join(dir, 'j-out');
+    await mkdir(out);
+    const outputOfA = join(out, 'j-guard-vda.raw');
+    await writeFile(outputOfA, 'not an image');
+    const c = await sparsify(['-d', 'j-guard', '--output-dir', out, '--json', outputOfA]);
+    expect(c.exitCode).toBe(1);
+    expect(c.stderr.split('\n')[0]).toBe(`sparsify: error: --json ${outputOfA} is the output image ${outputOfA}; it would be overwritten`);
+    expect(await readdir(out)).toEqual(['j-guard-vda.raw']);
+    expect([await sha256File(a!), await sha256File(b!)]).toEqual(sums);
+  }, 120_000);
+
   it('a copy batch killed with SIGKILL half-way (process group) resumes with --resume: done disks are not redone, no half-written output is kept, domains end on the new disks', async () => {
     const inputs = [...(await domain('k-one', ['vda', 'vdb'])), ...(await domain('k-two', ['vda', 'vdb']))];
     const sums = await Promise.all(inputs.map(sha256File));
