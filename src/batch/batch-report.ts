@@ -10,7 +10,14 @@ import type { RunReport } from '../report/types.js';
 import { humanBytes } from '../util/size.js';
 
 /** One thing a batch was asked to do. */
-export type BatchItem = { readonly kind: 'domain'; readonly request: DomainRequest } | { readonly kind: 'disk'; readonly options: Options };
+export type BatchItem =
+  | {
+      readonly kind: 'domain';
+      readonly request: DomainRequest;
+      /** Taken by --all-domains: one not shut off, or with no disk to take, is skipped, not failed. */
+      readonly listed?: boolean;
+    }
+  | { readonly kind: 'disk'; readonly options: Options };
 
 /** What became of one disk. */
 export interface DiskOutcome {
@@ -19,17 +26,19 @@ export interface DiskOutcome {
   readonly target?: string;
   readonly source: string;
   readonly status: 'done' | 'failed';
+  /** --resume: an earlier run of the batch finished it; the report is that run's. */
+  readonly resumed?: boolean;
   /** The one-line error of a failed disk. */
   readonly error?: string;
   readonly report?: RunReport;
 }
 
-/** What became of one domain: refused before any disk, or its disks run (and maybe redefined). */
+/** What became of one domain: refused before any disk, skipped (--all-domains), or its disks run (and maybe redefined). */
 export interface DomainOutcome {
   readonly name: string;
   readonly uuid?: string;
   readonly connection: string | null;
-  readonly status: 'done' | 'failed';
+  readonly status: 'done' | 'failed' | 'skipped';
   readonly error?: string;
   readonly skipped: readonly SkippedDisk[];
   /** --update-domain: the definitions before and after, and where the previous one was saved. */
@@ -76,12 +85,12 @@ export function diskLabel(d: Pick<DiskOutcome, 'domain' | 'target' | 'source'>):
   return d.domain !== undefined ? `${d.domain}/${d.target} (${d.source})` : d.source;
 }
 
-/** The closing lines of a batch: one per domain refused or failed, one per disk, then the total. */
+/** The closing lines of a batch: one per domain refused, failed or skipped, one per disk, then the total. */
 export function batchLines(domains: readonly DomainOutcome[], disks: readonly DiskOutcome[]): string[] {
   const lines: string[] = [];
-  for (const d of domains) if (d.status === 'failed') lines.push(`${d.name}: FAILED: ${d.error}`);
+  for (const d of domains) if (d.status !== 'done') lines.push(`${d.name}: ${d.status === 'failed' ? 'FAILED' : 'skipped'}: ${d.error}`);
   for (const d of disks) {
-    lines.push(d.status === 'done' ? `${diskLabel(d)}: done, ${humanBytes(reclaimedBytesOf(d.report!))} reclaimed` : `${diskLabel(d)}: FAILED: ${d.error}`);
+    lines.push(d.status === 'done' ? `${diskLabel(d)}: ${d.resumed ? 'done by an earlier run' : 'done'}, ${humanBytes(reclaimedBytesOf(d.report!))} reclaimed` : `${diskLabel(d)}: FAILED: ${d.error}`);
   }
   const t = batchTotal(disks);
   lines.push(`Total: ${t.done} of ${t.disks} disks done${t.failed ? `, ${t.failed} failed` : ''}, ${humanBytes(t.reclaimedBytes)} reclaimed`);

@@ -20,8 +20,14 @@ export interface TitledJob {
 /** The error of a job whose task never started (the tree stopped first). */
 export const NOT_STARTED = new Error('not started: the batch stopped before this disk');
 
-/** Runs the jobs, `concurrency` at a time; resolves once every started job has released what it opened. */
-export async function runJobs(jobs: readonly TitledJob[], concurrency: number, renderer: 'default' | 'simple' | 'silent', options: JobTaskOptions = {}): Promise<JobResult[]> {
+/** Runs the jobs, `concurrency` at a time, telling `onSettled` as each one ends; resolves once every started job has released what it opened. */
+export async function runJobs(
+  jobs: readonly TitledJob[],
+  concurrency: number,
+  renderer: 'default' | 'simple' | 'silent',
+  options: JobTaskOptions = {},
+  onSettled?: (index: number, result: JobResult) => void,
+): Promise<JobResult[]> {
   const settled: Promise<JobResult>[] = [];
   const tasks: ListrTask[] = jobs.map(({ title, job }, i) => ({
     title,
@@ -31,6 +37,7 @@ export async function runJobs(jobs: readonly TitledJob[], concurrency: number, r
         (report): JobResult => ({ ok: true, report }),
         (error: unknown): JobResult => ({ ok: false, error }),
       );
+      if (onSettled) void settled[i].then((result) => onSettled(i, result));
       await run.begin();
       return task.newListr(run.tasks, { exitOnError: true });
     },

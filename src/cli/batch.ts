@@ -5,19 +5,23 @@
  * the JSON report. A batch of one item keeps that item's own error and exit code (a running
  * domain: 4); a larger batch with any failure exits EXIT.SOME_FAILED.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { batchLines, batchTotal, type BatchReport, type DiskOutcome, type DomainOutcome } from '../batch/batch-report.js';
+import { BatchProgress, batchProgressLine } from '../batch/batch-progress.js';
+import { batchLines, batchTotal, diskLabel, reclaimedBytesOf, type BatchItem, type BatchReport, type DiskOutcome, type DomainOutcome } from '../batch/batch-report.js';
+import { BatchJournal, batchId, journalDir } from '../batch/journal.js';
+import { diskKey, recordDone, resumeVerdict, type ResumeVerdict } from '../batch/resume.js';
 import { defaultJobs } from '../batch/jobs.js';
 import type { RunContext } from '../context.js';
-import { EXIT, cancelledError, isSparsifyError } from '../errors.js';
+import { EXIT, SparsifyError, cancelledError, isSparsifyError } from '../errors.js';
 import { sparsifyJob } from '../index.js';
-import { runJobs } from '../batch/run-jobs.js';
+import { NOT_STARTED, runJobs, type JobResult } from '../batch/run-jobs.js';
+import { listedDomainRequests } from '../libvirt/all-domains.js';
 import { planDomain, updateDomain, type DomainPlan } from '../libvirt/domain-run.js';
 import type { DomainDisk } from '../libvirt/domain-xml.js';
 import type { Options } from '../options.js';
-import { openJsonReportFile, type JsonReportFile } from '../report/report-files.js';
+import { openJsonReportFile, refuseReportOverImages, type JsonReportFile } from '../report/report-files.js';
 import { explainSystemError } from '../util/errno.js';
 import { VERSION } from '../version.js';
 import type { BatchCommand } from './batch-options.js';
@@ -45,10 +49,12 @@ export async function runBatch(ctx: RunContext, command: BatchCommand, presentat
 }
 
 async function runItems(ctx: RunContext, command: BatchCommand, presentation: Presentation, json: JsonReportFile | undefined): Promise<number> {
-  const single = command.items.length === 1;
+  const single = command.items.length === 1 && !command.allDomains;
+  const listed = command.allDomains ? await listedDomainRequests(ctx, command.allDomains) : [];
+  const items: BatchItem[] = [...listed.map((request) => ({ kind: 'domain' as const, request, listed: true })), ...command.items];
   const domains: DomainOutcome[] = [];
   const units: Unit[] = [];
-  for (const item of command.items) {
+  for (const item of items) {
     if (item.kind === 'disk') {
       units.push({ options: item.options });
       continue;
@@ -59,10 +65,16 @@ async function runItems(ctx: RunContext, command: BatchCommand, presentation: Pr
       units.push(...plan.runs.map((run) => ({ options: run.options, plan, disk: run.disk })));
     } catch (err) {
       if (single || isSparsifyError(err, 'CANCELLED')) throw err;
-      domains.push({ name: item.request.domain, connection: item.request.connection.uri ?? null, status: 'failed', error: oneLine(err), skipped: [] });
+      // --all-domains takes what can be done now: a running guest or one with no disk to take is not a failure.
+      const skip = item.listed === true && (isSparsifyError(err, 'DOMAIN_ACTIVE') || isSparsifyError(err, 'UNSUPPORTED'));
+      domains.push({ name: item.request.domain, connection: item.request.connection.uri ?? null, status: skip ? 'skipped' : 'failed', error: oneLine(err), skipped: [] });
     }
   }
-  const outcomes = await runUnits(ctx, units, command.jobs ?? defaultJobs(units.length), presentation);
+  if (command.jsonFile) await refuseReportOverImages(command.jsonFile, units.flatMap(imagesOf));
+  const journal = await BatchJournal.open(journalDir(), batchId(describeBatch(command)), command.resume);
+  if (command.resume && !journal.found) ctx.log.info('--resume: no journal of an earlier run of this batch: every disk runs');
+  if (!command.resume && journal.found) ctx.log.info('an earlier run of this batch was cut short: this run does every disk again (--resume would go on from it)');
+  const outcomes = await runUnits(ctx, units, command.jobs, presentation, journal);
   if (ctx.signal.aborted) throw cancelledError(ctx.signal);
   if (single && outcomes.length === 1 && outcomes[0]!.error !== undefined) throw outcomes[0]!.failure;
   const disks = outcomes.map((o) => o.outcome);
@@ -71,24 +83,90 @@ async function runItems(ctx: RunContext, command: BatchCommand, presentation: Pr
   const report: BatchReport = { tool: 'sparsify', version: VERSION, domains, disks, total: batchTotal(disks) };
   await json?.write(`${JSON.stringify(report, null, 2)}\n`);
   const failed = report.total.failed > 0 || domains.some((d) => d.status === 'failed');
+  if (failed) ctx.log.info(`The journal of this batch is ${journal.path}: the same command with --resume redoes only what did not finish.`);
+  else await journal.remove();
   return failed ? EXIT.SOME_FAILED : EXIT.OK;
 }
 
-/** Every unit as a job under one tree, `jobs` at a time; each one's outcome, failures included. */
-async function runUnits(ctx: RunContext, units: readonly Unit[], jobs: number, presentation: Presentation) {
+/** A unit's images, which --json must not be. */
+function imagesOf(unit: Unit): [string, string][] {
+  const o = unit.options;
+  const input: [string, string] = [`the input image ${o.input}`, o.input];
+  return o.mode === 'copy' ? [input, [`the output image ${o.output}`, o.output]] : [input];
+}
+
+/**
+ * What identifies a batch across runs (its journal's name): mode, outputs, domains and disks in
+ * order; --all-domains by its connection and filters, not by the domains it found.
+ */
+function describeBatch(command: BatchCommand): unknown {
+  const all = command.allDomains;
+  const head = all ? [['all-domains', all.request.connection.uri ?? null, all.filters, all.request.base.mode, all.request.outputDir ?? null]] : [];
+  return [...head, ...command.items.map((item) =>
+    item.kind === 'domain'
+      ? ['domain', item.request.connection.uri ?? null, item.request.domain, item.request.base.mode, item.request.outputDir ?? null]
+      : ['disk', item.options.input, item.options.mode === 'copy' ? item.options.output : null],
+  )];
+}
+
+interface UnitResult {
+  readonly outcome: DiskOutcome;
+  readonly failure?: unknown;
+  readonly error?: string;
+}
+
+/**
+ * Every unit an earlier run did not finish as a job under one tree, `jobs` at a time, each
+ * recorded in the journal once done; each unit's outcome, failures and earlier runs' included.
+ */
+async function runUnits(ctx: RunContext, units: readonly Unit[], jobs: number | undefined, presentation: Presentation, journal: BatchJournal): Promise<UnitResult[]> {
+  const where = (unit: Unit) => ({ ...(unit.plan ? { domain: unit.plan.definition.name, target: unit.disk!.target } : {}), source: unit.options.input });
+  const keys = units.map((unit) => diskKey(unit.options, where(unit)));
+  const verdicts: ResumeVerdict[] = [];
+  for (const [i, unit] of units.entries()) verdicts.push(await resumeVerdict(journal, keys[i]!, unit.options));
+  const results: UnitResult[] = units.map((unit, i) => earlierOutcome(ctx, where(unit), verdicts[i]!));
+  const toRun = units.flatMap((unit, i) => (verdicts[i]!.kind === 'run' ? [i] : []));
   const view = chooseView(presentation, undefined);
   const progress = view.renderer === 'silent' ? {} : { progress: view.renderer === 'default' ? ('bar' as const) : ('lines' as const) };
-  const titled = units.map((unit) => {
-    const job = sparsifyJob(unit.options, ctx, view.ui);
+  const titled = toRun.map((i) => {
+    const unit = units[i]!;
+    const job = sparsifyJob(unit.options, ctx, view.ui, recordDone(journal, keys[i]!, unit.options));
     return { job, title: unit.plan ? `${unit.plan.definition.name}/${unit.disk!.target}: ${job.title}` : job.title };
   });
-  const results = await runJobs(titled, jobs, view.renderer, progress);
-  return results.map((result, i) => {
-    const unit = units[i]!;
-    const where = { ...(unit.plan ? { domain: unit.plan.definition.name, target: unit.disk!.target } : {}), source: unit.options.input };
-    if (result.ok) return { outcome: { ...where, status: 'done' as const, report: result.report } };
-    const error = oneLine(result.error);
-    return { outcome: { ...where, status: 'failed' as const, error }, failure: result.error, error };
+  const meter = await batchMeter(units, toRun, results);
+  const onSettled = (n: number, result: JobResult) => {
+    const state = meter.settle(n, Date.now(), result.ok ? reclaimedBytesOf(result.report) : undefined);
+    // Plain lines only: the task tree of a terminal redraws over anything else written.
+    if (view.renderer === 'simple') ctx.log.info(batchProgressLine(state));
+  };
+  const ran = await runJobs(titled, jobs ?? defaultJobs(Math.max(1, toRun.length)), view.renderer, progress, onSettled);
+  ran.forEach((result, n) => {
+    const i = toRun[n]!;
+    if (result.ok) results[i] = { outcome: { ...where(units[i]!), status: 'done', report: result.report } };
+    else results[i] = { outcome: { ...where(units[i]!), status: 'failed', error: oneLine(result.error) }, failure: result.error, error: oneLine(result.error) };
+  });
+  return results;
+}
+
+/** A unit's outcome before anything runs: done by an earlier run, refused, or (to run) a placeholder. */
+function earlierOutcome(ctx: RunContext, where: Pick<DiskOutcome, 'domain' | 'target' | 'source'>, verdict: ResumeVerdict): UnitResult {
+  if (verdict.kind === 'done') {
+    ctx.log.info(`${diskLabel(where)}: done by an earlier run of this batch, not run again`);
+    return { outcome: { ...where, status: 'done', resumed: true, report: verdict.report } };
+  }
+  const error = verdict.kind === 'refuse' ? verdict.error : NOT_STARTED.message;
+  return { outcome: { ...where, status: 'failed', error }, failure: new SparsifyError('BAD_PATH', error), error };
+}
+
+/** The batch meter: the units to run weighed by their size on the host, the others settled. */
+async function batchMeter(units: readonly Unit[], toRun: readonly number[], results: readonly UnitResult[]): Promise<BatchProgress> {
+  const weights = await Promise.all(toRun.map((i) => stat(units[i]!.options.input).then((st) => st.blocks * 512, () => 0)));
+  const settled = results.filter((_, i) => !toRun.includes(i)).map((r) => r.outcome);
+  const done = settled.filter((d) => d.status === 'done');
+  return new BatchProgress(weights, Date.now(), {
+    finished: settled.length,
+    failed: settled.length - done.length,
+    reclaimedBytes: done.reduce((sum, d) => sum + reclaimedBytesOf(d.report!), 0),
   });
 }
 

@@ -65,6 +65,8 @@ Examples:
   sparsify --in-place -d guest
   sparsify -d guest --output-dir /var/lib/libvirt/images/small --update-domain
   sparsify --in-place --jobs 2 -d web -d db /srv/images/*.qcow2
+  sparsify --resume --in-place --jobs 2 -d web -d db /srv/images/*.qcow2
+  sparsify --in-place --all-domains --filter 'web-*'
   sparsify --template --operations defaults,-logfiles guest.qcow2 template.qcow2`;
 
 function buildProgram(): Command {
@@ -84,10 +86,13 @@ function buildProgram(): Command {
     .option('--in-place, --inplace', 'give free space back to the host in the image itself')
     // libvirt domains (issue 13): one block, so that other options merge beside it.
     .option('-d, --domain <name|uuid>', "a libvirt domain's disks (it must be shut off): in place, or copies into --output-dir (repeatable)", collect, [])
+    .option('--all-domains', 'every domain of the connection (-c); one not shut off is skipped with the reason')
+    .option('--filter <glob>', "with --all-domains: only domains whose name matches this shell glob ('web-*'; repeatable)", collect, [])
     .option('-c, --connect <uri>', "libvirt connection URI for -d (default: virsh's)")
     .option('--output-dir <dir>', 'copy mode with -d or several disks: one output per disk, named after the disk')
     .option('--update-domain', 'with -d --output-dir: point the domain at the new disks (the old definition is kept beside them)')
     .option('--jobs <n>', 'with -d or several disks: how many disks at once (default: one per core, a GiB of memory each)')
+    .option('--resume', 'a batch cut short (Ctrl-C, a crash, a reboot): the same command with --resume skips the disks it finished')
     .option('--inspect', "show the guest's operating systems and filesystems (read-only, inside the libguestfs appliance)")
     .option('--xml', "with --inspect: virt-inspector's XML on stdout")
     // Templating (issue 11): one block, so that other options merge beside it.
@@ -176,6 +181,7 @@ export function parseCommandLine(argv: readonly string[]): Command_ {
   if (o.xml) throw usage('--xml goes with --inspect');
   if (isBatch(o, disks)) return { kind: 'batch', command: validateBatch(o, disks, validate), presentation };
   if (o.connect !== undefined || o.updateDomain) throw usage('-c and --update-domain go with -d DOMAIN');
+  if ((o.filter as string[]).length > 0) throw usage('--filter goes with --all-domains');
   return { kind: 'run', options: validate(o, disks), presentation };
 }
 
@@ -322,7 +328,7 @@ function validateTemplate(o: Raw): TemplateRequest | undefined {
 const NOT_WITH_INSPECT: Record<string, string> = {
   inPlace: '--in-place', inplace: '--in-place', compress: '--compress', convert: '--convert', o: '-o',
   tmp: '--tmp', overwrite: '--overwrite', verify: '--verify', skipZeroPass: '--no-zero',
-  connect: '-c', outputDir: '--output-dir', updateDomain: '--update-domain', jobs: '--jobs',
+  connect: '-c', outputDir: '--output-dir', updateDomain: '--update-domain', jobs: '--jobs', resume: '--resume', allDomains: '--all-domains',
   export: '--export', ova: '--ova',
   template: '--template', dryRun: '--dry-run',
   shrink: '--shrink', shrinkMargin: '--shrink-margin',

@@ -6,6 +6,7 @@
 import type { RunContext } from '../context.js';
 import { SparsifyError } from '../errors.js';
 import { ToolFailedError, runTool, stderrTail } from '../util/run.js';
+import { parseDomainNames } from './domain-filter.js';
 import { parseDomInfo, type DomainState } from './domain-state.js';
 
 /** Which libvirt to ask: a URI, or virsh's default. */
@@ -47,4 +48,9 @@ export function readDomainXml(ctx: RunContext, conn: Connection, domain: string)
 /** `virsh define --validate FILE`: checked against libvirt's schema, then it replaces the domain's definition. */
 export async function defineDomain(ctx: RunContext, conn: Connection, xmlPath: string): Promise<void> {
   await runVirsh(ctx, conn, ['define', '--validate', '--file', xmlPath]);
+}
+
+/** Every domain of the connection, shut off or not (`virsh list --all --name`). */
+export async function listDomainNames(ctx: RunContext, conn: Connection): Promise<string[]> {
+  return parseDomainNames(await runVirsh(ctx, conn, ['list', '--all', '--name']));
 }

@@ -153,6 +153,17 @@ export interface JsonReportFile {
   close(failed: boolean): Promise<void>;
 }
 
+/**
+ * Refuses (USAGE, one line) a --json `path` that is one of `images` ([what, path]: a batch's
+ * inputs and outputs, known once its domains are read). The file opened before is not written
+ * until the end, so nothing was clobbered yet.
+ */
+export async function refuseReportOverImages(path: string, images: readonly (readonly [string, string])[]): Promise<void> {
+  const guarded: [string, Identity][] = [];
+  for (const [what, image] of images) guarded.push([what, await identify(image)]);
+  refuseGuarded('--json', path, await identify(path), guarded);
+}
+
 /** Opens `path` for --json as a single run does (one-line error now; no truncation until written). */
 export async function openJsonReportFile(path: string): Promise<JsonReportFile> {
   const file = await openChecked(path, '--json', 'JSON report', []);

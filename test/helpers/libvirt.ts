@@ -144,7 +144,11 @@ async function stopDaemon(child: ChildProcess, exited: Promise<number | null>, d
     if (pid > 0 && (await isQemu(pid))) process.kill(pid, 'SIGKILL');
   }
   await rm(daemon.root, { recursive: true, force: true });
-  for (const path of made) await rmdir(path).catch(() => undefined);
+  for (const path of made) {
+    // libvirt's clients (virsh, run outside the namespace) leave their identity token here.
+    if (path === '/run/libvirt') await rm(join(path, 'common'), { recursive: true, force: true });
+    await rmdir(path).catch(() => undefined);
+  }
 }
 
 async function isQemu(pid: number): Promise<boolean> {

@@ -55,7 +55,8 @@ describeIntegration('libvirt domains (-d, -c)', { tools: TOOLS, root: true }, ()
     await libvirtd!.virsh(['define', '--validate', xmlPath]);
   }
 
-  const sparsify = (args: string[]) => runCli(['-c', libvirtd!.uri, ...args], { TMPDIR: tmp });
+  // A batch's journal goes under XDG_STATE_HOME: here, not the user's ~/.local/state.
+  const sparsify = (args: string[]) => runCli(['-c', libvirtd!.uri, ...args], { TMPDIR: tmp, XDG_STATE_HOME: join(dir, 'state') });
 
   it('--in-place -d: every writable disk gives its free space back, files identical; read-only disks and cdroms are left alone, by name', async () => {
     const a = await disk(raw, 'inplace-a');

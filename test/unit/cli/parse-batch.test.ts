@@ -66,4 +66,22 @@ describe('parseCommandLine: -d DOMAIN and batches', () => {
     expect(parseCommandLine(['--in-place', 'a.img']).kind).toBe('run');
     expect(parseCommandLine(['a.img', 'b.img']).kind).toBe('run');
   });
+
+  it('--all-domains with --filter (repeatable): listed when the batch runs, each domain getting the same request', () => {
+    const c = batch('--in-place', '--all-domains', '--filter', 'web-*', '--filter', 'db', '-c', 'qemu:///system');
+    expect(c.items).toEqual([]);
+    expect(c.allDomains).toMatchObject({ filters: ['web-*', 'db'], request: { connection: { uri: 'qemu:///system' }, updateDomain: false, base: { mode: 'in-place' } } });
+    expect(batch('--all-domains', '--output-dir', dir, '--update-domain').allDomains).toMatchObject({ filters: [], request: { outputDir: dir, updateDomain: true } });
+  });
+
+  it('--filter without --all-domains, or --all-domains with -d, is a usage error', () => {
+    expect(usage('--in-place', '--filter', 'w*', 'x.img')).toBe('--filter goes with --all-domains');
+    expect(usage('--in-place', '-d', 'a', '--filter', 'w*')).toBe('--filter goes with --all-domains');
+    expect(usage('--in-place', '--all-domains', '-d', 'a')).toMatch(/^you cannot use -d and --all-domains options together/);
+  });
+
+  it('--resume makes a batch, even of one disk', () => {
+    expect(batch('--in-place', '--resume', 'x.img').resume).toBe(true);
+    expect(batch('--in-place', 'x.img', 'y.img').resume).toBe(false);
+  });
 });
