@@ -128,7 +128,7 @@ function buildProgram(): Command {
     // LUKS keys (src/keys/), as virt-sparsify takes them.
     .addOption(new Option('--key <selector>', 'open a LUKS volume: ID:key:STRING or ID:file:FILE, ID a device, a LUKS UUID or all (repeatable)').argParser(collect).default([]))
     .option('--keys-from-stdin', 'read one key per line from stdin for each LUKS volume no --key names, in disk order')
-    .option('--echo-keys', 'echo the keys typed at a terminal prompt')
+    .option('--echo-keys', "virt-sparsify's: echo keys typed at its prompt; sparsify never prompts (a LUKS volume with no key is copied as is), so no effect")
     .version(`sparsify ${VERSION}`, '-V, --version')
     .helpOption('--help', 'display help')
     .addHelpText('after', EXIT_CODES_HELP)
