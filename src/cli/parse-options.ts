@@ -130,11 +130,10 @@ function buildProgram(): Command {
     .addOption(new Option('--colour').hideHelp())
     // virt-sparsify's OCaml GC check at exit; accepted with no effect, as its test scripts pass it.
     .addOption(new Option('--debug-gc').hideHelp())
-    // LUKS keys (src/keys/): hidden until encrypted volumes are sparsified end to end (issue 14).
-    // --echo-keys only matters to a tty prompt, which sparsify does not show.
-    .addOption(new Option('--echo-keys').hideHelp())
-    .addOption(new Option('--keys-from-stdin').hideHelp())
-    .addOption(new Option('--key <selector>').hideHelp().argParser(collect).default([]))
+    // LUKS keys (src/keys/), as virt-sparsify takes them.
+    .addOption(new Option('--key <selector>', 'open a LUKS volume: ID:key:STRING or ID:file:FILE, ID a device, a LUKS UUID or all (repeatable)').argParser(collect).default([]))
+    .option('--keys-from-stdin', 'read one key per line from stdin for each LUKS volume no --key names, in disk order')
+    .option('--echo-keys', "virt-sparsify's: echo keys typed at its prompt; sparsify never prompts (a LUKS volume with no key is copied as is), so no effect")
     .version(`sparsify ${VERSION}`, '-V, --version')
     .helpOption('--help', 'display help')
     .addHelpText('after', EXIT_CODES_HELP)

@@ -10,6 +10,7 @@ import { ExtentSet } from '../disk/extent-set.js';
 import { sliceReader, type BlockReader } from '../disk/types.js';
 import { isSparsifyError } from '../errors.js';
 import { readEncryptedFreeSpace } from '../fs/luks/inner-free.js';
+import type { LuksHeader } from '../fs/luks/header.js';
 import { openLuksVolume } from '../fs/luks/open.js';
 import type { FreeMap } from '../fs/types.js';
 import type { KeyStore } from '../keys/key-store.js';
@@ -21,6 +22,13 @@ export interface LuksVolumeFacts {
   readonly structures: ExtentSet;
 }
 
+/** "argon2id, 32 MiB, 4 passes" of the first key slot: what the derivation costs. */
+function kdfSummary(header: LuksHeader): string {
+  const kdf = header.keyslots[0]?.kdf;
+  if (!kdf) return 'no key slot';
+  return kdf.type === 'pbkdf2' ? `PBKDF2-${kdf.hash}, ${kdf.iterations} iterations` : `${kdf.type}, ${Math.round(kdf.memoryKib / 1024)} MiB, ${kdf.time} passes`;
+}
+
 const NO_KEYS: KeyStore = { keysFor: () => Promise.resolve([]) };
 
 /** Opens the LUKS volume `volume` of `device` with `keys` and reads the free space inside. */
@@ -28,7 +36,8 @@ export async function readLuksVolume(ctx: RunContext, device: BlockReader, volum
   const reader = sliceReader(device, volume.offsetBytes, volume.sizeBytes);
   let opened;
   try {
-    opened = await openLuksVolume(reader, volume.name, keys ?? NO_KEYS, ctx.signal);
+    const deriving = (header: LuksHeader) => ctx.log.info(`${volume.name}: deriving the LUKS${header.version} key (${kdfSummary(header)})`);
+    opened = await openLuksVolume(reader, volume.name, keys ?? NO_KEYS, ctx.signal, deriving);
   } catch (err) {
     if (!isSparsifyError(err, 'BAD_IMAGE', 'UNSUPPORTED')) throw err; // BAD_KEY ends the run: the user gave a wrong key
     return { freeMap: { trusted: false, reason: err.message }, structures: ExtentSet.empty };
@@ -46,9 +55,9 @@ export async function readLuksVolume(ctx: RunContext, device: BlockReader, volum
       unitBytes: opened.view.sectorBytes,
       counterFreeBytes: found.cipherFree.totalBytes,
       detail: `LUKS${opened.header.version}: ciphertext of the free blocks of ${[
-        ...found.inner.map((i) => i.volume.name),
+        ...found.inner.filter((i) => i.freeMap?.trusted).map((i) => i.volume.name),
         ...(found.vgName ? [`VG ${found.vgName} free extents`] : []),
-      ].join(', ')}`,
+      ].join(', ')} dropped (the guest reads those free blocks as noise, not zeros)`,
     },
     structures,
   };

@@ -19,7 +19,7 @@ export interface LineSink {
 }
 
 /** What `--machine-readable` prints with no disks, as virt-sparsify does. */
-export const CAPABILITIES = ['virt-sparsify', 'linux-swap', 'zero', 'check-tmpdir', 'in-place', 'tmp-option', 'ntfs', 'btrfs'] as const;
+export const CAPABILITIES = ['virt-sparsify', 'linux-swap', 'zero', 'check-tmpdir', 'in-place', 'tmp-option', 'ntfs', 'btrfs', 'luks'] as const;
 
 /** The capability lines, newline-terminated. */
 export function capabilityLines(): string {

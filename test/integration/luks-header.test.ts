@@ -14,7 +14,7 @@ import { unlockLuks } from '../../src/fs/luks/unlock.js';
 import { probeVolume } from '../../src/fs/probe.js';
 import { readLayout } from '../../src/layout/read-layout.js';
 import { openFileReader } from '../helpers/file-reader.js';
-import { buildLuksFixture, LUKS_VOLUMES, type LuksTruth } from '../helpers/luks-fixture.js';
+import { buildLuksFixture, forgePrimary, LUKS_VOLUMES, type LuksTruth } from '../helpers/luks-fixture.js';
 import { memoryReader } from '../helpers/mem-reader.js';
 import { describeIntegration } from '../helpers/require.js';
 
@@ -103,22 +103,6 @@ describeIntegration('LUKS volumes made by cryptsetup in the appliance', { tools:
 
   describeHostile(() => volumes);
 });
-
-/** Rewrites the primary LUKS2 header's JSON with `edit`, bumps its seqid and fixes its checksum. */
-function forgePrimary(bytes: Uint8Array, edit: (json: string) => string): Uint8Array {
-  const out = bytes.slice();
-  const view = new DataView(out.buffer);
-  const hdrSize = Number(view.getBigUint64(8, false));
-  const area = out.subarray(4096, hdrSize);
-  const end = area.indexOf(0);
-  const json = edit(new TextDecoder().decode(area.subarray(0, end)));
-  area.fill(0);
-  area.set(new TextEncoder().encode(json));
-  view.setBigUint64(16, view.getBigUint64(16, false) + 1n, false);
-  out.fill(0, 448, 512);
-  out.set(createHash('sha256').update(out.subarray(0, hdrSize)).digest(), 448);
-  return out;
-}
 
 function describeHostile(volumes: () => Map<string, { reader: BlockReader; bytes: Uint8Array }>): void {
   it('refuses an Argon2 header asking for 100 GiB of memory before deriving anything', async () => {

@@ -10,6 +10,7 @@ import { diskFreeRanges, readVolumeFreeMap } from '../../engines/map/free-map.js
 import { isSparsifyError } from '../../errors.js';
 import { readLvm } from '../../layout/lvm.js';
 import type { Volume } from '../../layout/types.js';
+import { hibernationReason, untrustedMapReason } from '../../plan/types.js';
 import { probeVolume } from '../probe.js';
 import type { FreeMap, ProbeResult } from '../types.js';
 import type { DecryptedView } from './decrypted-view.js';
@@ -33,6 +34,21 @@ export interface EncryptedFreeSpace {
   readonly notes: readonly string[];
 }
 
+/**
+ * The free map of one volume inside (invariant 4): a dirty or hibernated filesystem's on-disk
+ * map is not the truth, so it is refused with the reason and its blocks are kept as they are.
+ */
+async function innerFreeMap(view: DecryptedView, volume: Volume, fs: ProbeResult): Promise<FreeMap | undefined> {
+  if (fs.hibernated) return { trusted: false, reason: hibernationReason(fs) };
+  if (fs.dirty) return { trusted: false, reason: untrustedMapReason({ volume, fs })! };
+  return readVolumeFreeMap(view, volume, fs);
+}
+
+/** Why an inner volume's free blocks are kept: "NAME: REASON: copied as it is", or undefined. */
+function keptNote(i: InnerVolume): string | undefined {
+  return i.freeMap?.trusted === false ? `${i.volume.name}: ${i.freeMap.reason}: its blocks are copied as they are` : undefined;
+}
+
 /** Maps plaintext free ranges to whole ciphertext sectors of the LUKS volume. */
 function toCipher(view: DecryptedView, plainFree: ExtentSet): ExtentSet {
   return ExtentSet.from(
@@ -48,9 +64,10 @@ export async function readEncryptedFreeSpace(view: DecryptedView, volumeName: st
   const whole: Volume = { name: volumeName, offsetBytes: 0, sizeBytes: view.sizeBytes, kind: 'whole-disk' };
   const fs = await probeVolume(view);
   if (fs.type !== 'lvm-pv') {
-    const freeMap = await readVolumeFreeMap(view, whole, fs);
+    const freeMap = await innerFreeMap(view, whole, fs);
     const plainFree = freeMap ? diskFreeRanges(whole, freeMap) : ExtentSet.empty;
-    return { inner: [{ volume: whole, fs, freeMap }], cipherFree: toCipher(view, plainFree), notes: [] };
+    const inner = [{ volume: whole, fs, freeMap }];
+    return { inner, cipherFree: toCipher(view, plainFree), notes: inner.map(keptNote).filter((n) => n !== undefined) };
   }
   let lvm;
   try {
@@ -64,10 +81,11 @@ export async function readEncryptedFreeSpace(view: DecryptedView, volumeName: st
   let plainFree = lvm.freeOnPv;
   for (const lv of lvm.volumes) {
     const lvFs = await probeVolume(sliceReader(view, lv.offsetBytes, lv.sizeBytes));
-    const freeMap = await readVolumeFreeMap(view, lv, lvFs);
+    const freeMap = await innerFreeMap(view, lv, lvFs);
     inner.push({ volume: lv, fs: lvFs, freeMap });
     if (freeMap) plainFree = plainFree.union(diskFreeRanges(lv, freeMap));
   }
   // Invariant 7: LVM's label and metadata areas are never free, whatever a map says.
+  notes.push(...inner.map(keptNote).filter((n) => n !== undefined));
   return { inner, cipherFree: toCipher(view, plainFree.subtract(lvm.structures)), vgName: lvm.vgName, notes };
 }

@@ -17,13 +17,21 @@ export type OpenedLuks =
 /**
  * Opens the LUKS volume `reader` covers with the keys `keys` holds for it. Throws BAD_KEY when
  * keys were given and none opens a slot, BAD_IMAGE or UNSUPPORTED for a header it cannot use.
+ * `onDerive` hears when key derivation (seconds, with the header's Argon2 costs) begins.
  */
-export async function openLuksVolume(reader: BlockReader, volumeName: string, keys: KeyStore, signal?: AbortSignal): Promise<OpenedLuks> {
+export async function openLuksVolume(
+  reader: BlockReader,
+  volumeName: string,
+  keys: KeyStore,
+  signal?: AbortSignal,
+  onDerive?: (header: LuksHeader) => void,
+): Promise<OpenedLuks> {
   const header = await readLuksHeader(reader);
   const secrets = await keys.keysFor(volumeName, header.uuid);
   if (secrets.length === 0) {
     return { opened: false, header, reason: `encrypted (LUKS${header.version}) and no --key was given for it` };
   }
+  onDerive?.(header);
   const unlocked = await unlockLuks(reader, header, secrets.map((s) => s.bytes()), volumeName, signal);
   return { opened: true, header, view: openDecryptedView(reader, header, unlocked.volumeKey, volumeName), keyslot: unlocked.keyslot };
 }

@@ -1,0 +1,125 @@
+/**
+ * Issue 14's "Done when" on the Debian/Ubuntu installer layout (scripts/make-luks --installer):
+ * GPT with an ext4 /boot, a LUKS2 Argon2id volume holding LVM (ext4 root LV, swap LV) and a
+ * LUKS1 PBKDF2 volume holding ext4, each with data written and deleted. sparsify runs as an
+ * ordinary user (copy mode, and in place on a qcow2), and through --keys-from-stdin; then every
+ * output is opened with the keys in ONE appliance launch: every file is as it was, fsck is clean,
+ * the swap UUID is kept, and the LUKS headers are byte for byte the input's.
+ */
+import { execFile, execFileSync } from 'node:child_process';
+import { chown, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { CLI, leftoversUnder, makeRunTmp, type CliResult } from '../helpers/cli.js';
+import { buildLuksInstaller, checkInstallerImages, LUKS_INSTALLER, rangeHashes, type InstallerCheck } from '../helpers/luks-fixture.js';
+import { ensureTestUser, runCliAsUser } from '../helpers/ordinary-user.js';
+import { describeIntegration } from '../helpers/require.js';
+import { allocatedBytes, sha256File } from '../helpers/verify.js';
+
+const execFileAsync = promisify(execFile);
+const MiB = 1024 * 1024;
+const { luks1Passphrase, luks2Passphrase } = LUKS_INSTALLER;
+
+/** Runs sparsify as root with `input` on its stdin. */
+function runCliWithStdin(args: readonly string[], input: string, env: Record<string, string>): Promise<CliResult> {
+  return new Promise((resolve) => {
+    const child = execFile(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, maxBuffer: 64 << 20, timeout: 100_000, killSignal: 'SIGKILL' }, (error, stdout, stderr) => {
+      resolve({ exitCode: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stdout, stderr });
+    });
+    child.stdin?.end(input);
+  });
+}
+
+describeIntegration('LUKS: the installer layout, as an ordinary user', { tools: ['guestfish', 'qemu-img', 'qemu-storage-daemon', 'runuser', 'useradd'], root: true }, () => {
+  let input: string;
+  let truth: InstallerCheck;
+  let inputSha: string;
+  let dir: string;
+  let env: Record<string, string>;
+  const outputs: { name: string; path: string; reclaimedAtLeast: number }[] = [];
+  /** The --keys-from-stdin copy: the same volumes reclaimed as in place, so the same bytes. */
+  let stdinOutput = '';
+
+  beforeAll(async () => {
+    ({ imagePath: input, truth } = await buildLuksInstaller());
+    inputSha = await sha256File(input);
+    const user = ensureTestUser();
+    dir = await makeRunTmp();
+    await chown(dir, user.uid, user.gid);
+    env = { PATH: process.env.PATH!, HOME: dir, TMPDIR: dir, LIBGUESTFS_BACKEND: 'direct', LIBGUESTFS_BACKEND_SETTINGS: 'force_tcg' };
+  }, 600_000);
+  afterAll(() => rm(dir, { recursive: true, force: true }));
+
+  const deleted = (...names: string[]) => names.reduce((sum, n) => sum + truth.deletedMiB[n]! * MiB, 0);
+
+  it('copy mode with --key /dev/sda2:key:…: the deleted data of /boot and of the root LV inside LUKS2 is gone; no key in any output', async () => {
+    const output = join(dir, 'copy.img');
+    const json = join(dir, 'copy.json');
+    const run = await runCliAsUser(['-v', '-x', '--json', json, '--key', `/dev/sda2:key:${luks2Passphrase}`, input, output], env, 300_000);
+    expect(run.stderr).not.toMatch(/error/);
+    expect(run.exitCode).toBe(0);
+    // sda3 had no key: copied as is, and the warning says how to give one.
+    expect(run.stderr).toMatch(/\/dev\/sda3: .*no --key was given for it/);
+    const said = run.stdout + run.stderr + (await readFile(json, 'utf8'));
+    expect(said).not.toContain(luks2Passphrase);
+    expect(said).toMatch(/ciphertext/);
+    const saved = (await allocatedBytes(input)) - (await allocatedBytes(output));
+    expect(saved).toBeGreaterThanOrEqual(0.9 * deleted('root', 'boot'));
+    outputs.push({ name: 'copy', path: output, reclaimedAtLeast: deleted('root', 'boot') });
+    expect(await sha256File(input)).toBe(inputSha);
+  }, 400_000);
+
+  it('in place on a qcow2 with --key /dev/sda2:key:… and --key all:file:…: LUKS2 and LUKS1 ciphertext of free blocks is discarded', async () => {
+    const image = join(dir, 'inplace.qcow2');
+    execFileSync('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', input, image]);
+    const user = ensureTestUser();
+    await chown(image, user.uid, user.gid);
+    const keyFile = join(dir, 'luks1.key');
+    await writeFile(keyFile, `${luks1Passphrase}\n`, { mode: 0o600 });
+    await chown(keyFile, user.uid, user.gid);
+    const before = await allocatedBytes(image);
+    const run = await runCliAsUser(['--in-place', '--key', `/dev/sda2:key:${luks2Passphrase}`, '--key', `all:file:${keyFile}`, image], env, 300_000);
+    expect(run.stderr).not.toMatch(/error|warning/);
+    expect(run.exitCode).toBe(0);
+    expect(run.stdout + run.stderr).not.toContain(luks1Passphrase);
+    const saved = before - (await allocatedBytes(image));
+    expect(saved).toBeGreaterThanOrEqual(0.9 * deleted('root', 'luks1', 'boot'));
+    outputs.push({ name: 'in place', path: image, reclaimedAtLeast: deleted('root', 'luks1', 'boot') });
+  }, 400_000);
+
+  it('--keys-from-stdin through the CLI: one line per encrypted volume, in disk order; LUKS1 (PBKDF2) reclaimed too', async () => {
+    const output = join(dir, 'stdin.img');
+    const run = await runCliWithStdin(['--keys-from-stdin', '--format', 'raw', input, output], `${luks2Passphrase}\n${luks1Passphrase}\n`, { TMPDIR: dir });
+    expect(run.stderr).not.toMatch(/error|warning/);
+    expect(run.exitCode).toBe(0);
+    const saved = (await allocatedBytes(input)) - (await allocatedBytes(output));
+    expect(saved).toBeGreaterThanOrEqual(0.9 * deleted('root', 'luks1', 'boot'));
+    stdinOutput = output;
+    expect(await sha256File(input)).toBe(inputSha);
+  }, 400_000);
+
+  it('opened with the keys in the appliance, copy and in place hold every file as it was, fsck clean, swap kept, LUKS headers unchanged', async () => {
+    expect(outputs.map((o) => o.name)).toEqual(['copy', 'in place']);
+    const checks = await checkInstallerImages(outputs.map((o) => o.path));
+    const wantHeaders = await rangeHashes(input, truth.headers);
+    for (const [i, o] of outputs.entries()) {
+      const check = checks[i]!;
+      expect({ output: o.name, fsck: check.fsck }).toEqual({ output: o.name, fsck: { boot: 'clean', root: 'clean', luks1: 'clean' } });
+      expect({ output: o.name, files: check.files }).toEqual({ output: o.name, files: truth.files });
+      expect(check.swapUuid).toBe(truth.swapUuid);
+      expect(check.headers).toEqual(truth.headers);
+      let raw = o.path;
+      if (o.path.endsWith('.qcow2')) {
+        raw = `${o.path}.raw`;
+        await execFileAsync('qemu-img', ['convert', '-f', 'qcow2', '-O', 'raw', o.path, raw]);
+      }
+      expect({ output: o.name, headers: await rangeHashes(raw, truth.headers) }).toEqual({ output: o.name, headers: wantHeaders });
+    }
+    expect(truth.files.root.split('\n')).toHaveLength(5);
+    // --keys-from-stdin reclaimed what in place did (all three volumes): byte for byte the same disk.
+    await execFileAsync('cmp', [stdinOutput, `${outputs[1]!.path}.raw`]);
+    const ours = new Set([...outputs.map((o) => o.path), stdinOutput, join(dir, 'copy.json'), join(dir, 'luks1.key'), join(dir, 'inplace.qcow2.raw')]);
+    expect((await leftoversUnder(dir)).filter((l) => !ours.has(l.replace(/^file: /, '')))).toEqual([]);
+  }, 600_000);
+});
