@@ -85,10 +85,14 @@ export function diskLabel(d: Pick<DiskOutcome, 'domain' | 'target' | 'source'>):
   return d.domain !== undefined ? `${d.domain}/${d.target} (${d.source})` : d.source;
 }
 
+/** One line per domain refused, failed or skipped (`NAME: FAILED: why`, `NAME: skipped: why`). */
+export function domainLines(domains: readonly DomainOutcome[]): string[] {
+  return domains.filter((d) => d.status !== 'done').map((d) => `${d.name}: ${d.status === 'failed' ? 'FAILED' : 'skipped'}: ${d.error}`);
+}
+
 /** The closing lines of a batch: one per domain refused, failed or skipped, one per disk, then the total. */
 export function batchLines(domains: readonly DomainOutcome[], disks: readonly DiskOutcome[]): string[] {
-  const lines: string[] = [];
-  for (const d of domains) if (d.status !== 'done') lines.push(`${d.name}: ${d.status === 'failed' ? 'FAILED' : 'skipped'}: ${d.error}`);
+  const lines = domainLines(domains);
   for (const d of disks) {
     lines.push(d.status === 'done' ? `${diskLabel(d)}: ${d.resumed ? 'done by an earlier run' : 'done'}, ${humanBytes(reclaimedBytesOf(d.report!))} reclaimed` : `${diskLabel(d)}: FAILED: ${d.error}`);
   }

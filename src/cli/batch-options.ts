@@ -43,7 +43,6 @@ export function validateBatch(o: Raw, disks: readonly string[], validate: (o: Ra
   if (filters.length > 0 && !allDomains) throw usage('--filter goes with --all-domains');
   if (allDomains && domains.length > 0) throw usage('you cannot use -d and --all-domains options together: --all-domains takes every domain (--filter picks some)');
   if ((domains.length > 0 || allDomains) && o.format !== undefined) throw usage("-d: each disk's format comes from the domain definition; drop --format");
-  if (o.machineReadable) throw usage('you cannot use -d, --output-dir or several disks with --machine-readable (not yet)');
   if (o.ova) throw usage('you cannot use --ova in a batch: an OVA is not a disk a domain can use');
   const inPlace = Boolean(o.inPlace || o.inplace);
   const outputDir = o.outputDir === undefined ? undefined : resolve(o.outputDir as string);

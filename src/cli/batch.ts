@@ -8,8 +8,9 @@
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { BatchMachineLines } from '../batch/batch-machine-lines.js';
 import { BatchProgress, batchProgressLine } from '../batch/batch-progress.js';
-import { batchLines, batchTotal, diskLabel, reclaimedBytesOf, type BatchItem, type BatchReport, type DiskOutcome, type DomainOutcome } from '../batch/batch-report.js';
+import { batchLines, batchTotal, diskLabel, domainLines, reclaimedBytesOf, type BatchItem, type BatchReport, type DiskOutcome, type DomainOutcome } from '../batch/batch-report.js';
 import { BatchJournal, batchId, journalDir } from '../batch/journal.js';
 import { diskKey, recordDone, resumeVerdict, type ResumeVerdict } from '../batch/resume.js';
 import { defaultJobs } from '../batch/jobs.js';
@@ -21,11 +22,12 @@ import { listedDomainRequests } from '../libvirt/all-domains.js';
 import { planDomain, updateDomain, type DomainPlan } from '../libvirt/domain-run.js';
 import type { DomainDisk } from '../libvirt/domain-xml.js';
 import type { Options } from '../options.js';
-import { openJsonReportFile, refuseReportOverImages, type JsonReportFile } from '../report/report-files.js';
+import { openJsonReportFile, openMachineLinesFile, refuseReportOverImages, type JsonReportFile, type MachineLinesFile } from '../report/report-files.js';
 import { explainSystemError } from '../util/errno.js';
 import { VERSION } from '../version.js';
 import type { BatchCommand } from './batch-options.js';
 import { chooseView } from './output.js';
+import type { LineSink } from '../report/machine-readable.js';
 import type { Presentation } from './parse-options.js';
 
 /** One disk of the batch: its run, and its domain's plan when it has one. */
@@ -71,20 +73,44 @@ async function runItems(ctx: RunContext, command: BatchCommand, presentation: Pr
     }
   }
   if (command.jsonFile) await refuseReportOverImages(command.jsonFile, units.flatMap(imagesOf));
+  const machine = presentation.machineReadable ? await openMachineLinesFile(presentation.machineReadable, units.flatMap(imagesOf)) : undefined;
+  try {
+    return await runPlanned(ctx, command, presentation, { units, domains, single, json, machine });
+  } finally {
+    await machine?.close();
+  }
+}
+
+/** What a batch has once its domains are planned. */
+interface Planned {
+  readonly units: readonly Unit[];
+  /** The domains refused or skipped while planning; the others are added at the end. */
+  readonly domains: DomainOutcome[];
+  readonly single: boolean;
+  readonly json: JsonReportFile | undefined;
+  readonly machine: MachineLinesFile | undefined;
+}
+
+async function runPlanned(ctx: RunContext, command: BatchCommand, presentation: Presentation, planned: Planned): Promise<number> {
+  const { units, domains, single, json, machine } = planned;
   const journal = await BatchJournal.open(journalDir(), batchId(describeBatch(command)), command.resume);
   if (command.resume && !journal.found) ctx.log.info('--resume: no journal of an earlier run of this batch: every disk runs');
   if (!command.resume && journal.found) ctx.log.info('an earlier run of this batch was cut short: this run does every disk again (--resume would go on from it)');
-  const outcomes = await runUnits(ctx, units, command.jobs, presentation, journal);
-  if (ctx.signal.aborted) throw cancelledError(ctx.signal);
+  const { outcomes, lines } = await runUnits(ctx, units, command.jobs, presentation, journal, machine?.sink);
+  if (ctx.signal.aborted) throw interrupted(ctx.signal, journal);
   if (single && outcomes.length === 1 && outcomes[0]!.error !== undefined) throw outcomes[0]!.failure;
   const disks = outcomes.map((o) => o.outcome);
   domains.push(...(await finishDomains(ctx, units, disks)));
-  if (!presentation.quiet) process.stdout.write(`\n${batchLines(domains, disks).join('\n')}\n`);
+  if (lines) domainLines(domains).forEach((line) => lines.message(line));
+  else if (!presentation.quiet) process.stdout.write(`\n${batchLines(domains, disks).join('\n')}\n`);
   const report: BatchReport = { tool: 'sparsify', version: VERSION, domains, disks, total: batchTotal(disks) };
+  lines?.total(report.total);
   await json?.write(`${JSON.stringify(report, null, 2)}\n`);
   const failed = report.total.failed > 0 || domains.some((d) => d.status === 'failed');
-  if (failed) ctx.log.info(`The journal of this batch is ${journal.path}: the same command with --resume redoes only what did not finish.`);
+  const note = `The journal of this batch is ${journal.path}: the same command with --resume redoes only what did not finish.`;
+  if (failed) (lines ? lines.message(note) : ctx.log.info(note));
   else await journal.remove();
+  if (machine?.failure()) throw machine.failure();
   return failed ? EXIT.SOME_FAILED : EXIT.OK;
 }
 
@@ -117,35 +143,41 @@ interface UnitResult {
 
 /**
  * Every unit an earlier run did not finish as a job under one tree, `jobs` at a time, each
- * recorded in the journal once done; each unit's outcome, failures and earlier runs' included.
+ * recorded in the journal once done; each unit's outcome, failures and earlier runs' included,
+ * and the batch's machine-readable lines when `machine` is given.
  */
-async function runUnits(ctx: RunContext, units: readonly Unit[], jobs: number | undefined, presentation: Presentation, journal: BatchJournal): Promise<UnitResult[]> {
+async function runUnits(ctx: RunContext, units: readonly Unit[], jobs: number | undefined, presentation: Presentation, journal: BatchJournal, machine: LineSink | undefined) {
   const where = (unit: Unit) => ({ ...(unit.plan ? { domain: unit.plan.definition.name, target: unit.disk!.target } : {}), source: unit.options.input });
   const keys = units.map((unit) => diskKey(unit.options, where(unit)));
   const verdicts: ResumeVerdict[] = [];
   for (const [i, unit] of units.entries()) verdicts.push(await resumeVerdict(journal, keys[i]!, unit.options));
   const results: UnitResult[] = units.map((unit, i) => earlierOutcome(ctx, where(unit), verdicts[i]!));
   const toRun = units.flatMap((unit, i) => (verdicts[i]!.kind === 'run' ? [i] : []));
-  const view = chooseView(presentation, undefined);
+  // Each unit run here weighed by its size on the host (the copy and the trim walk what is allocated).
+  const weights = await Promise.all(units.map((unit, i) => (toRun.includes(i) ? stat(unit.options.input).then((st) => st.blocks * 512, () => 0) : 0)));
+  const lines = machine ? new BatchMachineLines(machine, weights) : undefined;
+  lines?.begin(results.map((r) => r.outcome), units.map((_, i) => !toRun.includes(i)));
+  const view = chooseView(presentation, machine);
   const progress = view.renderer === 'silent' ? {} : { progress: view.renderer === 'default' ? ('bar' as const) : ('lines' as const) };
   const titled = toRun.map((i) => {
     const unit = units[i]!;
-    const job = sparsifyJob(unit.options, ctx, view.ui, recordDone(journal, keys[i]!, unit.options));
+    const job = sparsifyJob(unit.options, ctx, lines ? lines.taskUi(i) : view.ui, recordDone(journal, keys[i]!, unit.options));
     return { job, title: unit.plan ? `${unit.plan.definition.name}/${unit.disk!.target}: ${job.title}` : job.title };
   });
-  const meter = await batchMeter(units, toRun, results);
+  const meter = batchMeter(toRun.map((i) => weights[i]!), toRun, results);
+  const outcomeOf = (i: number, result: JobResult): UnitResult =>
+    result.ok
+      ? { outcome: { ...where(units[i]!), status: 'done', report: result.report } }
+      : { outcome: { ...where(units[i]!), status: 'failed', error: oneLine(result.error) }, failure: result.error, error: oneLine(result.error) };
   const onSettled = (n: number, result: JobResult) => {
     const state = meter.settle(n, Date.now(), result.ok ? reclaimedBytesOf(result.report) : undefined);
+    lines?.settled(toRun[n]!, outcomeOf(toRun[n]!, result).outcome, state);
     // Plain lines only: the task tree of a terminal redraws over anything else written.
     if (view.renderer === 'simple') ctx.log.info(batchProgressLine(state));
   };
   const ran = await runJobs(titled, jobs ?? defaultJobs(Math.max(1, toRun.length)), view.renderer, progress, onSettled);
-  ran.forEach((result, n) => {
-    const i = toRun[n]!;
-    if (result.ok) results[i] = { outcome: { ...where(units[i]!), status: 'done', report: result.report } };
-    else results[i] = { outcome: { ...where(units[i]!), status: 'failed', error: oneLine(result.error) }, failure: result.error, error: oneLine(result.error) };
-  });
-  return results;
+  ran.forEach((result, n) => (results[toRun[n]!] = outcomeOf(toRun[n]!, result)));
+  return { outcomes: results, lines };
 }
 
 /** A unit's outcome before anything runs: done by an earlier run, refused, or (to run) a placeholder. */
@@ -158,9 +190,8 @@ function earlierOutcome(ctx: RunContext, where: Pick<DiskOutcome, 'domain' | 'ta
   return { outcome: { ...where, status: 'failed', error }, failure: new SparsifyError('BAD_PATH', error), error };
 }
 
-/** The batch meter: the units to run weighed by their size on the host, the others settled. */
-async function batchMeter(units: readonly Unit[], toRun: readonly number[], results: readonly UnitResult[]): Promise<BatchProgress> {
-  const weights = await Promise.all(toRun.map((i) => stat(units[i]!.options.input).then((st) => st.blocks * 512, () => 0)));
+/** The batch meter: the units to run weighed by `weights`, the others settled. */
+function batchMeter(weights: readonly number[], toRun: readonly number[], results: readonly UnitResult[]): BatchProgress {
   const settled = results.filter((_, i) => !toRun.includes(i)).map((r) => r.outcome);
   const done = settled.filter((d) => d.status === 'done');
   return new BatchProgress(weights, Date.now(), {
@@ -199,6 +230,19 @@ async function finishDomains(ctx: RunContext, units: readonly Unit[], disks: rea
     }
   }
   return out;
+}
+
+/**
+ * A batch stopped by SIGINT/SIGTERM: virt-sparsify's one line, and a hint that says how to go
+ * on (the disks finished are in the journal, which --resume reads).
+ */
+function interrupted(signal: AbortSignal, journal: BatchJournal): SparsifyError {
+  const cancelled = cancelledError(signal);
+  const hint =
+    journal.doneCount > 0
+      ? `${journal.doneCount} finished disk${journal.doneCount === 1 ? ' is' : 's are'} recorded in ${journal.path}: the same command with --resume goes on from there`
+      : 'no disk had finished: run the same command again';
+  return new SparsifyError('CANCELLED', cancelled.message, { hint, cause: cancelled });
 }
 
 function oneLine(err: unknown): string {

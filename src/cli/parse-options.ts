@@ -175,7 +175,9 @@ export function parseCommandLine(argv: readonly string[]): Command_ {
     ...(o.machineReadable ? { machineReadable: parseMachineReadable(o.machineReadableTo) } : {}),
   };
   if (o.listOperations) return { kind: 'list-operations' };
-  if (disks.length === 0 && presentation.machineReadable) return { kind: 'capabilities', presentation };
+  // virt-sparsify's capability query: --machine-readable and nothing to work on (no disk, no domain).
+  const noInput = disks.length === 0 && (o.domain as string[]).length === 0 && !o.allDomains;
+  if (noInput && presentation.machineReadable) return { kind: 'capabilities', presentation };
   if (o.inspect) return { kind: 'inspect', request: validateInspect(o, disks), presentation };
   if (o.xml) throw usage('--xml goes with --inspect');
   if (isBatch(o, disks)) return { kind: 'batch', command: validateBatch(o, disks, validate), presentation };

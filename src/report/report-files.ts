@@ -164,6 +164,30 @@ export async function refuseReportOverImages(path: string, images: readonly (rea
   refuseGuarded('--json', path, await identify(path), guarded);
 }
 
+/** A batch's --machine-readable destination: its sink, the first write that failed, and its closing. */
+export interface MachineLinesFile {
+  readonly sink: LineSink;
+  failure(): unknown;
+  close(): Promise<void>;
+}
+
+/**
+ * Opens a batch's --machine-readable target once its images (`[what, path]`) are known, so a
+ * file: target that is one of them is refused (one line) before it is truncated.
+ */
+export async function openMachineLinesFile(target: MachineReadableTarget, images: readonly (readonly [string, string])[]): Promise<MachineLinesFile> {
+  const guarded: [string, Identity][] = [];
+  for (const [what, image] of images) guarded.push([what, await identify(image)]);
+  const lines = await openLines(target, guarded);
+  return {
+    sink: lines.sink!,
+    failure: () => lines.failure,
+    close: async () => {
+      if (lines.file) await release(lines.file, false);
+    },
+  };
+}
+
 /** Opens `path` for --json as a single run does (one-line error now; no truncation until written). */
 export async function openJsonReportFile(path: string): Promise<JsonReportFile> {
   const file = await openChecked(path, '--json', 'JSON report', []);

@@ -101,6 +101,41 @@ describeIntegration('libvirt batches (--resume)', { tools: TOOLS, root: true }, 
     }
   }
 
+  /**
+   * A batch's --machine-readable output (src/batch/batch-machine-lines.ts): the task list; each
+   * disk's copy progress, as a single run prints it, under its task number up to DONE/DONE; its
+   * result; the batch's own N/D progress, never going back, to the end; the state and total
+   * summing what each disk reclaimed; none of the plain lines.
+   */
+  function expectMachineLines(stdout: string, labels: readonly string[]): void {
+    const lines = stdout.split('\n');
+    expect(lines).toContain(`sparsify-batch disks=${labels.length}`);
+    expect(lines.filter((l) => l.startsWith('sparsify-disk ')).map((l) => l.split(' ')[2])).toEqual(labels);
+    const reclaimed: number[] = [];
+    for (const n of labels.keys()) {
+      const task = lines.filter((l) => l.startsWith(`sparsify-task ${n + 1} `)).map((l) => l.slice(`sparsify-task ${n + 1} `.length));
+      expect(task.filter((l) => /^\d+\/\d+$/.test(l)).at(-1), labels[n]).toMatch(/^(\d+)\/\1$/);
+      expect(task.filter((l) => l.startsWith('sparsify-progress ')).at(-1), labels[n]).toMatch(/^sparsify-progress done=(\d+) total=\1\b/);
+      expect(task.at(-1), labels[n]).toBe('Sparsify operation completed with no errors.');
+      const done = lines.filter((l) => l.startsWith(`sparsify-disk-done ${n + 1} `));
+      expect(done, labels[n]).toHaveLength(1);
+      reclaimed.push(Number(/reclaimed=(\d+)$/.exec(done[0]!)![1]));
+    }
+    // The three fixtures give back their deleted data; the flattened chain's top holds none of it.
+    for (const bytes of reclaimed.slice(0, 3)) expect(bytes).toBeGreaterThanOrEqual(0.9 * GARBAGE_MIB * MiB);
+    const batch = lines.filter((l) => /^\d+\/\d+$/.test(l)).map((l) => l.split('/').map(Number) as [number, number]);
+    expect(batch.length).toBeGreaterThan(1);
+    batch.forEach(([done, total], k) => {
+      expect(total).toBe(batch[0]![1]);
+      if (k > 0) expect(done).toBeGreaterThanOrEqual(batch[k - 1]![0]);
+    });
+    expect(batch.at(-1)![0]).toBe(batch[0]![1]);
+    const sum = reclaimed.reduce((a, b) => a + b, 0);
+    expect(lines).toContain(`sparsify-batch finished=${labels.length} disks=${labels.length} failed=0 reclaimed=${sum}`);
+    expect(lines.at(-2)).toBe(`sparsify-batch-total disks=${labels.length} done=${labels.length} failed=0 reclaimed=${sum}`);
+    expect(stdout).not.toMatch(/^(Total|Batch): /m);
+  }
+
   it('issue 13’s three domains, --in-place -d on each: both disks of one and the disk of another give their free space back, files identical; the qcow2 over a backing file is refused as a single image is, unchanged', async () => {
     const t = await threeDomains('each');
     const before = await Promise.all(t.reclaimable.map((d) => allocatedBytes(d.path)));
@@ -118,7 +153,7 @@ describeIntegration('libvirt batches (--resume)', { tools: TOOLS, root: true }, 
     expect(await leftoversUnder(tmp)).toEqual([]);
   }, 300_000);
 
-  it('issue 13’s three domains as one in-place batch, --jobs 2: the same, the backing-file disk failing alone with its reason, exit 5; then one copy batch of all three, --jobs 2, flattens it, and --update-domain leaves domains libvirt validates', async () => {
+  it('issue 13’s three domains as one in-place batch, --jobs 2: the same, the backing-file disk failing alone with its reason, exit 5; then one copy batch of all three, --jobs 2, --machine-readable, flattens it, and --update-domain leaves domains libvirt validates', async () => {
     const t = await threeDomains('all');
     const before = await Promise.all(t.reclaimable.map((d) => allocatedBytes(d.path)));
     const chainBefore = { top: await sha256File(t.chain.top), base: await sha256File(t.chain.base) };
@@ -138,8 +173,9 @@ describeIntegration('libvirt batches (--resume)', { tools: TOOLS, root: true }, 
 
     const out = join(dir, 'all-out');
     await mkdir(out);
-    const c = await sparsify(['--jobs', '2', ...t.names.flatMap((n) => ['-d', n]), '--output-dir', out, '--update-domain']);
+    const c = await sparsify(['--jobs', '2', ...t.names.flatMap((n) => ['-d', n]), '--output-dir', out, '--update-domain', '--machine-readable']);
     expect(c.exitCode, c.stdout + c.stderr).toBe(0);
+    expectMachineLines(c.stdout, ['all-pair/vda', 'all-pair/vdb', 'all-one/vda', 'all-chain/vda']);
     const flat = join(out, 'all-chain-top.qcow2');
     expect(JSON.parse(execFileSync('qemu-img', ['info', '--output=json', flat]).toString())['backing-filename']).toBeUndefined();
     const outputs = [...t.reclaimable.map((d) => ({ path: join(out, d.path.slice(dir.length + 1)), image: d.image })), { path: flat, image: smallQcow2 }];
@@ -201,7 +237,26 @@ describeIntegration('libvirt batches (--resume)', { tools: TOOLS, root: true }, 
     expect([await sha256File(a!), await sha256File(b!)]).toEqual(sums);
   }, 120_000);
 
-  it('a copy batch killed with SIGKILL half-way (process group) resumes with --resume: done disks are not redone, no half-written output is kept, domains end on the new disks', async () => {
+  /**
+   * Starts the CLI (`detached`: in a process group of its own) and resolves once its plain
+   * lines say `finished` disks of 4 are done and the next copy has begun (or once it ended).
+   */
+  async function startUntilCopying(args: readonly string[], finished: number, detached: boolean) {
+    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env() }, stdio: ['ignore', 'pipe', 'pipe'], detached });
+    const exited = waitForExit(child);
+    let seen = '';
+    await new Promise<void>((resolve) => {
+      child.stdout!.on('data', (d) => {
+        seen += String(d);
+        const at = seen.search(new RegExp(`^Batch: ${finished} of 4 disks finished`, 'm'));
+        if (at >= 0 && /^› 0 B of /m.test(seen.slice(at))) resolve();
+      });
+      child.on('close', () => resolve());
+    });
+    return { child, exited, seen };
+  }
+
+  it('a copy batch killed with SIGKILL half-way (process group) resumes with --resume: done disks are not redone, no half-written output is kept, domains end on the new disks; Ctrl-C (SIGINT) of the resumed run cleans up and says in one line how to go on', async () => {
     const inputs = [...(await domain('k-one', ['vda', 'vdb'])), ...(await domain('k-two', ['vda', 'vdb']))];
     const sums = await Promise.all(inputs.map(sha256File));
     const out = join(dir, 'out');
@@ -210,17 +265,7 @@ describeIntegration('libvirt batches (--resume)', { tools: TOOLS, root: true }, 
 
     // Killed, with every process it started, once its progress says one disk is finished and the
     // next one's copy has begun (its output is open under its temporary name).
-    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env() }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-    const exited = waitForExit(child);
-    let seen = '';
-    await new Promise<void>((resolve) => {
-      child.stdout!.on('data', (d) => {
-        seen += String(d);
-        const finished = seen.search(/^Batch: 1 of 4 disks finished/m);
-        if (finished >= 0 && /^› 0 B of /m.test(seen.slice(finished))) resolve();
-      });
-      child.on('close', () => resolve());
-    });
+    const { child, exited, seen } = await startUntilCopying(args, 1, true);
     if (child.exitCode === null && child.signalCode === null) process.kill(-child.pid!, 'SIGKILL');
     const killed = await exited;
     expect(killed.exitCode, killed.stdout + killed.stderr).toBe(-1);
@@ -243,9 +288,29 @@ describeIntegration('libvirt batches (--resume)', { tools: TOOLS, root: true }, 
       expect(def.disks.every((d) => inputs.includes(d.path)), name).toBe(true);
     }
 
+    // The resumed run, interrupted as Ctrl-C would (SIGINT) once one more disk is done and the
+    // next one's copy has begun: exit 1, virt-sparsify's line, the hint naming the journal and
+    // --resume, no partial output, nothing left in TMPDIR, the journal kept.
+    const resumed = await startUntilCopying([...args, '--resume'], 2, false);
+    resumed.child.kill('SIGINT');
+    const i = await resumed.exited;
+    expect(i.exitCode, i.stdout + i.stderr).toBe(1);
+    const done = (await readdir(out)).filter((n) => !n.startsWith('.'));
+    expect(done.length, i.stdout).toBeGreaterThanOrEqual(2);
+    expect(done.length, i.stdout).toBeLessThan(4);
+    const journalPath = join(state, 'sparsify', 'batches', journalName!);
+    expect(i.stderr.split('\n')).toEqual([
+      'sparsify: error: quit (^C) at user request',
+      `sparsify: hint: ${done.length} finished disks are recorded in ${journalPath}: the same command with --resume goes on from there`,
+      '',
+    ]);
+    expect((await readdir(out)).filter((n) => n.startsWith('.'))).toEqual([]);
+    expect(Object.keys(JSON.parse(await readFile(journalPath, 'utf8')).done)).toHaveLength(done.length);
+    expect(await leftoversUnder(tmp)).toEqual([]);
+
     const r = await runCli([...args, '--resume'], env());
     expect(r.exitCode, r.stdout + r.stderr).toBe(0);
-    expect(r.stdout.match(/done by an earlier run of this batch, not run again/g)?.length).toBe(finals.length);
+    expect(r.stdout.match(/done by an earlier run of this batch, not run again/g)?.length).toBe(done.length);
     expect(r.stdout).toMatch(/^Total: 4 of 4 disks done/m);
     expect(await Promise.all(inputs.map(sha256File))).toEqual(sums);
     const names = inputs.map((p) => p.slice(dir.length + 1));

@@ -4,6 +4,7 @@
  * qemu runs (TCG; no OS boots, SeaBIOS spins: libvirt calls it running).
  */
 import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -122,12 +123,13 @@ describeIntegration('libvirt domains (-d, -c)', { tools: TOOLS, root: true }, ()
     expect(await leftoversUnder(tmp)).toEqual([]);
   }, 600_000);
 
-  it('a running domain is refused by name and state, exit 4, in place and in copy mode; its disks are unchanged', async () => {
+  it('a domain started under TCG is refused by name and state, exit 4, in place and in copy mode; its disks are unchanged', async () => {
     const a = await disk(raw, 'running-a');
     await define('busy', [fileDisk(a, 'raw', 'vda')]);
     await libvirtd!.virsh(['start', 'busy']);
     try {
       expect((await libvirtd!.virsh(['domstate', 'busy'])).trim()).toBe('running');
+      expect(await libvirtd!.virsh(['dumpxml', 'busy'])).toMatch(/^<domain type='qemu' id='\d+'>/);
       const before = await sha256File(a);
       const out = join(dir, 'busy-out');
       await mkdir(out);
@@ -217,4 +219,17 @@ describeIntegration('libvirt domains (-d, -c)', { tools: TOOLS, root: true }, ()
     expect(r.exitCode).toBe(1);
     expect(r.stderr.split('\n')[0]).toBe(`sparsify: error: no domain ‘nosuch’ on ${libvirtd!.uri}`);
   }, 60_000);
+
+  // Last: it stops the daemon the tests above share.
+  it('the private libvirtd stops with a domain still running and leaves nothing: no libvirtd, no qemu, its root gone', async () => {
+    const a = await disk(qcow2, 'left-running');
+    await define('left', [fileDisk(a, 'qcow2', 'vda')]);
+    await libvirtd!.virsh(['start', 'left']);
+    const root = libvirtd!.root;
+    const ours = () => execFileSync('ps', ['-eo', 'args']).toString().split('\n').filter((line) => line.includes(root) || line.includes(a));
+    expect(ours().some((line) => line.startsWith('/usr/bin/qemu-system'))).toBe(true);
+    await libvirtd!.stop();
+    expect(ours()).toEqual([]);
+    expect(existsSync(root)).toBe(false);
+  }, 120_000);
 });

@@ -33,6 +33,18 @@ describe('parseCommandLine: -d DOMAIN and batches', () => {
     expect(jsonFile).toBe(join(dir, 'r.json'));
   });
 
+  it('--machine-readable goes with a batch, to any target (-d or --all-domains alone is a batch, not the capability query)', () => {
+    for (const [arg, target] of [
+      ['--machine-readable', { kind: 'stream', stream: 'stdout' }],
+      [`--machine-readable=file:${join(dir, 'm')}`, { kind: 'file', path: join(dir, 'm') }],
+    ] as const) {
+      const c = parseCommandLine(['--in-place', '-d', 'guest', arg]);
+      expect(c.kind).toBe('batch');
+      expect(c.kind === 'batch' && c.presentation.machineReadable).toEqual(target);
+    }
+    expect(parseCommandLine(['--in-place', '--all-domains', '--machine-readable']).kind).toBe('batch');
+  });
+
   it('several domains and disks, --jobs N: domains first, each disk its own run without a JSON of its own', () => {
     const { items, jobs } = batch('--in-place', '--jobs', '2', '-d', 'a', 'x.img', '-d', 'b', 'y.qcow2', '--json', join(dir, 'r.json'));
     expect(jobs).toBe(2);
