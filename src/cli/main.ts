@@ -35,7 +35,7 @@ async function main(argv: readonly string[]): Promise<number> {
     const reports = await openReportFiles(command.options, presentation.machineReadable);
     let failed = true;
     try {
-      const view = chooseView(presentation, reports.machine);
+      const view = chooseView(presentation, reports.machine, command.options.keys?.fromStdin);
       const job = sparsifyJob(command.options, ctx, view.ui, { onReport: (r) => reports.beforeCommit(r) });
       const report = await runShown(job, view.renderer);
       failed = false;

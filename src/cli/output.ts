@@ -30,10 +30,14 @@ export interface CliView {
   readonly ui: RunUi;
 }
 
-/** Machine lines (to `machine`) with --machine-readable; else listr2 on a terminal, plain lines otherwise. */
-export function chooseView(p: Presentation, machine: LineSink | undefined): CliView {
+/**
+ * Machine lines (to `machine`) with --machine-readable; else listr2 on a terminal, plain lines
+ * otherwise, and when the run prompts at the terminal (`prompts`: --keys-from-stdin on a terminal),
+ * whose redrawn tree would overwrite the prompt.
+ */
+export function chooseView(p: Presentation, machine: LineSink | undefined, prompts = false): CliView {
   if (machine) return { renderer: 'silent', ui: machineReadableUi(machine) };
-  const tty = Boolean(process.stdout.isTTY) && !p.verbose && !p.trace;
+  const tty = Boolean(process.stdout.isTTY) && !p.verbose && !p.trace && !(prompts && process.stdin.isTTY);
   return {
     renderer: p.quiet ? 'silent' : tty ? 'default' : 'simple',
     ui: process.stdin.isTTY && !p.quiet ? { waitForReturn } : {},

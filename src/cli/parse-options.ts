@@ -133,7 +133,7 @@ function buildProgram(): Command {
     // LUKS keys (src/keys/), as virt-sparsify takes them.
     .addOption(new Option('--key <selector>', 'open a LUKS volume: ID:key:STRING or ID:file:FILE, ID a device, a LUKS UUID or all (repeatable)').argParser(collect).default([]))
     .option('--keys-from-stdin', 'read one key per line from stdin for each LUKS volume no --key names, in disk order')
-    .option('--echo-keys', "virt-sparsify's: echo keys typed at its prompt; sparsify never prompts (a LUKS volume with no key is copied as is), so no effect")
+    .option('--echo-keys', 'show the keys typed at the terminal for --keys-from-stdin (not shown by default)')
     .version(`sparsify ${VERSION}`, '-V, --version')
     .helpOption('--help', 'display help')
     .addHelpText('after', EXIT_CODES_HELP)
@@ -297,7 +297,8 @@ function validateShrink(o: Raw): ShrinkRequest | undefined {
 function keysOf(o: Raw): { keys?: KeyRequest } {
   const selectors = (o.key as string[]).map(parseKeySelector);
   const fromStdin = Boolean(o.keysFromStdin);
-  return selectors.length > 0 || fromStdin ? { keys: { selectors, fromStdin } } : {};
+  const echo = o.echoKeys ? { echoKeys: true } : {};
+  return selectors.length > 0 || fromStdin ? { keys: { selectors, fromStdin, ...echo } } : {};
 }
 
 /** --export NAME and --ova: a known preset, and --ova only where the preset allows it. */

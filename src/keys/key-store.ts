@@ -1,13 +1,15 @@
 /**
  * The keys of one run, looked up per encrypted volume as libguestfs does (keys.c get_keys):
  * every --key whose ID is the volume's name, its LUKS UUID or `all`, in command-line order;
- * when none matches and --keys-from-stdin was given, the next line of stdin. Key files are
+ * when none matches and --keys-from-stdin was given, the next line of stdin (on a terminal, a
+ * prompt: key-prompt.ts). Key files are
  * read when a volume needs them, first line only, as libguestfs reads them.
  */
 import { readFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import { SparsifyError } from '../errors.js';
+import { keyPromptFor, promptKey } from './key-prompt.js';
 import { Secret } from './secret.js';
 import type { KeyRequest } from './selector.js';
 
@@ -22,10 +24,15 @@ function firstLine(bytes: Uint8Array): Uint8Array {
   return end < 0 ? bytes : bytes.subarray(0, end);
 }
 
-/** A key store over the request; `stdin` is where --keys-from-stdin reads (process.stdin by default). */
-export function openKeyStore(request: KeyRequest, stdin: Readable = process.stdin): KeyStore {
+/**
+ * A key store over the request; `stdin` is where --keys-from-stdin reads (process.stdin by
+ * default). On a terminal each key is prompted for on `promptTo`, echo off unless --echo-keys.
+ */
+export function openKeyStore(request: KeyRequest, stdin: Readable = process.stdin, promptTo: Writable = process.stderr): KeyStore {
   let lines: AsyncIterator<string> | undefined;
+  const prompt = keyPromptFor((stdin as { isTTY?: boolean }).isTTY === true, request.echoKeys === true);
   const nextStdinLine = async (volumeName: string): Promise<Secret[]> => {
+    if (prompt) return [new Secret(await promptKey(volumeName, prompt, stdin, promptTo))];
     lines ??= createInterface({ input: stdin, crlfDelay: Infinity, terminal: false })[Symbol.asyncIterator]();
     const next = await lines.next();
     if (next.done) {

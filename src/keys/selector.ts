@@ -19,6 +19,8 @@ export interface KeyRequest {
   readonly selectors: readonly KeySelector[];
   /** --keys-from-stdin: a volume no selector matches takes the next line of stdin. */
   readonly fromStdin: boolean;
+  /** --echo-keys: a key typed at the terminal is shown (off by default). */
+  readonly echoKeys?: boolean;
 }
 
 /** Splits on colons that no backslash escapes, unescaping `\:` and `\\`. */

@@ -3,6 +3,7 @@ import { SparsifyError } from '../errors.js';
 import type { RunContext } from '../context.js';
 import { applianceVerdict } from '../engines/appliance/availability.js';
 import type { EngineTarget } from '../engines/engine.js';
+import { ENGINES } from '../engines/registry.js';
 import { assertInputUnchanged } from '../host/input-guard.js';
 import type { CopyOptions } from '../options.js';
 import { ProgressMeter } from '../progress/meter.js';
@@ -25,7 +26,7 @@ import { silentUi, type RunUi } from './ui.js';
 import { SEAL_TITLE, sealOverlay, type Sealed } from './template-step.js';
 import { SHRINK_TITLE, shrinkOverlay, type Shrunk } from './shrink-step.js';
 import { examineDisk, type Examined } from './volume-pass.js';
-import { measureAfter, measureBefore, passVolumes } from './volume-steps.js';
+import { examineStepsUnder, measureAfter, measureBefore, passVolumes } from './volume-steps.js';
 
 /** The steps of copy mode, in order. */
 const STEP = {
@@ -125,7 +126,8 @@ async function runCopy(steps: Steps, options: CopyOptions, ctx: RunContext, ui: 
     const { examined, planned } = await steps.run(STEP.filesystems, (view) => {
       say(STEP.filesystems);
       return clock.time('layout', async () => {
-        const examined = await examineDisk(run, examinedDevice, { ...options, root: isRoot(), appliance: () => applianceVerdict(run) });
+        const input = { ...options, root: isRoot(), appliance: () => applianceVerdict(run) };
+        const examined = await examineDisk(run, examinedDevice, input, ENGINES, examineStepsUnder(view, STEP.filesystems, start));
         const planned = await measureBefore(examinedDevice, examined.plans);
         view.retitle(`${STEP.filesystems}: ${describeVolumes(examined)}`);
         return { examined, planned };

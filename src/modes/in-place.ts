@@ -2,6 +2,7 @@ import { rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { uninterruptible, type RunContext } from '../context.js';
 import { applianceVerdict } from '../engines/appliance/availability.js';
+import { ENGINES } from '../engines/registry.js';
 import type { EngineTarget } from '../engines/engine.js';
 import { SparsifyError, throwIfCancelled } from '../errors.js';
 import { makeWorkDir } from '../host/work-dir.js';
@@ -23,7 +24,7 @@ import type { RunHooks } from './run-hooks.js';
 import { startRun, warnIfProbedRaw, type RunStart } from './run-setup.js';
 import { silentUi, type RunUi } from './ui.js';
 import { examineDisk, type Examined } from './volume-pass.js';
-import { measureAfter, measureBefore, passVolumes } from './volume-steps.js';
+import { examineStepsUnder, measureAfter, measureBefore, passVolumes } from './volume-steps.js';
 
 /** Formats whose discarded blocks qemu gives back to the host file. */
 const DISCARDING_FORMATS: ReadonlySet<string> = new Set(['raw', 'qcow2']);
@@ -109,10 +110,11 @@ async function passImage(steps: Steps, start: RunStart, work: RunContext, ui: Ru
   try {
     const image = await steps.run(STEP.examine, () => clock.time('examine', () => openImage(work, ui, options, stack, daemons)));
     const device = image.target.device;
-    const { examined, planned } = await steps.run(STEP.filesystems, () => {
+    const { examined, planned } = await steps.run(STEP.filesystems, (view) => {
       say(STEP.filesystems);
       return clock.time('layout', async () => {
-        const examined = await examineDisk(work, device, { ...options, noZero: false, root: isRoot(), appliance: () => applianceVerdict(start.run) });
+        const input = { ...options, noZero: false, root: isRoot(), appliance: () => applianceVerdict(start.run) };
+        const examined = await examineDisk(work, device, input, ENGINES, examineStepsUnder(view, STEP.filesystems, start));
         return { examined, planned: await measureBefore(device, examined.plans) };
       });
     });

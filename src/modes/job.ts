@@ -13,6 +13,8 @@ export interface StepView {
   retitle(title: string): void;
   /** Where a step that copies or discards stands. */
   progress(progress: Progress): void;
+  /** A line under the step saying what it is doing now (plain output prints it as a line). */
+  note(text: string): void;
 }
 
 /** Runs a job's steps, in the order the job declared them. */
@@ -34,7 +36,7 @@ export interface Job {
   run(steps: Steps): Promise<RunReport>;
 }
 
-const NO_VIEW: StepView = { retitle() {}, progress() {} };
+const NO_VIEW: StepView = { retitle() {}, progress() {}, note() {} };
 
 /** Steps that show nothing: each runs when the script calls it. */
 export const silentSteps: Steps = {

@@ -6,6 +6,7 @@
  * untrusted map with the reason: the volume is copied as it is with a warning.
  */
 import type { RunContext } from '../context.js';
+import { quietSteps, type EngineSteps } from '../engines/engine.js';
 import { ExtentSet } from '../disk/extent-set.js';
 import { sliceReader, type BlockReader } from '../disk/types.js';
 import { isSparsifyError } from '../errors.js';
@@ -31,13 +32,27 @@ function kdfSummary(header: LuksHeader): string {
 
 const NO_KEYS: KeyStore = { keysFor: () => Promise.resolve([]) };
 
-/** Opens the LUKS volume `volume` of `device` with `keys` and reads the free space inside. */
-export async function readLuksVolume(ctx: RunContext, device: BlockReader, volume: Volume, keys: KeyStore | undefined): Promise<LuksVolumeFacts> {
+/** The task shown while the key of `volume` is derived, e.g. "/dev/sda2: deriving the LUKS2 key (argon2id, 1024 MiB, 4 passes)". */
+function derivingTitle(volumeName: string, header: LuksHeader): string {
+  return `${volumeName}: deriving the LUKS${header.version} key (${kdfSummary(header)})`;
+}
+
+/**
+ * Opens the LUKS volume `volume` of `device` with `keys` and reads the free space inside. The key
+ * derivation runs as a step of `steps` (a task in the task list, a status message, a report phase).
+ */
+export async function readLuksVolume(
+  ctx: RunContext,
+  device: BlockReader,
+  volume: Volume,
+  keys: KeyStore | undefined,
+  steps: EngineSteps = quietSteps,
+): Promise<LuksVolumeFacts> {
   const reader = sliceReader(device, volume.offsetBytes, volume.sizeBytes);
   let opened;
   try {
-    const deriving = (header: LuksHeader) => ctx.log.info(`${volume.name}: deriving the LUKS${header.version} key (${kdfSummary(header)})`);
-    opened = await openLuksVolume(reader, volume.name, keys ?? NO_KEYS, ctx.signal, deriving);
+    const derive = <T>(header: LuksHeader, fn: () => Promise<T>) => steps.step(derivingTitle(volume.name, header), fn, 'LUKS key derivation');
+    opened = await openLuksVolume(reader, volume.name, keys ?? NO_KEYS, ctx.signal, derive);
   } catch (err) {
     if (!isSparsifyError(err, 'BAD_IMAGE', 'UNSUPPORTED')) throw err; // BAD_KEY ends the run: the user gave a wrong key
     return { freeMap: { trusted: false, reason: err.message }, structures: ExtentSet.empty };
@@ -57,7 +72,7 @@ export async function readLuksVolume(ctx: RunContext, device: BlockReader, volum
       detail: `LUKS${opened.header.version}: ciphertext of the free blocks of ${[
         ...found.inner.filter((i) => i.freeMap?.trusted).map((i) => i.volume.name),
         ...(found.vgName ? [`VG ${found.vgName} free extents`] : []),
-      ].join(', ')} dropped (the guest reads those free blocks as noise, not zeros)`,
+      ].join(', ')}`, // the engine's "Handled" says how much was dropped and that the guest reads noise there
     },
     structures,
   };

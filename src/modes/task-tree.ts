@@ -151,6 +151,7 @@ function viewOf(task: Wrapper, options: JobTaskOptions): StepView {
   const throttle = new ProgressThrottle(style === 'bar' ? BAR_EVERY_MS : LINE_EVERY_MS);
   return {
     retitle: (title) => void (task.title = title),
+    note: (text) => void (task.output = text),
     progress: (p) => {
       if (!style || !throttle.due(p)) return;
       const text = style === 'bar' ? `${progressBar(p)} ${progressText(p)}` : progressText(p);

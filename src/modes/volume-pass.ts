@@ -38,9 +38,16 @@ export interface Examined {
 /**
  * Reads the partition table, probes every volume, reads the free maps the planner asks for,
  * plans what to do with each volume (asking whether the appliance can run only when some volume
- * would use it), and checks the programs of the engines it chose.
+ * would use it), and checks the programs of the engines it chose. What takes long on its own
+ * (deriving a LUKS key) runs as a step of `steps`, so the caller's task list shows it.
  */
-export async function examineDisk(ctx: RunContext, device: BlockReader, input: LazyPlanInput, engines: readonly Engine[] = ENGINES): Promise<Examined> {
+export async function examineDisk(
+  ctx: RunContext,
+  device: BlockReader,
+  input: LazyPlanInput,
+  engines: readonly Engine[] = ENGINES,
+  steps: EngineSteps = quietSteps,
+): Promise<Examined> {
   const layout = await readLayoutOrNothing(ctx, device, input.noZero);
   for (const note of layout.notes) ctx.log.warn(note);
   const ignore = [...input.ignore];
@@ -56,7 +63,7 @@ export async function examineDisk(ctx: RunContext, device: BlockReader, input: L
   for (const volume of layout.volumes) {
     const type = (await probe(volume)).type;
     if (type === 'luks' && shouldReadFreeMap(probed[probed.length - 1]!, input)) {
-      const luks = await readLuksVolume(ctx, device, volume, keys);
+      const luks = await readLuksVolume(ctx, device, volume, keys, steps);
       protectedRanges = protectedRanges.union(luks.structures);
       probed[probed.length - 1] = { ...probed[probed.length - 1]!, freeMap: luks.freeMap };
     }

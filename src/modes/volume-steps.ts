@@ -86,3 +86,23 @@ function stepsUnder(view: StepView, title: string, start: RunStart): EngineSteps
     },
   };
 }
+
+/**
+ * What the examination runs as its own tasks (deriving a LUKS key): while one runs, the step's
+ * line in the task list names it and a line under the step says it (plain output prints it), a
+ * status message says it (--machine-readable prints it), and it is timed in the report's phases.
+ * The step's title comes back when it ends.
+ */
+export function examineStepsUnder(view: StepView, title: string, start: RunStart): EngineSteps {
+  const inner = stepsUnder(view, title, start);
+  return {
+    step: async (text, fn, phase) => {
+      view.note(text);
+      try {
+        return await inner.step(text, fn, phase);
+      } finally {
+        view.retitle(title);
+      }
+    },
+  };
+}

@@ -64,6 +64,9 @@ describeIntegration('LUKS: the installer layout, as an ordinary user', { tools: 
     const said = run.stdout + run.stderr + (await readFile(json, 'utf8'));
     expect(said).not.toContain(luks2Passphrase);
     expect(said).toMatch(/ciphertext/);
+    // Deriving the Argon2id key is timed as a phase of its own in the report.
+    const report = JSON.parse(await readFile(json, 'utf8')) as { phases: { name: string }[] };
+    expect(report.phases.map((p) => p.name)).toContain('LUKS key derivation');
     const saved = (await allocatedBytes(input)) - (await allocatedBytes(output));
     expect(saved).toBeGreaterThanOrEqual(0.9 * deleted('root', 'boot'));
     outputs.push({ name: 'copy', path: output, reclaimedAtLeast: deleted('root', 'boot') });
@@ -83,16 +86,27 @@ describeIntegration('LUKS: the installer layout, as an ordinary user', { tools: 
     expect(run.stderr).not.toMatch(/error|warning/);
     expect(run.exitCode).toBe(0);
     expect(run.stdout + run.stderr).not.toContain(luks1Passphrase);
+    // Each key derivation is a task: its own line in the plain task list (not a log line: -q is not given, but the task list prints it).
+    expect(run.stdout).toMatch(/^\S* ?\/dev\/sda2: deriving the LUKS2 key \(argon2id, \d+ MiB, \d+ passes\)$/m);
+    expect(run.stdout).toMatch(/^\S* ?\/dev\/sda3: deriving the LUKS1 key \(PBKDF2-sha\d+, \d+ iterations\)$/m);
     const saved = before - (await allocatedBytes(image));
     expect(saved).toBeGreaterThanOrEqual(0.9 * deleted('root', 'luks1', 'boot'));
     outputs.push({ name: 'in place', path: image, reclaimedAtLeast: deleted('root', 'luks1', 'boot') });
   }, 400_000);
 
-  it('--keys-from-stdin through the CLI: one line per encrypted volume, in disk order; LUKS1 (PBKDF2) reclaimed too', async () => {
+  it('--keys-from-stdin through the CLI: one line per encrypted volume, in disk order; LUKS1 (PBKDF2) reclaimed too; --machine-readable shows each derivation', async () => {
     const output = join(dir, 'stdin.img');
-    const run = await runCliWithStdin(['--keys-from-stdin', '--format', 'raw', input, output], `${luks2Passphrase}\n${luks1Passphrase}\n`, { TMPDIR: dir });
+    const args = ['--machine-readable', '--keys-from-stdin', '--format', 'raw', input, output];
+    const run = await runCliWithStdin(args, `${luks2Passphrase}\n${luks1Passphrase}\n`, { TMPDIR: dir });
     expect(run.stderr).not.toMatch(/error|warning/);
     expect(run.exitCode).toBe(0);
+    // The machine lines: each derivation a status line of its own, between examining and the pass.
+    const lines = run.stdout.split('\n');
+    const deriving = lines.filter((l) => l.includes('deriving'));
+    expect(deriving).toHaveLength(2);
+    expect(deriving[0]).toMatch(/^\/dev\/sda2: deriving the LUKS2 key \(argon2id, \d+ MiB, \d+ passes\)$/);
+    expect(deriving[1]).toMatch(/^\/dev\/sda3: deriving the LUKS1 key \(PBKDF2-sha\d+, \d+ iterations\)$/);
+    expect(lines.indexOf('Examine filesystems')).toBeLessThan(lines.indexOf(deriving[0]!));
     const saved = (await allocatedBytes(input)) - (await allocatedBytes(output));
     expect(saved).toBeGreaterThanOrEqual(0.9 * deleted('root', 'luks1', 'boot'));
     stdinOutput = output;

@@ -14,6 +14,7 @@ import { openLuksVolume } from '../../src/fs/luks/open.js';
 import { openKeyStore } from '../../src/keys/key-store.js';
 import { parseKeySelector } from '../../src/keys/selector.js';
 import { readLayout } from '../../src/layout/read-layout.js';
+import { humanBytes } from '../../src/util/size.js';
 import { makeRunTmp, runCli } from '../helpers/cli.js';
 import { copyImage } from '../helpers/image.js';
 import { openFileReader } from '../helpers/file-reader.js';
@@ -49,6 +50,14 @@ describeIntegration('sparsify --key on LUKS1 and LUKS2 volumes', { tools: ['gues
     // The keys appear nowhere: not in -v -x output, not in the report.
     const said = run.stdout + run.stderr + (await readFile(json, 'utf8'));
     for (const v of ALL) expect(said).not.toContain(v.passphrase);
+    // Per volume, the report says how much ciphertext was dropped and that the guest reads noise there.
+    const report = JSON.parse(await readFile(json, 'utf8')) as { volumes: { name: string; type: string; handled: string; reclaimedBytes: number }[] };
+    const luks = report.volumes.filter((v) => v.type === 'luks');
+    expect(luks.map((v) => v.name)).toEqual(ALL.map((v) => `/dev/sda${v.partition}`));
+    for (const v of luks) {
+      expect(v.reclaimedBytes).toBeGreaterThan(0);
+      expect(v.handled).toBe(`${humanBytes(v.reclaimedBytes)} ciphertext skipped; free blocks read as noise`);
+    }
 
     await expectOnlyFreeCiphertextDropped(before, output, (await stat(input)).blocks * 512);
   });

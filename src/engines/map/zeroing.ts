@@ -2,6 +2,7 @@ import { ExtentSet } from '../../disk/extent-set.js';
 import { readZeroExtents } from '../../disk/zero-map.js';
 import { swapHeaderBytes } from '../../fs/swap/free-map.js';
 import type { VolumePlan } from '../../plan/types.js';
+import { humanBytes } from '../../util/size.js';
 import type { EngineTarget, VolumeOutcome } from '../engine.js';
 import { diskFreeRanges } from './free-map.js';
 
@@ -46,6 +47,14 @@ export async function makeZero(plan: VolumePlan, target: EngineTarget): Promise<
   const zeros = await readZeroExtents(target.device, plan.volume.offsetBytes, plan.volume.sizeBytes);
   const todo = zeroingRanges(plan).subtract(zeros);
   if (target.inPlace) for (const r of todo.ranges) await target.device.writeZeroes(r.start, r.end - r.start, true);
-  const handled = HANDLED[plan.action]?.[target.inPlace ? 1 : 0] ?? 'zeroed';
+  const handled = plan.fs.type === 'luks' ? luksHandled(todo.totalBytes, target.inPlace) : HANDLED[plan.action]?.[target.inPlace ? 1 : 0] ?? 'zeroed';
   return { handled, reason: plan.reason, reclaimedBytes: todo.totalBytes };
+}
+
+/**
+ * A LUKS volume's "Handled": how much ciphertext was dropped, and what the guest sees there now:
+ * noise (the zeros decrypt to random bytes), which no filesystem reads in its free blocks.
+ */
+export function luksHandled(droppedBytes: number, inPlace: boolean): string {
+  return `${humanBytes(droppedBytes)} ciphertext ${inPlace ? 'discarded' : 'skipped'}; free blocks read as noise`;
 }

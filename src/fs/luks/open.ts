@@ -5,6 +5,7 @@
  */
 import type { BlockReader } from '../../disk/types.js';
 import type { KeyStore } from '../../keys/key-store.js';
+import { sectorCipher } from './cipher.js';
 import { openDecryptedView, type DecryptedView } from './decrypted-view.js';
 import type { LuksHeader } from './header.js';
 import { readLuksHeader } from './read-header.js';
@@ -17,21 +18,24 @@ export type OpenedLuks =
 /**
  * Opens the LUKS volume `reader` covers with the keys `keys` holds for it. Throws BAD_KEY when
  * keys were given and none opens a slot, BAD_IMAGE or UNSUPPORTED for a header it cannot use.
- * `onDerive` hears when key derivation (seconds, with the header's Argon2 costs) begins.
+ * `derive` wraps the key derivation (seconds, with the header's Argon2 costs), so a caller can
+ * show it as a task while it runs.
  */
 export async function openLuksVolume(
   reader: BlockReader,
   volumeName: string,
   keys: KeyStore,
   signal?: AbortSignal,
-  onDerive?: (header: LuksHeader) => void,
+  derive: <T>(header: LuksHeader, fn: () => Promise<T>) => Promise<T> = (_header, fn) => fn(),
 ): Promise<OpenedLuks> {
   const header = await readLuksHeader(reader);
   const secrets = await keys.keysFor(volumeName, header.uuid);
   if (secrets.length === 0) {
     return { opened: false, header, reason: `encrypted (LUKS${header.version}) and no --key was given for it` };
   }
-  onDerive?.(header);
-  const unlocked = await unlockLuks(reader, header, secrets.map((s) => s.bytes()), volumeName, signal);
+  // A cipher Node cannot decrypt is known before any key is derived (seconds of Argon2 for nothing).
+  const keyBytes = header.keyslots[0]?.keyBytes;
+  if (keyBytes) sectorCipher(`LUKS${header.version} volume ${volumeName}`, header.segment.encryption, new Uint8Array(keyBytes));
+  const unlocked = await derive(header, () => unlockLuks(reader, header, secrets.map((s) => s.bytes()), volumeName, signal));
   return { opened: true, header, view: openDecryptedView(reader, header, unlocked.volumeKey, volumeName), keyslot: unlocked.keyslot };
 }

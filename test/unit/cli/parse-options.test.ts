@@ -123,7 +123,7 @@ describe('parseCommandLine: presentation', () => {
     expect(run('-v', '-x', '-q', 'a', 'b').presentation).toMatchObject({ verbose: true, trace: true, quiet: true });
   });
 
-  it("accepts virt-sparsify's presentation options with no effect (its own test scripts pass --debug-gc)", () => {
+  it("accepts virt-sparsify's presentation options with no effect (its own test scripts pass --debug-gc); --echo-keys with no key to read too", () => {
     const plain = run('--in-place', 'a');
     for (const flag of ['--debug-gc', '--colour', '--colours', '--colors', '--color', '--wrap', '--echo-keys']) {
       expect(run(flag, '--in-place', 'a')).toEqual(plain);
@@ -137,6 +137,8 @@ describe('parseCommandLine: presentation', () => {
     expect(keys.selectors.map((s) => [s.id, s.source.kind])).toEqual([['/dev/sda2', 'string'], ['all', 'file']]);
     expect(JSON.stringify(c.options)).not.toContain('s3cret');
     expect(run('a', 'b').options.keys).toBeUndefined();
+    expect(keys.echoKeys).toBeUndefined();
+    expect(run('--keys-from-stdin', '--echo-keys', 'a', 'b').options.keys).toEqual({ selectors: [], fromStdin: true, echoKeys: true });
     const bad = usageError('--key', '/dev/sda2:kee:s3cret', 'a', 'b');
     expect(bad).toBe('--key takes ID:key:STRING or ID:file:FILE (the value is not shown: it may hold a key)');
   });
