@@ -107,6 +107,7 @@ describeIntegration('LUKS: the installer layout, as an ordinary user', { tools: 
     expect(deriving[0]).toMatch(/^\/dev\/sda2: deriving the LUKS2 key \(argon2id, \d+ MiB, \d+ passes\)$/);
     expect(deriving[1]).toMatch(/^\/dev\/sda3: deriving the LUKS1 key \(PBKDF2-sha\d+, \d+ iterations\)$/);
     expect(lines.indexOf('Examine filesystems')).toBeLessThan(lines.indexOf(deriving[0]!));
+    for (const key of [luks1Passphrase, luks2Passphrase]) expect(run.stdout + run.stderr).not.toContain(key);
     const saved = (await allocatedBytes(input)) - (await allocatedBytes(output));
     expect(saved).toBeGreaterThanOrEqual(0.9 * deleted('root', 'luks1', 'boot'));
     stdinOutput = output;
