@@ -53,7 +53,7 @@ describeIntegration('LUKS: the installer layout, as an ordinary user', { tools: 
 
   const deleted = (...names: string[]) => names.reduce((sum, n) => sum + truth.deletedMiB[n]! * MiB, 0);
 
-  it('copy mode with --key /dev/sda2:key:…: the deleted data of /boot and of the root LV inside LUKS2 is gone; no key in any output', async () => {
+  it('copy mode with --key /dev/sda2:key:…: the deleted data of /boot and of the root LV inside LUKS2 is gone; no key in any output; the key derivation timed as a report phase', async () => {
     const output = join(dir, 'copy.img');
     const json = join(dir, 'copy.json');
     const run = await runCliAsUser(['-v', '-x', '--json', json, '--key', `/dev/sda2:key:${luks2Passphrase}`, input, output], env, 300_000);
@@ -73,7 +73,7 @@ describeIntegration('LUKS: the installer layout, as an ordinary user', { tools: 
     expect(await sha256File(input)).toBe(inputSha);
   }, 400_000);
 
-  it('in place on a qcow2 with --key /dev/sda2:key:… and --key all:file:…: LUKS2 and LUKS1 ciphertext of free blocks is discarded', async () => {
+  it('in place on a qcow2 with --key /dev/sda2:key:… and --key all:file:…: LUKS2 and LUKS1 ciphertext of free blocks is discarded; each key derivation a line of the plain task list', async () => {
     const image = join(dir, 'inplace.qcow2');
     execFileSync('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', input, image]);
     const user = ensureTestUser();
@@ -107,6 +107,7 @@ describeIntegration('LUKS: the installer layout, as an ordinary user', { tools: 
     expect(deriving[0]).toMatch(/^\/dev\/sda2: deriving the LUKS2 key \(argon2id, \d+ MiB, \d+ passes\)$/);
     expect(deriving[1]).toMatch(/^\/dev\/sda3: deriving the LUKS1 key \(PBKDF2-sha\d+, \d+ iterations\)$/);
     expect(lines.indexOf('Examine filesystems')).toBeLessThan(lines.indexOf(deriving[0]!));
+    for (const key of [luks1Passphrase, luks2Passphrase]) expect(run.stdout + run.stderr).not.toContain(key);
     const saved = (await allocatedBytes(input)) - (await allocatedBytes(output));
     expect(saved).toBeGreaterThanOrEqual(0.9 * deleted('root', 'luks1', 'boot'));
     stdinOutput = output;
