@@ -14,7 +14,7 @@ import { REPO_ROOT, acquireLock, exists, fixtureDir } from './image.js';
 
 const execFileAsync = promisify(execFile);
 const MAKE_GUEST = join(REPO_ROOT, 'scripts', 'make-guest');
-/** A build takes about 7 minutes on a quiet machine; others wait for it. */
+/** A build takes about 4 minutes with the packages saved (254 s at load 13; was 7 quiet, 11 in CI); others wait for it. */
 const BUILD_WAIT_MS = 40 * 60_000;
 
 export interface GuestOptions {

@@ -4,10 +4,13 @@
  *
  * With no timing cache (a clean clone, as in CI) vitest runs larger files first, so the longest
  * files could start last and leave one worker alone at the end, and the guest's files (which
- * wait ~7 minutes for scripts/make-guest) started among the first and held a worker idle. Here:
- * 1. files known to be slow that need no guest, longest first (they cover the guest's build);
- * 2. the files that need the guest, longest first;
- * 3. the rest as vitest orders them.
+ * wait for scripts/make-guest) started among the first and held a worker idle. Here
+ * (orderFiles):
+ * 1. files known to be slow that need no guest, longest first, until they hold both workers for
+ *    the guest's build (GUEST_BUILD_S);
+ * 2. every other file known to be slow, longest first, whether it needs the guest or not;
+ * 3. the files that need the guest with no known time;
+ * 4. the rest as vitest orders them.
  * When any file that needs the guest is in the run, the guest's build starts at once in the
  * main process, beside the tests (buildGuest's lock makes the files wait for it, not build it
  * again); a file needs the guest when it imports test/helpers/guest.
@@ -19,28 +22,77 @@ import { buildGuest } from './guest.js';
 
 /**
  * Seconds per file, used when vitest's own cache has no duration for a file (a clean clone, as in
- * CI); only their order matters. From a CI run on 2 cores (3 December 2026; the guest's build left
- * out of template.test.ts) where one was made; the others (*) from a full run on 4 December 2026
- * beside four other heavy jobs (load about 13, times about 1.5–4× CI's) scaled down by 2, and the
- * suites added that day (shrink, libvirt, LUKS; †) from their authors' runs, scaled the same.
+ * CI); only their order matters. From the clean-clone CI run of 4 December 2026 (`.ci/run`, 2
+ * workers, 42 min 37 s, the guest built from nothing beside the first files), every file of 60 s
+ * or more; template-boot and template-operations (*) less the appliance launch each lost after it.
  */
 const MEASURED_S: Record<string, number> = {
-  'test/integration/copy-mode.test.ts': 450,
-  'test/integration/in-place.test.ts': 380, // *
-  'test/integration/template.test.ts': 290,
-  'test/integration/appliance-cancel.test.ts': 250, // *
-  'test/integration/template-boot.test.ts': 249,
-  'test/integration/shrink-layouts.test.ts': 230, // †
-  'test/integration/appliance.test.ts': 177,
-  'test/integration/inspect.test.ts': 149,
-  'test/integration/luks-installer.test.ts': 100, // †
-  'test/integration/luks-bad-input.test.ts': 70, // †
+  'test/integration/template.test.ts': 458,
+  'test/integration/copy-mode.test.ts': 386,
+  'test/integration/appliance.test.ts': 333,
+  'test/integration/shrink-layouts.test.ts': 273,
+  'test/integration/template-boot.test.ts': 250, // *
+  'test/integration/appliance-cancel.test.ts': 245,
+  'test/integration/in-place.test.ts': 242,
+  'test/integration/inspect.test.ts': 208,
+  'test/integration/faults.test.ts': 155,
+  'test/integration/luks-installer.test.ts': 144,
+  'test/integration/appliance-rootless.test.ts': 141,
+  'test/integration/verify.test.ts': 136,
+  'test/integration/memory.test.ts': 128,
+  'test/integration/formats.test.ts': 107,
+  'test/integration/libvirt-batch.test.ts': 103,
+  'test/integration/libvirt.test.ts': 84,
+  'test/integration/shrink.test.ts': 83,
+  'test/integration/template-operations.test.ts': 80, // *
+  'test/integration/luks-header.test.ts': 80,
+  'test/integration/mount-engine.test.ts': 74,
+  'test/integration/outputs.test.ts': 60,
 };
+
+/** A file that takes at least this long is ordered by its time; the others keep vitest's order. */
+const SLOW_S = 60;
+/**
+ * scripts/make-guest from nothing beside the first files in CI (packages downloaded, 2 cores
+ * shared with two test files): the files that start first should hold both workers this long.
+ */
+const GUEST_BUILD_S = 300;
+/** vitest.config.ts' maxForks. */
+const WORKERS = 2;
 
 const GUEST_IMPORT = /from '\.\.\/helpers\/guest\.js'/;
 
 export function needsGuest(path: string): boolean {
   return GUEST_IMPORT.test(readFileSync(path, 'utf8'));
+}
+
+/** One test file as the order sees it. */
+export interface FileToOrder<T> {
+  readonly file: T;
+  /** Its expected duration, when known (vitest's cache, or MEASURED_S). */
+  readonly seconds: number | undefined;
+  readonly needsGuest: boolean;
+}
+
+/**
+ * The order (see the module comment): the slow files that need no guest, longest first, until
+ * they hold both workers for the guest's build; then every other file known to be slow, longest
+ * first, guest or not (the longest start early, so no worker is left alone with one at the end);
+ * then the files that need the guest with no known time; then the rest in the order given.
+ */
+export function orderFiles<T>(files: readonly FileToOrder<T>[], guestBuildS: number, workers: number): T[] {
+  const slow = files.filter((f) => f.seconds !== undefined && f.seconds >= SLOW_S).sort((a, b) => b.seconds! - a.seconds!);
+  const cover: FileToOrder<T>[] = [];
+  if (files.some((f) => f.needsGuest)) {
+    let coveredS = 0;
+    for (const f of slow.filter((x) => !x.needsGuest)) {
+      if (coveredS >= guestBuildS * workers) break;
+      cover.push(f);
+      coveredS += f.seconds!;
+    }
+  }
+  const first = [...cover, ...slow.filter((f) => !cover.includes(f)), ...files.filter((f) => f.needsGuest && !slow.includes(f))];
+  return [...first, ...files.filter((f) => !first.includes(f))].map((f) => f.file);
 }
 
 export default class SuiteSequencer extends BaseSequencer {
@@ -52,12 +104,9 @@ export default class SuiteSequencer extends BaseSequencer {
       const cached = this.ctx.cache.getFileTestResults(`${spec.project.name}:${rel}`)?.duration;
       return cached !== undefined ? cached / 1000 : MEASURED_S[rel];
     };
-    const guest = base.filter((spec) => needsGuest(spec.moduleId));
-    const slow = base.filter((spec) => !guest.includes(spec) && seconds(spec) !== undefined && seconds(spec)! >= 60);
-    const longestFirst = (a: TestSpecification, b: TestSpecification) => (seconds(b) ?? 0) - (seconds(a) ?? 0);
-    if (guest.length) startGuestBuild();
-    const first = [...slow.sort(longestFirst), ...guest.sort(longestFirst)];
-    return [...first, ...base.filter((spec) => !first.includes(spec))];
+    const items = base.map((file) => ({ file, seconds: seconds(file), needsGuest: needsGuest(file.moduleId) }));
+    if (items.some((f) => f.needsGuest)) startGuestBuild();
+    return orderFiles(items, GUEST_BUILD_S, WORKERS);
   }
 }
 
