@@ -1,7 +1,8 @@
 /**
  * The part of the command that touches disks: a run, a batch, an inspection. main.ts loads it
  * only once the command line asks for one of them, so that everything it imports (the engines,
- * qemu, libguestfs, the task tree) is not read by `--version`, `--help` or a refused option.
+ * qemu, libguestfs, the task tree) is not read by `--version`, `--help` or a refused option;
+ * a batch and an inspection load their own modules (libvirt, xml2js, picomatch) in turn.
  */
 import { Listr } from 'listr2';
 import { makeContext } from '../context.js';
@@ -10,8 +11,6 @@ import { TASK_TREE_OPTIONS, runUnderTree, sparsifyJob, type Job, type RunReport 
 import { openReportFiles } from '../report/report-files.js';
 import { closingText } from '../report/summary.js';
 import { chooseView, makeCliLogger, type RendererName } from './output.js';
-import { runBatch } from './batch.js';
-import { runInspect } from './inspect.js';
 import type { Command_ } from './parse-options.js';
 
 /** A command line that asks for work on disks. */
@@ -23,8 +22,9 @@ export async function runCommand(command: RunCommand): Promise<number> {
   const controller = new AbortController();
   installSignalHandlers(controller);
   const ctx = makeContext(makeCliLogger(presentation, command.kind === 'inspect' ? 'stderr' : 'stdout'), controller.signal);
-  if (command.kind === 'inspect') return await runInspect(ctx, command.request, presentation);
-  if (command.kind === 'batch') return await runBatch(ctx, command.command, presentation);
+  // Each kind loads its own modules: a plain run reads no libvirt, XML or inspection code.
+  if (command.kind === 'inspect') return await (await import('./inspect.js')).runInspect(ctx, command.request, presentation);
+  if (command.kind === 'batch') return await (await import('./batch.js')).runBatch(ctx, command.command, presentation);
   const reports = await openReportFiles(command.options, presentation.machineReadable);
   let failed = true;
   try {
