@@ -2,7 +2,7 @@
  * The validated options of one run. The CLI builds exactly one of these after every
  * cross-option check (src/cli/parse-options.ts); mode modules never re-check them.
  */
-import type { EngineId } from './engines/registry.js';
+import type { EngineId } from './engines/ids.js';
 import type { ExportPresetName } from './export/presets.js';
 import type { ShrinkMargin } from './shrink/margin.js';
 import type { KeyRequest } from './keys/selector.js';

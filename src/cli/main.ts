@@ -1,16 +1,8 @@
 #!/usr/bin/env node
-import { Listr } from 'listr2';
-import { makeContext } from '../context.js';
-import { SparsifyError, cancelledError, exitCodeOf, isSparsifyError } from '../errors.js';
-import { TASK_TREE_OPTIONS, runUnderTree, sparsifyJob, type Job, type RunReport } from '../index.js';
+import { SparsifyError, exitCodeOf, isSparsifyError } from '../errors.js';
 import { capabilityLines } from '../report/machine-readable.js';
-import { openReportFiles } from '../report/report-files.js';
-import { closingText } from '../report/summary.js';
 import { listOperations } from '../template/operations/select.js';
 import { explainSystemError } from '../util/errno.js';
-import { chooseView, makeCliLogger, type RendererName } from './output.js';
-import { runBatch } from './batch.js';
-import { runInspect } from './inspect.js';
 import { parseCommandLine, type Presentation } from './parse-options.js';
 
 async function main(argv: readonly string[]): Promise<number> {
@@ -27,50 +19,13 @@ async function main(argv: readonly string[]): Promise<number> {
       process.stdout.write(capabilityLines());
       return 0;
     }
-    const controller = new AbortController();
-    installSignalHandlers(controller);
-    const ctx = makeContext(makeCliLogger(presentation, command.kind === 'inspect' ? 'stderr' : 'stdout'), controller.signal);
-    if (command.kind === 'inspect') return await runInspect(ctx, command.request, presentation);
-    if (command.kind === 'batch') return await runBatch(ctx, command.command, presentation);
-    const reports = await openReportFiles(command.options, presentation.machineReadable);
-    let failed = true;
-    try {
-      const view = chooseView(presentation, reports.machine, command.options.keys?.fromStdin);
-      const job = sparsifyJob(command.options, ctx, view.ui, { onReport: (r) => reports.beforeCommit(r) });
-      const report = await runShown(job, view.renderer);
-      failed = false;
-      if (!presentation.quiet && !presentation.machineReadable) process.stdout.write(closingText(report));
-      return 0;
-    } finally {
-      await reports.close(failed);
-    }
+    // Only a run loads the engines, qemu, libguestfs and the task tree: --version, --help, a refused option stay quick.
+    const { runCommand } = await import('./run-command.js');
+    return await runCommand(command);
   } catch (err) {
     printError(err, presentation);
     return exitCodeOf(err);
   }
-}
-
-/**
- * Runs one job with its steps at the top of a task tree. A job refused before its first step
- * (an option, the output) shows no tree at all: its error is all there is to say.
- */
-async function runShown(job: Job, renderer: RendererName): Promise<RunReport> {
-  const run = runUnderTree(job, renderer === 'silent' ? {} : { progress: renderer === 'default' ? 'bar' : 'lines' });
-  await run.begin();
-  await new Listr(run.tasks, { ...TASK_TREE_OPTIONS, renderer } as never).run();
-  return run.report;
-}
-
-function installSignalHandlers(controller: AbortController): void {
-  const onSignal = (signal: NodeJS.Signals) => {
-    if (controller.signal.aborted) {
-      process.stderr.write(`sparsify: ${signal} again: exiting without cleanup\n`);
-      process.exit(130);
-    }
-    controller.abort(cancelledError());
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
 }
 
 function printError(error: unknown, p: Presentation): void {

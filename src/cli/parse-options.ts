@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { SparsifyError } from '../errors.js';
 import { isBatch, validateBatch, type BatchCommand } from './batch-options.js';
-import { ENGINE_CHOICES } from '../engines/registry.js';
+import { ENGINE_CHOICES } from '../engines/ids.js';
 import { EXPORT_PRESET_NAMES, exportPreset, mergeExportPreset } from '../export/presets.js';
 import { selectOperations } from '../template/operations/select.js';
 import {

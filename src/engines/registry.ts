@@ -7,16 +7,17 @@
  */
 import { applianceEngine } from './appliance/engine.js';
 import type { Engine } from './engine.js';
+import { ENGINE_IDS, type EngineId } from './ids.js';
 import { mapEngine } from './map/engine.js';
 import { mountEngine } from './mount/engine.js';
 
-export const ENGINES = [mapEngine, applianceEngine, mountEngine] as const;
+/** A table holding one engine per id of `Ids`, in that order. */
+type TableOf<Ids extends readonly EngineId[]> = { readonly [K in keyof Ids]: Ids[K] extends EngineId ? Engine<Ids[K]> : never };
 
-/** An engine's id: a value of `--engine` and an action in the report. */
-export type EngineId = (typeof ENGINES)[number]['id'];
+/** One engine per id of ENGINE_IDS, in that order: `satisfies` refuses any other table. */
+export const ENGINES = [mapEngine, applianceEngine, mountEngine] as const satisfies TableOf<typeof ENGINE_IDS>;
 
-/** The values `--engine` takes. */
-export const ENGINE_CHOICES = ['auto', ...ENGINES.map((e) => e.id)] as const;
+export { ENGINE_CHOICES, type EngineId } from './ids.js';
 
 /** The engine that runs byte-level actions (free maps, --zero, swap). */
 export const ZEROING_ENGINE = 'map' satisfies EngineId;

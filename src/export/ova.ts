@@ -10,10 +10,8 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { stat, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { create as createTar } from 'tar';
 import type { RunContext } from '../context.js';
 import { fsyncFile } from '../util/fsync.js';
-import { buildOvf } from './ovf.js';
 
 /** What goes into the OVA. */
 export interface OvaSpec {
@@ -35,6 +33,8 @@ export function ovaDiskPath(workDir: string, output: string): string {
 
 /** Writes the descriptor and the manifest beside the disk, then the archive; fsynced. */
 export async function writeOva(ctx: RunContext, spec: OvaSpec): Promise<void> {
+  // tar and xml2js are read only by a run that writes an OVA, not by every copy.
+  const [{ create: createTar }, { buildOvf }] = await Promise.all([import('tar'), import('./ovf.js')]);
   const dir = join(spec.diskPath, '..');
   const name = systemName(spec.name);
   const diskFile = basename(spec.diskPath);

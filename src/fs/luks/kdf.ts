@@ -9,7 +9,6 @@
 import { pbkdf2 } from 'node:crypto';
 import { totalmem } from 'node:os';
 import { promisify } from 'node:util';
-import argon2 from 'argon2';
 import { SparsifyError } from '../../errors.js';
 import { hashName, type LuksKdf } from './header.js';
 
@@ -66,6 +65,8 @@ export async function deriveKey(where: string, kdf: LuksKdf, secret: Uint8Array,
   if (kdf.type === 'pbkdf2') {
     return new Uint8Array(await pbkdf2Async(secret, kdf.salt, kdf.iterations, keyBytes, hashName(where, kdf.hash)));
   }
+  // A native addon, loaded (dlopen) only when a key slot asks for Argon2, not by every run.
+  const { default: argon2 } = await import('argon2');
   const raw = await argon2.hash(Buffer.from(secret), {
     raw: true,
     salt: Buffer.from(kdf.salt),
