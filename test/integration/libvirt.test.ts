@@ -91,7 +91,7 @@ describeIntegration('libvirt domains (-d, -c)', { tools: TOOLS, root: true }, ()
     expect(await leftoversUnder(tmp)).toEqual([]);
   }, 600_000);
 
-  it('copy mode: --output-dir writes one output per disk named after it; --update-domain points the domain at them, libvirt validates it, the old definition is kept', async () => {
+  it('copy mode, the domain by its UUID: --output-dir writes one output per disk named after it; --update-domain points the domain at them, libvirt validates it, the old definition is kept', async () => {
     const a = await disk(raw, 'copy-a');
     const b = await disk(qcow2, 'copy-b');
     await define('copied', [fileDisk(a, 'raw', 'vda'), fileDisk(b, 'qcow2', 'vdb')]);
@@ -99,7 +99,8 @@ describeIntegration('libvirt domains (-d, -c)', { tools: TOOLS, root: true }, ()
     const out = join(dir, 'small');
     await mkdir(out);
     const json = join(dir, 'copied.json');
-    const r = await sparsify(['-d', 'copied', '--output-dir', out, '--update-domain', '--json', json]);
+    const uuid = (await libvirtd!.virsh(['domuuid', 'copied'])).trim();
+    const r = await sparsify(['-d', uuid, '--output-dir', out, '--update-domain', '--json', json]);
     expect(r.exitCode, r.stderr).toBe(0);
     // The inputs are never written.
     expect(await sha256File(a)).toBe(inputs.a);
@@ -118,6 +119,7 @@ describeIntegration('libvirt domains (-d, -c)', { tools: TOOLS, root: true }, ()
     const previous = await parseDomainXml(await readFile(join(out, 'copied.previous.xml'), 'utf8'));
     expect(previous.disks.map((d) => d.path)).toEqual([a, b]);
     const report = JSON.parse(await readFile(json, 'utf8'));
+    expect(report.domains[0]).toMatchObject({ name: 'copied', uuid, status: 'done' });
     expect(report.domains[0].update.previousDefinition).toContain(a);
     expect(report.domains[0].update.definition).toContain(newA);
     expect(await leftoversUnder(tmp)).toEqual([]);
