@@ -20,8 +20,8 @@ export function ensureTestUser(): { uid: number; gid: number } {
   return { uid: id('-u'), gid: id('-g') };
 }
 
-/** Runs argv as TEST_USER with `env` set on top of what runuser keeps; never throws on a non-zero exit. */
-export function runAsUser(argv: readonly string[], env: Readonly<Record<string, string>>, options: { cwd?: string; timeoutMs?: number } = {}): Promise<CliResult> {
+/** Runs argv as TEST_USER with `env` set on top of what runuser keeps (and `stdin` on its stdin, else none); never throws on a non-zero exit. */
+export function runAsUser(argv: readonly string[], env: Readonly<Record<string, string>>, options: { cwd?: string; timeoutMs?: number; stdin?: string } = {}): Promise<CliResult> {
   const timeoutMs = options.timeoutMs ?? 100_000;
   const assignments = Object.entries(env).map(([k, v]) => `${k}=${v}`);
   return new Promise((resolve) => {
@@ -34,11 +34,11 @@ export function runAsUser(argv: readonly string[], env: Readonly<Record<string, 
       const exitCode = error ? (typeof error.code === 'number' ? error.code : -1) : 0;
       if (error?.killed) stderr += `\n[test] killed after ${timeoutMs} ms`;
       resolve({ exitCode, stdout, stderr });
-    }).stdin?.end();
+    }).stdin?.end(options.stdin);
   });
 }
 
-/** Runs `sparsify ARGS` as TEST_USER. */
-export function runCliAsUser(args: readonly string[], env: Readonly<Record<string, string>>, timeoutMs?: number): Promise<CliResult> {
-  return runAsUser([process.execPath, CLI, ...args], env, { timeoutMs });
+/** Runs `sparsify ARGS` as TEST_USER, with `stdin` on its stdin when given. */
+export function runCliAsUser(args: readonly string[], env: Readonly<Record<string, string>>, timeoutMs?: number, stdin?: string): Promise<CliResult> {
+  return runAsUser([process.execPath, CLI, ...args], env, { timeoutMs, stdin });
 }

@@ -2,16 +2,16 @@
  * Issue 14's "Done when" on the Debian/Ubuntu installer layout (scripts/make-luks --installer):
  * GPT with an ext4 /boot, a LUKS2 Argon2id volume holding LVM (ext4 root LV, swap LV) and a
  * LUKS1 PBKDF2 volume holding ext4, each with data written and deleted. sparsify runs as an
- * ordinary user (copy mode, and in place on a qcow2), and through --keys-from-stdin; then every
+ * ordinary user (copy mode, in place on a qcow2, and copy mode with --keys-from-stdin); then every
  * output is opened with the keys in ONE appliance launch: every file is as it was, fsck is clean,
  * the swap UUID is kept, and the LUKS headers are byte for byte the input's.
  */
 import { execFile, execFileSync } from 'node:child_process';
-import { chown, readFile, rm, writeFile } from 'node:fs/promises';
+import { chown, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { CLI, leftoversUnder, makeRunTmp, type CliResult } from '../helpers/cli.js';
+import { leftoversUnder, makeRunTmp } from '../helpers/cli.js';
 import { buildLuksInstaller, checkInstallerImages, LUKS_INSTALLER, rangeHashes, type InstallerCheck } from '../helpers/luks-fixture.js';
 import { ensureTestUser, runCliAsUser } from '../helpers/ordinary-user.js';
 import { describeIntegration } from '../helpers/require.js';
@@ -20,16 +20,6 @@ import { allocatedBytes, sha256File } from '../helpers/verify.js';
 const execFileAsync = promisify(execFile);
 const MiB = 1024 * 1024;
 const { luks1Passphrase, luks2Passphrase } = LUKS_INSTALLER;
-
-/** Runs sparsify as root with `input` on its stdin. */
-function runCliWithStdin(args: readonly string[], input: string, env: Record<string, string>): Promise<CliResult> {
-  return new Promise((resolve) => {
-    const child = execFile(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, maxBuffer: 64 << 20, timeout: 100_000, killSignal: 'SIGKILL' }, (error, stdout, stderr) => {
-      resolve({ exitCode: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stdout, stderr });
-    });
-    child.stdin?.end(input);
-  });
-}
 
 describeIntegration('LUKS: the installer layout, as an ordinary user', { tools: ['guestfish', 'qemu-img', 'qemu-storage-daemon', 'runuser', 'useradd'], root: true }, () => {
   let input: string;
@@ -94,10 +84,10 @@ describeIntegration('LUKS: the installer layout, as an ordinary user', { tools: 
     outputs.push({ name: 'in place', path: image, reclaimedAtLeast: deleted('root', 'luks1', 'boot') });
   }, 400_000);
 
-  it('--keys-from-stdin through the CLI: one line per encrypted volume, in disk order; LUKS1 (PBKDF2) reclaimed too; --machine-readable shows each derivation', async () => {
+  it('--keys-from-stdin through the CLI, as the ordinary user: one line per encrypted volume, in disk order; LUKS1 (PBKDF2) reclaimed too; --machine-readable shows each derivation', async () => {
     const output = join(dir, 'stdin.img');
     const args = ['--machine-readable', '--keys-from-stdin', '--format', 'raw', input, output];
-    const run = await runCliWithStdin(args, `${luks2Passphrase}\n${luks1Passphrase}\n`, { TMPDIR: dir });
+    const run = await runCliAsUser(args, env, 300_000, `${luks2Passphrase}\n${luks1Passphrase}\n`);
     expect(run.stderr).not.toMatch(/error|warning/);
     expect(run.exitCode).toBe(0);
     // The machine lines: each derivation a status line of its own, between examining and the pass.
@@ -110,6 +100,8 @@ describeIntegration('LUKS: the installer layout, as an ordinary user', { tools: 
     for (const key of [luks1Passphrase, luks2Passphrase]) expect(run.stdout + run.stderr).not.toContain(key);
     const saved = (await allocatedBytes(input)) - (await allocatedBytes(output));
     expect(saved).toBeGreaterThanOrEqual(0.9 * deleted('root', 'luks1', 'boot'));
+    // Written by the ordinary user, not by root.
+    expect((await stat(output)).uid).toBe(ensureTestUser().uid);
     stdinOutput = output;
     expect(await sha256File(input)).toBe(inputSha);
   }, 400_000);
