@@ -199,6 +199,8 @@ describeIntegration('libvirt domains (-d, -c)', { tools: TOOLS, root: true }, ()
     await mkdir(out);
     const r = await sparsify(['-d', 'c-chain', '--output-dir', out, '--update-domain']);
     expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.stdout).toContain(`c-chain/vda (${chain.top}): done, `);
+    expect(r.stdout).toContain(`, flattened (backing file ${chain.base})\n`);
     const flat = join(out, 'copy-chain-top.qcow2');
     expect(JSON.parse(execFileSync('qemu-img', ['info', '--output=json', flat]).toString())['backing-filename']).toBeUndefined();
     expect((await verifyImage(flat, 'qcow2', qcow2.manifestPath)).problems).toEqual([]);
