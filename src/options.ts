@@ -71,6 +71,8 @@ export interface CopyOptions extends CommonOptions {
   readonly template?: TemplateRequest;
   /** --shrink (issue 12): shrink the filesystems and the virtual disk on the overlay before the pass. */
   readonly shrink?: ShrinkRequest;
+  /** --keep-backing (issue 13): a qcow2 input's backing chain is kept, not flattened (src/modes/backing-chain.ts). */
+  readonly keepBacking?: boolean;
 }
 
 /** `--shrink [--shrink-margin SIZE]`: what a shrunk filesystem keeps above its minimum. */

@@ -6,6 +6,7 @@
 import type { DomainRequest } from '../libvirt/domain-run.js';
 import type { SkippedDisk } from '../libvirt/domain-xml.js';
 import type { Options } from '../options.js';
+import { formatChain } from '../report/summary.js';
 import type { RunReport } from '../report/types.js';
 import { humanBytes } from '../util/size.js';
 
@@ -94,7 +95,12 @@ export function domainLines(domains: readonly DomainOutcome[]): string[] {
 export function batchLines(domains: readonly DomainOutcome[], disks: readonly DiskOutcome[]): string[] {
   const lines = domainLines(domains);
   for (const d of disks) {
-    lines.push(d.status === 'done' ? `${diskLabel(d)}: ${d.resumed ? 'done by an earlier run' : 'done'}, ${humanBytes(reclaimedBytesOf(d.report!))} reclaimed` : `${diskLabel(d)}: FAILED: ${d.error}`);
+    if (d.status !== 'done') {
+      lines.push(`${diskLabel(d)}: FAILED: ${d.error}`);
+      continue;
+    }
+    const chain = d.report!.chain ? `, ${formatChain(d.report!.chain)}` : '';
+    lines.push(`${diskLabel(d)}: ${d.resumed ? 'done by an earlier run' : 'done'}, ${humanBytes(reclaimedBytesOf(d.report!))} reclaimed${chain}`);
   }
   const t = batchTotal(disks);
   lines.push(`Total: ${t.done} of ${t.disks} disks done${t.failed ? `, ${t.failed} failed` : ''}, ${humanBytes(t.reclaimedBytes)} reclaimed`);

@@ -90,6 +90,7 @@ function buildProgram(): Command {
     .option('--filter <glob>', "with --all-domains: only domains whose name matches this shell glob ('web-*'; repeatable)", collect, [])
     .option('-c, --connect <uri>', "libvirt connection URI for -d (default: virsh's)")
     .option('--output-dir <dir>', 'copy mode with -d or several disks: one output per disk, named after the disk')
+    .option('--keep-backing', 'copy mode, a qcow2 over a backing file: OUT is a qcow2 over the same backing file, holding only the top layer (default: flattened)')
     .option('--update-domain', 'with -d --output-dir: point the domain at the new disks (the old definition is kept beside them)')
     .option('--jobs <n>', 'with -d or several disks: how many disks at once (default: one per core, a GiB of memory each)')
     .option('--resume', 'a batch cut short (Ctrl-C, a crash, a reboot): the same command with --resume skips the disks it finished')
@@ -279,6 +280,7 @@ function validate(o: Raw, disks: string[]): Options {
     ...exported,
     ...(template ? { template } : {}),
     ...(shrink ? { shrink } : {}),
+    ...(o.keepBacking ? { keepBacking: true } : {}),
   };
 }
 
@@ -333,7 +335,7 @@ const NOT_WITH_INSPECT: Record<string, string> = {
   connect: '-c', outputDir: '--output-dir', updateDomain: '--update-domain', jobs: '--jobs', resume: '--resume', allDomains: '--all-domains',
   export: '--export', ova: '--ova',
   template: '--template', dryRun: '--dry-run',
-  shrink: '--shrink', shrinkMargin: '--shrink-margin',
+  shrink: '--shrink', shrinkMargin: '--shrink-margin', keepBacking: '--keep-backing',
 };
 
 function validateInspect(o: Raw, disks: string[]): InspectCommand {
@@ -357,6 +359,7 @@ function validateInPlace(o: Raw, disks: string[], common: Omit<Options, 'mode' |
   if (o.o !== undefined) throw usage('you cannot use --in-place and -o options together');
   if (o.tmp !== undefined) throw usage('you cannot use --in-place and --tmp options together');
   if (o.overwrite) throw usage('you cannot use --in-place and --overwrite options together');
+  if (o.keepBacking) throw usage('you cannot use --in-place and --keep-backing options together: in place an image over a backing file is refused');
   if (o.export !== undefined || o.ova) throw usage(`you cannot use --in-place and ${o.ova ? '--ova' : '--export'} options together`);
   return { mode: 'in-place', input: resolve(disks[0]!), ...common };
 }

@@ -56,9 +56,9 @@ export async function planDomain(ctx: RunContext, request: DomainRequest): Promi
 
 /**
  * Points the domain at the copies: each copied disk becomes a file disk of the output's format
- * with no backing chain. The previous definition is saved beside the outputs first
- * (`DOMAIN.previous.xml`: `virsh define` it to go back), then the new one is defined with
- * libvirt's schema check.
+ * with no backing chain, or over the same backing file when the copy kept the chain. The
+ * previous definition is saved beside the outputs first (`DOMAIN.previous.xml`: `virsh define`
+ * it to go back), then the new one is defined with libvirt's schema check.
  */
 export async function updateDomain(ctx: RunContext, plan: DomainPlan, reports: readonly RunReport[], workDir: string): Promise<DomainUpdate> {
   const { connection, outputDir } = plan.request;
@@ -69,7 +69,8 @@ export async function updateDomain(ctx: RunContext, plan: DomainPlan, reports: r
   plan.runs.forEach((run, i) => {
     const output = reports[i]?.output;
     if (!output) throw new SparsifyError('INTERNAL', `no output for disk ${run.disk.target}`);
-    sources.set(run.disk.target, { path: output.path, format: output.format });
+    const keepsBacking = reports[i]?.chain?.handled === 'kept';
+    sources.set(run.disk.target, { path: output.path, format: output.format, ...(keepsBacking ? { keepsBacking } : {}) });
   });
   const newXml = await rewriteDiskSources(plan.xml, sources);
   const savedAs = join(outputDir, `${name}.previous.xml`);

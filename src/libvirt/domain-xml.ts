@@ -40,6 +40,8 @@ export interface DomainDefinition {
 export interface NewDiskSource {
   readonly path: string;
   readonly format: string;
+  /** --keep-backing: the new image is over the old one's backing file, so its <backingStore> stays. */
+  readonly keepsBacking?: boolean;
 }
 
 /** An XML element as xml2js gives it with its defaults: attributes under `$`, children as arrays. */
@@ -63,7 +65,8 @@ export async function parseDomainXml(xml: string): Promise<DomainDefinition> {
 
 /**
  * The definition with the disks named in `sources` (by target) pointing at their new images: a
- * file disk of the new format with no backing chain (the copy is flattened). Everything else
+ * file disk of the new format with no backing chain (the copy is flattened), or with the one it
+ * had when the copy kept it (the same backing file below a new top layer). Everything else
  * is kept; libvirt orders the elements itself when it parses the result.
  */
 export async function rewriteDiskSources(xml: string, sources: ReadonlyMap<string, NewDiskSource>): Promise<string> {
@@ -83,7 +86,7 @@ export async function rewriteDiskSources(xml: string, sources: ReadonlyMap<strin
     const driver: XmlNode = first(node, 'driver') ?? { $: { name: 'qemu' } };
     driver.$ = { ...driver.$, type: source.format };
     node.driver = [driver];
-    delete node.backingStore;
+    if (!source.keepsBacking) delete node.backingStore;
   }
   const missing = [...sources.keys()].filter((t) => !found.has(t));
   if (missing.length) throw notADomain(`it has no disk with target ${missing.join(', ')}`);

@@ -17,6 +17,9 @@ import { openNbdClient } from '../nbd/client.js';
 import type { CopyOptions, OutputFormat } from '../options.js';
 import type { VolumePlan } from '../plan/types.js';
 import { checkImage, createImage, readImageInfo, type ImageInfo } from '../qemu/img.js';
+import { readLayerMap } from '../qemu/img-map.js';
+import { copyTopLayer } from '../copy/top-layer-copy.js';
+import { decideChain, type ChainHandling } from './backing-chain.js';
 import { serveImage } from '../qemu/storage-daemon.js';
 import type { CopySummary } from '../report/types.js';
 import type { AsyncStack } from '../util/async-stack.js';
@@ -46,6 +49,8 @@ export interface Source {
   readonly outputFormat: OutputFormat;
   /** Everything decided about the output (format, -o, compression, size, OVA). */
   readonly output: OutputDecision;
+  /** What becomes of the input's backing chain: flattened, or kept with --keep-backing. */
+  readonly chain: ChainHandling;
   readonly workDir: string;
   readonly device: BlockDevice;
 }
@@ -62,6 +67,7 @@ export async function openSource(env: CopyEnv, target: OutputTarget | undefined)
   warnIfProbedRaw(ctx, info, options.input);
   await checkImage(ctx, options.input, info.format);
   const output = decideOutput(options, info);
+  const chain = decideChain(options, info, output);
   const outputFormat = output.format;
   if (target) checkOutputFits(target, outputFormat, output.sizeBytes);
   if (info.snapshotCount > 0) {
@@ -85,13 +91,15 @@ export async function openSource(env: CopyEnv, target: OutputTarget | undefined)
     }),
   );
   const device = stack.use(await openNbdClient({ socketPath: served.socketPath, exportName: served.exportName, signal: ctx.signal }));
-  return { info, outputFormat, output, workDir, device };
+  return { info, outputFormat, output, chain, workDir, device };
 }
 
 /** The qcow2 overlay over the input (backing = IN) that the engines write, served writable. */
 export interface Overlay {
   readonly device: BlockDevice;
   readonly export: { readonly socketPath: string; readonly exportName: string };
+  /** The overlay file. */
+  readonly path: string;
   /** The directory the overlay grows in. */
   readonly overlayDir: string;
 }
@@ -129,7 +137,7 @@ export async function openOverlay(env: CopyEnv, source: Source): Promise<Overlay
   );
   const exported = { socketPath: served.socketPath, exportName: served.exportName };
   const device = stack.use(await openNbdClient({ ...exported, signal: ctx.signal }));
-  return { device, export: exported, overlayDir: dirname(overlay) };
+  return { device, export: exported, path: overlay, overlayDir: dirname(overlay) };
 }
 
 /** What the copy wrote. */
@@ -141,7 +149,10 @@ export interface Copied {
   readonly allocatedBytes: number;
 }
 
-/** Copies `device` into the output, skipping every range the plans made zero; flushed when it returns. */
+/**
+ * Copies `device` into the output, skipping every range the plans made zero; flushed when it
+ * returns. With the chain kept, only what the input's top layer and `overlay` hold is copied.
+ */
 export async function copyToOutput(
   env: CopyEnv,
   source: Source,
@@ -149,6 +160,7 @@ export async function copyToOutput(
   plans: readonly VolumePlan[],
   target: OutputTarget,
   onProgress: (done: number, total: number) => void,
+  overlay?: Overlay,
 ): Promise<Copied> {
   const { ctx, options, daemons } = env;
   const path = writtenPath(target);
@@ -164,6 +176,7 @@ export async function copyToOutput(
     compress: decided.compress,
     workDir: source.workDir,
     ...(target.kind === 'file' && !decided.ova ? { finalName: basename(target.path) } : {}),
+    ...(source.chain.kind === 'kept' ? { backing: { name: source.chain.name, format: source.chain.format } } : {}),
   }).catch((err: unknown) => {
     throw asOutputError(err, options.output);
   });
@@ -172,8 +185,14 @@ export async function copyToOutput(
   try {
     // No overlay: the input itself is read, from its file when it is raw or simple qcow2 (src/copy/copy-source.ts).
     const input = device === source.device ? { path: options.input, format: source.info.format } : undefined;
-    await using from = await openCopySource(device, input, (why) => ctx.log.debug(why));
-    copy = await copyBlocks({ source: from, sink: output.sink, skip: zeroed, signal: ctx.signal, onProgress });
+    if (source.chain.kind === 'kept') {
+      const own = await ownRanges(ctx, options.input, overlay, zeroed);
+      const clusterBytes = output.clusterBytes ?? DEFAULT_CLUSTER_BYTES;
+      copy = await copyTopLayer({ source: device, sink: output.sink, own, zeroed, clusterBytes, signal: ctx.signal, onProgress });
+    } else {
+      await using from = await openCopySource(device, input, (why) => ctx.log.debug(why));
+      copy = await copyBlocks({ source: from, sink: output.sink, skip: zeroed, signal: ctx.signal, onProgress });
+    }
     await output.finish();
     if (decided.ova) {
       const disk = { diskPath: imagePath, ovaPath: path, name: options.output };
@@ -186,6 +205,24 @@ export async function copyToOutput(
   // A device has no "allocated" size of its own: all of it up to the virtual size was written.
   const allocatedBytes = target.kind === 'file' ? (await stat(path)).blocks * 512 : source.info.virtualSizeBytes;
   return { copy, zeroed, allocatedBytes };
+}
+
+/** qemu's default qcow2 cluster size. */
+const DEFAULT_CLUSTER_BYTES = 65536;
+
+/**
+ * What OUT must hold itself when it keeps IN's backing file: what IN's top layer holds, what the
+ * overlay holds (the engines' writes, flushed first), and the free ranges some layer below holds
+ * data for (made zero clusters, so the guest reads zeros there as after any sparsify).
+ */
+async function ownRanges(ctx: RunContext, input: string, overlay: Overlay | undefined, zeroed: ExtentSet): Promise<ExtentSet> {
+  const layers = await readLayerMap(ctx, input, 'qcow2');
+  let own = layers.top.union(zeroed.intersect(layers.present));
+  if (overlay) {
+    await overlay.device.flush();
+    own = own.union((await readLayerMap(ctx, overlay.path, 'qcow2', { forceShare: true })).top);
+  }
+  return own;
 }
 
 /** A failed write to the output, named by the output's own name rather than the temporary one. */

@@ -14,6 +14,7 @@ import { AsyncStack } from '../util/async-stack.js';
 import { verifyCopiedOutput } from '../verify/output.js';
 import { VERSION } from '../version.js';
 import { copyToOutput, openOverlay, openSource, writtenPath, type Copied, type CopyEnv, type Overlay, type Source } from './copy-disk.js';
+import type { ChainHandling } from './backing-chain.js';
 import { explainDaemonDeath, type WatchedDaemon } from './daemon-death.js';
 import type { Job, Steps } from './job.js';
 import { commitOutput, resolveOutputTarget } from './output-target.js';
@@ -157,7 +158,7 @@ async function runCopy(steps: Steps, options: CopyOptions, ctx: RunContext, ui: 
           view.progress(progress);
           ui.progress?.(progress);
         };
-        const copied = await copyToOutput(env, shrunk?.source ?? source, engineTarget.device, examined.plans, target, onProgress);
+        const copied = await copyToOutput(env, shrunk?.source ?? source, engineTarget.device, examined.plans, target, onProgress, overlay);
         return { results, copied };
       });
     });
@@ -235,6 +236,11 @@ function describeVolumes(examined: Examined): string {
   return `${examined.layout.table === 'none' ? 'no partition table' : examined.layout.table.toUpperCase()}, ${n} volume${n === 1 ? '' : 's'}`;
 }
 
+function chainReport(chain: ChainHandling): Pick<RunReport, 'chain'> {
+  if (chain.kind === 'none') return {};
+  return { chain: { handled: chain.kind, base: chain.kind === 'kept' ? chain.name : chain.base } };
+}
+
 function copyReport(options: CopyOptions, done: Copy, warnings: string[], clock: PhaseClock): RunReport {
   const { info, outputFormat } = done.source;
   return {
@@ -243,6 +249,7 @@ function copyReport(options: CopyOptions, done: Copy, warnings: string[], clock:
     mode: 'copy',
     input: { path: options.input, format: info.format, virtualSizeBytes: info.virtualSizeBytes, allocatedBytes: info.actualSizeBytes },
     output: { path: options.output, format: outputFormat, compressed: done.source.output.compress, allocatedBytes: done.copied.allocatedBytes },
+    ...chainReport(done.source.chain),
     partitionTable: done.examined.layout.table,
     volumes: volumeReports(done.results),
     warnings,

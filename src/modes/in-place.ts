@@ -145,8 +145,8 @@ async function openImage(ctx: RunContext, ui: RunUi, options: InPlaceOptions, st
     });
   }
   if (info.backingFile) {
-    throw new SparsifyError('UNSUPPORTED', `${options.input} has a backing file; in place only its own clusters could be freed`, {
-      hint: 'use copy mode, or commit the overlay into its backing file first (qemu-img commit)',
+    throw new SparsifyError('UNSUPPORTED', `${options.input} has a backing file: refused in place, where only its own clusters could be freed`, {
+      hint: 'use copy mode (it flattens the chain, or keeps it with --keep-backing), or commit the overlay into its backing file first (qemu-img commit)',
     });
   }
   await checkImage(ctx, options.input, info.format);

@@ -22,6 +22,8 @@ export interface OutputImage extends AsyncDisposable {
   readonly sink: BlockSink;
   /** Flushes the sink, stops its server and fsyncs the file: after this the bytes are on disk. */
   finish(): Promise<void>;
+  /** The image's cluster size, where qemu-img created it with one. */
+  readonly clusterBytes?: number;
   /** How the daemon serving the output ended (formats other than raw): to explain a lost connection. */
   readonly daemonExited?: Promise<DaemonExit>;
 }
@@ -41,17 +43,23 @@ export interface OutputSpec {
   readonly workDir: string;
   /** The name the file will have once renamed into place (a vmdk names itself in its descriptor). */
   readonly finalName?: string;
+  /**
+   * --keep-backing: a qcow2 over this backing file (its name as written in the header). It reads
+   * as its backing file, not as zero, so the sink is not zero-initialized.
+   */
+  readonly backing?: { readonly name: string; readonly format: string };
 }
 
 /**
  * Creates the output image: raw → a sparse file (or an existing block device) written directly;
  * qcow2, compressed or not → written by sparsify's own writers (src/qcow2/) when the -o options
  * are ones they make; any other format, or -o options it leaves to qemu → `qemu-img create` served over NBD
- * by qemu-storage-daemon (with qemu's compress filter for --compress). A new image reads as zero everywhere, so the copier never writes zeros into it.
+ * by qemu-storage-daemon (with qemu's compress filter for --compress). A new image reads as zero everywhere, so the copier never writes zeros into it;
+ * except one over a backing file (--keep-backing), always made by qemu-img create.
  */
 export async function openOutputImage(ctx: RunContext, spec: OutputSpec): Promise<OutputImage> {
   if (spec.format === 'raw') return openRawOutput(spec);
-  if (spec.format === 'qcow2' && !spec.blockDevice) {
+  if (spec.format === 'qcow2' && !spec.blockDevice && !spec.backing) {
     // zstd is needed to compress with it, not to name it in the header of an uncompressed image.
     const zstdAvailable = !spec.compress || zstdModulePath() !== undefined;
     const choice = chooseCompressedWriter(spec.createOptions, { zstdAvailable });
@@ -61,9 +69,11 @@ export async function openOutputImage(ctx: RunContext, spec: OutputSpec): Promis
   if (spec.blockDevice) throw new SparsifyError('INTERNAL', `${spec.format} output onto a block device`);
   const stack = new AsyncStack((err) => ctx.log.debug(`closing output: ${String(err)}`));
   try {
-    const options = spec.createOptions ? [spec.createOptions] : [];
+    // compat=1.1 first, so that -o may not undo it unseen: zero clusters need it (checked in backing-chain.ts).
+    const options = [...(spec.backing ? ['compat=1.1'] : []), ...(spec.createOptions ? [spec.createOptions] : [])];
     if (spec.format === 'vpc' && !/force_size/.test(spec.createOptions ?? '')) options.push('force_size=on');
-    await createImage(ctx, { path: spec.path, format: spec.format, sizeBytes: spec.sizeBytes, options });
+    const backing = spec.backing ? { backing: { path: spec.backing.name, format: spec.backing.format, asNamed: true } } : {};
+    await createImage(ctx, { path: spec.path, format: spec.format, sizeBytes: spec.sizeBytes, options, ...backing });
     const info = await readImageInfo(ctx, spec.path, { format: spec.format });
     const served = stack.use(
       await serveImage(ctx, {
@@ -84,7 +94,7 @@ export async function openOutputImage(ctx: RunContext, spec: OutputSpec): Promis
     const alignment = Math.max(wholeClusters ? (info.clusterSizeBytes ?? 65536) : 1, nbd.info.blockSizes.minimumBytes);
     const sink: BlockSink = {
       sizeBytes: nbd.sizeBytes,
-      zeroInitialized: true,
+      zeroInitialized: !spec.backing,
       writeAlignmentBytes: alignment,
       // qemu appends each grain of a streamOptimized vmdk in the order written; VMware's importers
       // read the stream in order, and qemu-img convert itself writes it in order (its -W refuses).
@@ -104,6 +114,7 @@ export async function openOutputImage(ctx: RunContext, spec: OutputSpec): Promis
         await fsyncFile(spec.path);
       },
       [Symbol.asyncDispose]: () => owned[Symbol.asyncDispose](),
+      ...(info.clusterSizeBytes !== undefined ? { clusterBytes: info.clusterSizeBytes } : {}),
       daemonExited: served.exited,
     };
   } catch (err) {

@@ -16,6 +16,8 @@ export interface ImageInfo {
   readonly clusterSizeBytes?: number;
   /** The backing file, resolved as qemu resolves it (full-backing-filename). */
   readonly backingFile?: string;
+  /** The backing file's name as the header holds it (backing-filename): maybe relative to the image's directory. */
+  readonly backingName?: string;
   readonly backingFormat?: string;
   /** Images below this one, nearest first (empty without a backing file). */
   readonly backingChain: readonly { readonly path: string; readonly format: string }[];
@@ -54,7 +56,8 @@ export function parseImageInfo(stdout: string, opts: { path: string; probed: boo
   const [top, ...below] = chain.map((entry, i) => asObject(entry, `qemu-img info: entry ${i}`));
   if (!top) throw badOutput('qemu-img info', 'empty backing chain');
   const format = str(top, 'format', true);
-  const backingFile = str(top, 'full-backing-filename') ?? str(top, 'backing-filename');
+  const backingName = str(top, 'backing-filename');
+  const backingFile = str(top, 'full-backing-filename') ?? backingName;
   const backingFormat = str(top, 'backing-filename-format');
   const specific = optObject(top['format-specific']);
   const data = specific ? optObject(specific['data']) : undefined;
@@ -69,6 +72,7 @@ export function parseImageInfo(stdout: string, opts: { path: string; probed: boo
     actualSizeBytes: num(top, 'actual-size') ?? 0,
     ...(clusterSizeBytes !== undefined ? { clusterSizeBytes } : {}),
     ...(backingFile !== undefined ? { backingFile } : {}),
+    ...(backingName !== undefined ? { backingName } : {}),
     ...(backingFormat !== undefined ? { backingFormat } : {}),
     backingChain: below.map((b) => ({ path: str(b, 'filename', true), format: str(b, 'format', true) })),
     ...(dirtyFlag !== undefined ? { dirtyFlag } : {}),

@@ -92,7 +92,11 @@ export interface CreateImageOptions {
   readonly sizeBytes: number;
   /** `-o` strings as given (each may itself hold several comma-separated options). */
   readonly options?: readonly string[];
-  readonly backing?: { readonly path: string; readonly format: string };
+  /**
+   * The backing file. Its path is made absolute, unless `asNamed`: then it is written as given
+   * (a relative name resolves against the new image's directory, as in the image it came from).
+   */
+  readonly backing?: { readonly path: string; readonly format: string; readonly asNamed?: boolean };
 }
 
 /** Creates an image with `qemu-img create`; bad `-o` options → USAGE with qemu's reason. */
@@ -101,7 +105,7 @@ export async function createImage(ctx: RunContext, opts: CreateImageOptions): Pr
   const args = ['create', '-q', '-f', opts.format];
   if (options.length) args.push('-o', options.join(','));
   // The overlay lives in a temp dir: a relative backing name would resolve against that dir.
-  if (opts.backing) args.push('-b', resolve(opts.backing.path), '-F', opts.backing.format);
+  if (opts.backing) args.push('-b', opts.backing.asNamed ? opts.backing.path : resolve(opts.backing.path), '-F', opts.backing.format);
   args.push(resolve(opts.path), String(opts.sizeBytes));
   try {
     await runTool(ctx, 'qemu-img', args);

@@ -1,7 +1,7 @@
 /** The report as a person reads it at the end of a run on a terminal or in a log. */
 import { humanBytes } from '../util/size.js';
 import { formatTemplate } from './template.js';
-import type { RunReport, VerifyReport } from './types.js';
+import type { ChainReport, RunReport, VerifyReport } from './types.js';
 
 /** The closing summary: per volume what was done, by which engine, and reclaimed, then sizes before and after. */
 export function formatSummary(report: RunReport): string {
@@ -18,6 +18,7 @@ export function formatSummary(report: RunReport): string {
     const o = report.output;
     out.push(`Output: ${humanBytes(o.allocatedBytes)} allocated (${o.format}${o.compressed ? ', compressed' : ''}) ${o.path}`);
   }
+  if (report.chain) out.push(`Chain:  ${formatChain(report.chain)}`);
   if (report.allocatedBytesAfter !== undefined) {
     out.push(`After:  ${humanBytes(report.allocatedBytesAfter)} allocated`);
   }
@@ -25,6 +26,11 @@ export function formatSummary(report: RunReport): string {
   if (report.verify) out.push(`Verify: ${formatVerify(report.verify, report.mode)}`);
   out.push(`Time:   ${(report.totalMs / 1000).toFixed(1)} s`);
   return out.join('\n');
+}
+
+/** What copy mode did with the input's backing chain, as the summary and a batch's line say it. */
+export function formatChain(chain: ChainReport): string {
+  return chain.handled === 'kept' ? `kept the backing chain (${chain.base})` : `flattened (backing file ${chain.base})`;
 }
 
 /** What follows a successful run on standard output: the summary, and in copy mode virt-sparsify's advice. */

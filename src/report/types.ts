@@ -36,6 +36,8 @@ export interface CopySummary {
   readonly zeroScannedBytes: number;
   readonly skippedFreeBytes: number;
   readonly readBytes: number;
+  /** --keep-backing: bytes neither free nor read, which OUT leaves to its backing file. */
+  readonly keptInBackingBytes?: number;
   readonly elapsedMs: number;
 }
 
@@ -84,6 +86,14 @@ export interface TemplateReport {
   readonly warnings: readonly string[];
 }
 
+/** Copy mode, an input over a backing file: what became of the chain (src/modes/backing-chain.ts). */
+export interface ChainReport {
+  /** 'flattened': every layer copied into an output with no backing file; 'kept': OUT is a qcow2 over `base`. */
+  readonly handled: 'flattened' | 'kept';
+  /** Kept: the backing file as OUT's header names it; flattened: IN's backing file. */
+  readonly base: string;
+}
+
 /** The whole report of a run: what --json writes. */
 export interface RunReport {
   readonly tool: 'sparsify';
@@ -104,6 +114,8 @@ export interface RunReport {
   };
   /** In place: bytes allocated on the host after the run. */
   readonly allocatedBytesAfter?: number;
+  /** Copy mode with an input over a backing file. */
+  readonly chain?: ChainReport;
   /** Absent after --template --dry-run, which examines no filesystem. */
   readonly partitionTable?: string;
   readonly volumes: readonly VolumeReport[];

@@ -145,7 +145,7 @@ describeIntegration('libvirt batches (--resume)', { tools: TOOLS, root: true }, 
     }
     const refused = await sparsify(['--in-place', '-d', 'each-chain']);
     expect(refused.exitCode).toBe(1);
-    expect(refused.stderr.split('\n')).toContain(`sparsify: error: ${t.chain.top} has a backing file; in place only its own clusters could be freed`);
+    expect(refused.stderr.split('\n')).toContain(`sparsify: error: ${t.chain.top} has a backing file: refused in place, where only its own clusters could be freed`);
     await expectReclaimedAndIdentical(t.reclaimable, before);
     expect({ top: await sha256File(t.chain.top), base: await sha256File(t.chain.base) }).toEqual(chainBefore);
     expect(await journals()).toEqual([]);
@@ -159,7 +159,7 @@ describeIntegration('libvirt batches (--resume)', { tools: TOOLS, root: true }, 
     const json = join(dir, 'all.json');
     const r = await sparsify(['--in-place', '--jobs', '2', ...t.names.flatMap((n) => ['-d', n]), '--json', json]);
     expect(r.exitCode, r.stdout + r.stderr).toBe(5);
-    expect(r.stdout).toMatch(/^all-chain\/vda \(.*all-chain-top.qcow2\): FAILED: .* has a backing file; in place only its own clusters could be freed$/m);
+    expect(r.stdout).toMatch(/^all-chain\/vda \(.*all-chain-top.qcow2\): FAILED: .* has a backing file: refused in place, where only its own clusters could be freed$/m);
     expect(r.stdout).toMatch(/^Total: 3 of 4 disks done, 1 failed/m);
     await expectReclaimedAndIdentical(t.reclaimable, before);
     expect({ top: await sha256File(t.chain.top), base: await sha256File(t.chain.base) }).toEqual(chainBefore);

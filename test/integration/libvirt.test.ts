@@ -199,11 +199,37 @@ describeIntegration('libvirt domains (-d, -c)', { tools: TOOLS, root: true }, ()
     await mkdir(out);
     const r = await sparsify(['-d', 'c-chain', '--output-dir', out, '--update-domain']);
     expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.stdout).toContain(`c-chain/vda (${chain.top}): done, `);
+    expect(r.stdout).toContain(`, flattened (backing file ${chain.base})\n`);
     const flat = join(out, 'copy-chain-top.qcow2');
     expect(JSON.parse(execFileSync('qemu-img', ['info', '--output=json', flat]).toString())['backing-filename']).toBeUndefined();
     expect((await verifyImage(flat, 'qcow2', qcow2.manifestPath)).problems).toEqual([]);
     const now = await parseDomainXml(await libvirtd!.virsh(['dumpxml', '--inactive', 'c-chain']));
     expect(now.disks).toEqual([{ target: 'vda', kind: 'file', path: flat, format: 'qcow2', hasBacking: false }]);
+  }, 600_000);
+
+  it('--keep-backing: copy mode keeps the chain, the closing line says so; --update-domain points the domain at OUT over the old base, and libvirt validates it', async () => {
+    const chain = await overlay('keep-chain');
+    await define('k-chain', [fileDisk(chain.top, 'qcow2', 'vda')]);
+    const before = { top: await sha256File(chain.top), base: await sha256File(chain.base) };
+    const out = join(dir, 'kept');
+    await mkdir(out);
+    const r = await sparsify(['-d', 'k-chain', '--output-dir', out, '--update-domain', '--keep-backing']);
+    expect(r.exitCode, r.stderr).toBe(0);
+    const kept = join(out, 'keep-chain-top.qcow2');
+    expect(r.stdout).toContain(`k-chain/vda (${chain.top}): done, `);
+    expect(r.stdout).toMatch(new RegExp(`^k-chain/vda .*, kept the backing chain \\(${chain.base}\\)$`, 'm'));
+    const info = JSON.parse(execFileSync('qemu-img', ['info', '--output=json', kept]).toString());
+    expect([info['backing-filename'], info['backing-filename-format']]).toEqual([chain.base, 'qcow2']);
+    expect((await verifyImage(kept, 'qcow2', qcow2.manifestPath)).problems).toEqual([]);
+    // The fixture's deleted files lie in the base: OUT holds zero clusters there, no data.
+    expect(await allocatedBytes(kept)).toBeLessThan(4 * MiB);
+    expect({ top: await sha256File(chain.top), base: await sha256File(chain.base) }).toEqual(before);
+    const now = await parseDomainXml(await libvirtd!.virsh(['dumpxml', '--inactive', 'k-chain']));
+    expect(now.disks.map((d) => [d.target, d.path, d.format])).toEqual([['vda', kept, 'qcow2']]);
+    const again = join(dir, 'k-chain-again.xml');
+    await writeFile(again, await libvirtd!.virsh(['dumpxml', '--inactive', 'k-chain']));
+    await libvirtd!.virsh(['define', '--validate', again]);
   }, 600_000);
 
   it('a --json path that cannot be written is one line before any disk is read', async () => {

@@ -32,6 +32,20 @@ describe('batch report', () => {
   });
 });
 
+describe('batch report: backing chains', () => {
+  it("a copied disk's line says whether its chain was flattened or kept, with the base", () => {
+    const chained = (chain: RunReport['chain']) => ({ ...copy(100 * MiB, 10 * MiB), chain }) as RunReport;
+    const disks: DiskOutcome[] = [
+      { domain: 'a', target: 'vda', source: '/i/a.qcow2', status: 'done', report: chained({ handled: 'kept', base: '/i/base.qcow2' }) },
+      { domain: 'b', target: 'vda', source: '/i/b.qcow2', status: 'done', report: chained({ handled: 'flattened', base: '/i/base.qcow2' }) },
+    ];
+    expect(batchLines([], disks).slice(0, 2)).toEqual([
+      'a/vda (/i/a.qcow2): done, 90 MiB reclaimed, kept the backing chain (/i/base.qcow2)',
+      'b/vda (/i/b.qcow2): done, 90 MiB reclaimed, flattened (backing file /i/base.qcow2)',
+    ]);
+  });
+});
+
 describe('defaultJobs', () => {
   it('one per core, no more than the disks, a GiB of memory each, at least one', () => {
     expect(defaultJobs(8, 2, 24 * GiB)).toBe(2);

@@ -173,3 +173,11 @@ describe('parseCommandLine: --inspect', () => {
     expect(usageError('--xml', 'a', 'b')).toMatch(/--xml goes with --inspect/);
   });
 });
+
+describe('parseCommandLine: --keep-backing', () => {
+  it('is a copy-mode option; in place it is refused', () => {
+    expect(run('--keep-backing', 'in.qcow2', 'out.qcow2').options).toMatchObject({ mode: 'copy', keepBacking: true });
+    expect(run('in.qcow2', 'out.qcow2').options).not.toHaveProperty('keepBacking');
+    expect(usageError('--in-place', '--keep-backing', 'in.qcow2')).toMatch(/--in-place and --keep-backing/);
+  });
+});

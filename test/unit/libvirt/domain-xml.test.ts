@@ -118,4 +118,11 @@ describe('rewriteDiskSources', () => {
   it('refuses a target the definition does not have', async () => {
     await expect(rewriteDiskSources(XML, new Map([['vdz', { path: '/x', format: 'raw' }]]))).rejects.toMatchObject({ code: 'BAD_DOMAIN', message: expect.stringMatching(/vdz/) });
   });
+
+  it('a copy that kept its backing chain (--keep-backing) keeps the disk\'s <backingStore>: the same base below the new file', async () => {
+    const xml = await rewriteDiskSources(XML, new Map([['vda', { path: '/small/root.qcow2', format: 'qcow2', keepsBacking: true }]]));
+    const def = await parseDomainXml(xml);
+    expect(def.disks[0]).toEqual({ target: 'vda', kind: 'file', path: '/small/root.qcow2', format: 'qcow2', hasBacking: true });
+    expect(xml).toContain('<backingStore type="file" index="3">');
+  });
 });

@@ -41,6 +41,7 @@ describe('parseImageInfo', () => {
       actualSizeBytes: 200704,
       clusterSizeBytes: 65536,
       backingFile: '/tmp/x/base.raw',
+      backingName: 'base.raw',
       backingFormat: 'raw',
       backingChain: [{ path: '/tmp/x/base.raw', format: 'raw' }],
       dirtyFlag: false,
