@@ -2,9 +2,12 @@
  * Shrinking an LVM2 physical volume (issue 12: "the last LV, then the PV"). LVM never moves
  * extents by itself without pvmove, so only the end of the PV can go: the LV whose extents are
  * last shrinks (its ext filesystem first, src/shrink/ext.ts, then lvresize to it rounded up to
- * whole extents), then pvresize --setphysicalvolumesize cuts the PV right after the last extent in
- * use, free extents at the end included. Every other LV keeps its size and its place in the PV;
- * the PV moves down whole with its partition. What blocks: a VG on several PVs, segment types
+ * whole extents); the PV's partition then ends right after the last extent in use (free extents
+ * at the end go too), and once the new table is in place `pvresize` fits the PV to it (with no
+ * size: `pvresize --setphysicalvolumesize` asks for a confirmation the appliance cannot give, and
+ * LVM reads a PV shorter than its metadata says, with a warning, as long as no LV lies past its
+ * end). Every other LV keeps its size and its place in the PV; the PV moves down whole with its
+ * partition. What blocks: a VG on several PVs, segment types
  * whose extents are not known, a metadata copy at the PV's end, and, for the LV itself, anything
  * but a clean, writable ext2/3/4 (each kept with its reason in the report).
  */
@@ -79,7 +82,7 @@ export function decideLvmShrink(lvm: LvmResult, lastFs: ProbeResult | undefined)
   return { action: 'shrink', extentSizeBytes: lvm.extentSizeBytes, ...(lvShrinks ? { lastLv: last } : {}), usedEndBytes, rows };
 }
 
-/** What shrinking the PV did: its new size (PV-relative end of the last extent), the LV rows, and the LV to check at the end. */
+/** What shrinking the PV's last LV did: the PV's new size (PV-relative end of the last extent in use), the LV rows, and the LV to check at the end. */
 export interface LvmShrunk {
   readonly pvNewSizeBytes: number;
   readonly rows: readonly LvRow[];
@@ -103,10 +106,9 @@ export async function readLvmDecision(reader: BlockReader, pv: Volume): Promise<
   return decideLvmShrink(lvm, lastFs);
 }
 
-/** Carries out a 'shrink' decision in the appliance on `pv` (its LVs active, as libguestfs leaves them at launch). */
-export async function shrinkLvmPv(
+/** Shrinks the last LV of a 'shrink' decision in the appliance (its LVs active, as libguestfs leaves them at launch); the PV is fitted to its partition later. */
+export async function shrinkLastLv(
   g: Appliance,
-  pv: Volume,
   d: Extract<LvmShrinkDecision, { action: 'shrink' }>,
   margin: ShrinkMargin,
   sectorBytes: number,
@@ -123,15 +125,14 @@ export async function shrinkLvmPv(
     const lvNewBytes = Math.min(alignUp(mib * MIB, d.extentSizeBytes), lv.sizeBytes);
     if (lvNewBytes < lv.sizeBytes) {
       await step(`reducing ${lv.name} to ${lvNewBytes} bytes (lvresize)`, () => g.run('lvresize', lv.name, String(mib)));
-      const got = Number(await step(`measuring ${lv.name} (blockdev --getsize64)`, () => g.run('blockdev-getsize64', lv.name)));
-      if (got !== lvNewBytes) throw new Error(`${lv.name} is ${got} bytes after lvresize, not the ${lvNewBytes} planned`);
+      await step(`measuring ${lv.name} (blockdev --getsize64)`, async () => {
+        const got = Number(await g.run('blockdev-getsize64', lv.name));
+        if (got !== lvNewBytes) throw new Error(`${lv.name} is ${got} bytes after lvresize, not the ${lvNewBytes} planned`);
+      });
     }
     usedEndBytes = lv.offsetBytes + lvNewBytes;
     rows.push({ volume: lv, newSizeBytes: lvNewBytes, action: 'resized', minimumBytes: r.minimumBytes, marginBytes: r.marginBytes });
     checkExt.push(lv.name);
-  }
-  if (usedEndBytes < pv.sizeBytes) {
-    await step(`cutting the PV ${pv.name} to ${usedEndBytes} bytes (pvresize --setphysicalvolumesize)`, () => g.run('pvresize-size', pv.name, String(usedEndBytes)));
   }
   rows.sort((a, b) => a.volume.offsetBytes - b.volume.offsetBytes);
   return { pvNewSizeBytes: usedEndBytes, rows, checkExt };

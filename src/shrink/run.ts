@@ -7,8 +7,9 @@
  * tables would keep the partitions busy; move the partitions after it down (copy-device-to-device,
  * forward, to lower offsets: safe, see plan.ts); rewrite the partition table (src/layout/rewrite/)
  * through the appliance, so its kernel sees every write in order; make each swap area again at
- * its new place with its UUID and label; activate the volume groups again where they now lie; then
- * check: e2fsck -f -p on every resized filesystem (an LV's too); the
+ * its new place with its UUID and label; activate the volume groups again where they now lie and
+ * fit each shrunk PV to its partition (pvresize); then check: e2fsck -f -p on every resized
+ * filesystem (an LV's too); the
  * new table read back as planned, once from its bytes before any byte moved and once from the disk.
  */
 import { writeFile, rm } from 'node:fs/promises';
@@ -25,7 +26,7 @@ import type { Layout, Volume } from '../layout/types.js';
 import { checkNtfs, shrinkNtfs } from './ntfs.js';
 import { decideShrink, type ShrinkDecision } from './decide.js';
 import { checkExt, shrinkExt } from './ext.js';
-import { readLvmDecision, shrinkLvmPv, type LvRow } from './lvm.js';
+import { readLvmDecision, shrinkLastLv, type LvRow } from './lvm.js';
 import type { ShrinkMargin } from './margin.js';
 import { planLayout, type ShrinkLayout, type SizedVolume } from './plan.js';
 
@@ -134,7 +135,8 @@ export async function shrinkDisk(t: ShrinkTarget): Promise<ShrinkReport> {
   await remakeSwaps(t, sized);
   // e2fsck -f -p: a problem preen may not fix is an error. libguestfs lets exit 1 (fixed) through; the tests check -fn on OUT.
   for (const c of checks) {
-    if (c.kind === 'ntfs') await step(`checking ${c.device} after the resize (ntfsresize --info)`, () => checkNtfs(g, c.device));
+    if (c.kind === 'pvresize') await step(`fitting the PV ${c.device} to its new partition (pvresize)`, () => g.run('pvresize', c.device));
+    else if (c.kind === 'ntfs') await step(`checking ${c.device} after the resize (ntfsresize --info)`, () => checkNtfs(g, c.device));
     else await checkExt(g, c.device, step);
   }
   return {
@@ -148,10 +150,10 @@ export async function shrinkDisk(t: ShrinkTarget): Promise<ShrinkReport> {
   };
 }
 
-/** A check after everything moved: e2fsck -f -p, or ntfsresize --info reading the volume at its new place. */
+/** What runs once everything sits at its new place: pvresize fitting a PV to its shorter partition, then the checks (e2fsck -f -p; ntfsresize --info reading the volume there). */
 interface Check {
   readonly device: string;
-  readonly kind: 'ext' | 'ntfs';
+  readonly kind: 'pvresize' | 'ext' | 'ntfs';
 }
 
 /** What shrinking one volume gave: its new size, its report line, the LVs inside it, and what to check once it sits at its new place. */
@@ -198,8 +200,9 @@ async function shrinkVolume(t: ShrinkTarget, volume: Volume, decision: ShrinkDec
     const d = await step(`reading the LVM metadata of ${dev}`, () => readLvmDecision(t.reader, volume));
     if (d.action === 'keep') return { ...kept(d.reason), lvs: d.rows };
     t.say(`Shrink ${dev}: its last logical volume, then the physical volume`);
-    const r = await shrinkLvmPv(g, volume, d, t.margin, sb, step);
-    return resized(r.pvNewSizeBytes, {}, { lvs: r.rows, checks: r.checkExt.map((device) => ({ device, kind: 'ext' as const })) });
+    const r = await shrinkLastLv(g, d, t.margin, sb, step);
+    const fit = r.pvNewSizeBytes < volume.sizeBytes ? [{ device: dev, kind: 'pvresize' as const }] : [];
+    return resized(r.pvNewSizeBytes, {}, { lvs: r.rows, checks: [...fit, ...r.checkExt.map((device) => ({ device, kind: 'ext' as const }))] });
   }
   t.say(`Shrink ${dev}: check, measure and resize its filesystem`);
   if (decision.action === 'resize-ntfs') {
