@@ -21,10 +21,10 @@ const GUESTFS_ENV = { ...process.env, LIBGUESTFS_BACKEND: 'direct', LIBGUESTFS_B
 const MiB = 1024 * 1024;
 const SWAP_MIB = 32;
 
-/** The disk: /boot (128 MiB), then the PV; swap LV first, the root LV takes the rest; files in several directories (spread over block groups). */
+/** The disk: /boot (128 MiB), then the PV up to the last usable sector of the GPT (1 GiB: 2097152 − 34); swap LV first, the root LV takes the rest; files in several directories (spread over block groups). */
 const RECIPE = [
   'sparse', 'disk.img', '1G', ':', 'run', ':',
-  'part-init', '/dev/sda', 'gpt', ':', 'part-add', '/dev/sda', 'p', '2048', '264191', ':', 'part-add', '/dev/sda', 'p', '264192', '-34', ':',
+  'part-init', '/dev/sda', 'gpt', ':', 'part-add', '/dev/sda', 'p', '2048', '264191', ':', 'part-add', '/dev/sda', 'p', '264192', '2097118', ':',
   'mkfs', 'ext4', '/dev/sda1', 'label:boot', ':',
   'pvcreate', '/dev/sda2', ':', 'vgcreate', 'VG', '/dev/sda2', ':',
   'lvcreate', 'swap', 'VG', String(SWAP_MIB), ':', 'lvcreate-free', 'root', 'VG', '100', ':',
@@ -51,7 +51,10 @@ const INSPECT = [
   'mount-ro', '/dev/VG/root', '/', ':', 'mount-ro', '/dev/sda1', '/boot', ':', 'checksums-out', 'sha256', '/', '-',
 ];
 
-type Inspection = Record<'fsck' | 'lvm' | 'ids' | 'files', string[]>;
+type Inspection = Record<'fsck' | 'lvm' | 'ids' | 'files' | 'pv', string[]>;
+
+/** Asked of OUT only: the PV's size in its metadata against its partition, and its extents against those in use. */
+const PV_SIZES = ['echo', '==pv', ':', 'debug', 'sh', 'lvm pvs --noheadings --units b --nosuffix -o pv_size,dev_size,pv_pe_count,pv_pe_alloc_count', ':'];
 
 function parseInspection(text: string): Inspection {
   const sections: Record<string, string[]> = {};
@@ -62,7 +65,7 @@ function parseInspection(text: string): Inspection {
     else current?.push(line.replace(/\s+/g, ' '));
   }
   const files = (sections.files ?? []).sort();
-  return { fsck: sections.fsck ?? [], lvm: sections.lvm ?? [], ids: sections.ids ?? [], files };
+  return { fsck: sections.fsck ?? [], lvm: sections.lvm ?? [], ids: sections.ids ?? [], files, pv: sections.pv ?? [] };
 }
 
 /** Runs guestfish with stdin closed (the appliance's qemu would read it); rejects with its stderr. */
@@ -121,7 +124,7 @@ describeIntegration('sparsify --shrink on an ext4-on-LVM disk', { tools: ['guest
     if (r.exitCode !== 0) throw new Error(`sparsify --shrink exited ${r.exitCode}: ${r.stderr}`);
     report = (JSON.parse(await readFile(json, 'utf8')) as { shrink: ShrinkReport }).shrink;
     console.log(`shrink lvm: ${report.virtualSizeBeforeBytes} -> ${report.virtualSizeAfterBytes}`, JSON.stringify(report.volumes));
-    after = parseInspection(await guestfish(dir, ['--ro', '--format=raw', '-a', out, 'run', ':', ...INSPECT]));
+    after = parseInspection(await guestfish(dir, ['--ro', '--format=raw', '-a', out, 'run', ':', ...PV_SIZES, ...INSPECT]));
   }, 2 * SHRINK_RUN_MS);
   afterAll(async () => {
     if (dir) await rm(dir, { recursive: true, force: true });
@@ -166,6 +169,18 @@ describeIntegration('sparsify --shrink on an ext4-on-LVM disk', { tools: ['guest
     expect(after.ids).toContain('lvswap');
     expect(before.files.length).toBeGreaterThan(10);
     expect(after.files).toEqual(before.files);
+  });
+
+  it('the PV fills its shrunk partition exactly (pvresize): the partition holds its extents and its 1 MiB header, every extent in use', () => {
+    // Only the figures: a warning line (a PV longer than its device) fails the test too.
+    expect(after.pv).toHaveLength(1);
+    const [pvSize, devSize, peCount, peAlloc] = after.pv[0]!.split(' ').map(Number);
+    // pv_size counts the extents (pe_count × 4 MiB); dev_size is what LVM reads of the partition.
+    expect(devSize).toBe(row('/dev/sda2').newSizeBytes);
+    expect(pvSize).toBe(peCount! * 4 * MiB);
+    expect(devSize! - pvSize!).toBeLessThanOrEqual(MiB);
+    expect(peCount).toBe(peAlloc);
+    expect(peCount).toBeGreaterThan(0);
   });
 
   it("sgdisk -v is clean and the input's sha256 is unchanged", async () => {
