@@ -44,6 +44,12 @@ export interface LvmResult {
   /** The label sector and the metadata areas, as PV-relative bytes (see lvmStructureRanges). */
   readonly structures: ExtentSet;
   readonly notes: string[];
+  /** How many PVs the VG has (0 with no VG metadata); --shrink resizes only a VG wholly on this PV. */
+  readonly pvCount: number;
+  /** Where this PV's extents lie, as PV-relative bytes: pe_start to pe_start + pe_count × extent size. */
+  readonly extentArea: { readonly startBytes: number; readonly endBytes: number };
+  /** Every extent in use is known (no segment type this reader does not model): freeOnPv is exact. */
+  readonly usedIsComplete: boolean;
 }
 
 interface FoundMetadata {
@@ -63,7 +69,10 @@ export async function readLvm(pvReader: BlockReader, pvName: string): Promise<Lv
         'absent or ignored, its VG being described on another PV): nothing on it is treated as free',
     );
     const structures = lvmStructureRanges(label, pvReader.sizeBytes);
-    return { vgName: '', extentSizeBytes: 0, volumes: [], unhandled: [], freeOnPv: ExtentSet.empty, structures, notes };
+    return {
+      vgName: '', extentSizeBytes: 0, volumes: [], unhandled: [], freeOnPv: ExtentSet.empty, structures, notes,
+      pvCount: 0, extentArea: { startBytes: 0, endBytes: 0 }, usedIsComplete: false,
+    };
   }
   return resultFor(found, label, pvReader.sizeBytes, pvName, notes);
 }
@@ -185,5 +194,8 @@ function resultFor(
     freeOnPv: map.usedIsComplete ? allExtents.subtract(used) : ExtentSet.empty,
     structures: lvmStructureRanges(label, pvSizeBytes),
     notes: [...notes, ...map.notes],
+    pvCount: vg.pvs.size,
+    extentArea: { startBytes: peStartBytes, endBytes: peStartBytes + pv.peCount * extentSizeBytes },
+    usedIsComplete: map.usedIsComplete,
   };
 }

@@ -12,6 +12,8 @@ export type ShrinkDecision =
   | { readonly action: 'resize-ext' }
   /** A swap area holds nothing to keep across a shutdown: it is made again, same UUID and label, at its new place. */
   | { readonly action: 'remake-swap' }
+  /** An LVM PV: its last LV's ext filesystem and the LV shrink, then the PV is cut after its last extent in use (src/shrink/lvm.ts). */
+  | { readonly action: 'resize-lvm' }
   /** ntfsresize to its minimum (ntfsresize --info) plus the margin (src/shrink/ntfs.ts). */
   | { readonly action: 'resize-ntfs' }
   | { readonly action: 'keep'; readonly reason: string };
@@ -32,7 +34,7 @@ const DECIDERS: Record<FsType, Decider> = {
   xfs: () => keep('xfs cannot shrink: kept its size'),
   ntfs: (fs) => (fs.dirty ? keep('it is marked for a check (chkdsk): kept its size (boot Windows or run chkdsk first)') : { action: 'resize-ntfs' }),
   btrfs: notYet('btrfs filesystem resize'),
-  'lvm-pv': notYet('LVM: the last LV, then pvresize'),
+  'lvm-pv': () => ({ action: 'resize-lvm' }),
   luks: () => keep('encrypted: its contents cannot be resized without the key'),
   vfat: () => keep('vfat is not shrunk (an EFI system partition is small already)'),
   f2fs: () => keep('f2fs cannot shrink: kept its size'),

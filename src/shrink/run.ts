@@ -2,10 +2,14 @@
  * Shrinking one disk inside a launched libguestfs appliance whose only drive is the run's
  * writable overlay (the input is its backing file and is never written). Steps, each named in
  * its error: check each ext filesystem (e2fsck -f), resize it to its minimum (resize2fs -M, the
- * size resize2fs -P estimates) and grow it back by the margin; move the partitions after it down (copy-device-to-device,
+ * size resize2fs -P estimates) and grow it back by the margin (src/shrink/ext.ts; ntfs: ntfs.ts;
+ * an LVM PV: its last LV, then the PV, lvm.ts); deactivate the volume groups, whose device-mapper
+ * tables would keep the partitions busy; move the partitions after it down (copy-device-to-device,
  * forward, to lower offsets: safe, see plan.ts); rewrite the partition table (src/layout/rewrite/)
  * through the appliance, so its kernel sees every write in order; make each swap area again at
- * its new place with its UUID and label; then check: e2fsck -f -p on every resized filesystem; the
+ * its new place with its UUID and label; activate the volume groups again where they now lie and
+ * fit each shrunk PV to its partition (pvresize); then check: e2fsck -f -p on every resized
+ * filesystem (an LV's too); the
  * new table read back as planned, once from its bytes before any byte moved and once from the disk.
  */
 import { writeFile, rm } from 'node:fs/promises';
@@ -21,7 +25,9 @@ import type { SectorWrite } from '../layout/rewrite/types.js';
 import type { Layout, Volume } from '../layout/types.js';
 import { checkNtfs, shrinkNtfs } from './ntfs.js';
 import { decideShrink, type ShrinkDecision } from './decide.js';
-import { marginBytes, type ShrinkMargin } from './margin.js';
+import { checkExt, shrinkExt } from './ext.js';
+import { readLvmDecision, shrinkLastLv, type LvRow } from './lvm.js';
+import type { ShrinkMargin } from './margin.js';
 import { planLayout, type ShrinkLayout, type SizedVolume } from './plan.js';
 
 /** One volume in the report: old and new size and place, what was done, or why it kept its size. */
@@ -42,6 +48,7 @@ export interface ShrinkVolumeReport {
 export interface ShrinkReport {
   readonly virtualSizeBeforeBytes: number;
   readonly virtualSizeAfterBytes: number;
+  /** The partitions in disk order, each LVM PV followed by its logical volumes (offsets on the disk; an LV keeps its place in its PV). */
   readonly volumes: ShrinkVolumeReport[];
 }
 
@@ -85,15 +92,6 @@ async function step<T>(name: string, fn: () => Promise<T>): Promise<T> {
   }
 }
 
-/** The filesystem's block size and size from its superblock (tune2fs -l). */
-async function extGeometry(g: Appliance, device: string): Promise<{ blockBytes: number; sizeBytes: number }> {
-  const tune = await g.run('tune2fs-l', device);
-  const blockBytes = Number(/Block size:\s*(\d+)/.exec(tune)?.[1]);
-  const blockCount = Number(/Block count:\s*(\d+)/.exec(tune)?.[1]);
-  if (!blockBytes || !blockCount) throw new Error(`tune2fs -l ${device}: no block size or count`);
-  return { blockBytes, sizeBytes: blockCount * blockBytes };
-}
-
 const alignUp = (n: number, to: number): number => Math.ceil(n / to) * to;
 
 /** Shrinks the disk (see the module comment) and says what each volume became. */
@@ -103,13 +101,17 @@ export async function shrinkDisk(t: ShrinkTarget): Promise<ShrinkReport> {
   const tableBytes = await step('reading the partition table', () => readTableBytes(t.reader, layout));
   const sb = layout.sectorSizeBytes;
   const sized: SizedVolume[] = [];
-  const reports = new Map<string, Omit<ShrinkVolumeReport, 'newOffsetBytes'>>();
+  const reports = new Map<string, VolumeDone['report']>();
+  const lvRows = new Map<string, readonly LvRow[]>();
+  const checks: Check[] = [];
   for (const volume of layout.volumes) {
     const fs = t.filesystems.get(volume.name) ?? { type: 'unknown' as const };
     const decision = decideShrink(volume, fs);
-    const done = await shrinkVolume(t, volume, fs, decision, sb);
+    const done = await shrinkVolume(t, volume, decision, sb);
     sized.push(done.sized);
     reports.set(volume.name, done.report);
+    if (done.lvs) lvRows.set(volume.name, done.lvs);
+    checks.push(...(done.checks ?? []));
   }
   const gptBackupBytes = tableBytes.table === 'gpt' ? gptOverheadLbas(tableBytes.gpt.header).backupLbas * sb : 0;
   const leads = tableBytes.table === 'mbr' ? logicalLeadBytes(tableBytes.mbr) : new Map<number, number>();
@@ -120,29 +122,65 @@ export async function shrinkDisk(t: ShrinkTarget): Promise<ShrinkReport> {
     await checkRewrite(made, plan.newDiskBytes, layout.table as 'gpt' | 'mbr', plan.places, layout.volumes.length);
     return made;
   });
+  // A PV in use by device-mapper keeps its partition busy: the kernel would refuse to read the new table.
+  const lvm = layout.volumes.some((v) => t.filesystems.get(v.name)?.type === 'lvm-pv');
+  if (lvm) await step('deactivating the LVM volume groups (vgchange -an)', () => g.run('vg-activate-all', 'false'));
   await moveData(t, plan);
-  await writeTable(t, writes);
+  await writeTable(t, writes, lvm);
   // What the appliance wrote, read back from the overlay as the rest of the run will read it.
   await step('reading the new partition table back', () =>
     checkTableAt(sliceReader(t.reader, 0, plan.newDiskBytes), layout.table as 'gpt' | 'mbr', plan.places, layout.volumes.length, 'the partition table on the disk is not the one planned'),
   );
+  if (lvm) await step('activating the LVM volume groups at their new place (vgchange -ay)', () => g.run('vg-activate-all', 'true'));
   await remakeSwaps(t, sized);
-  for (const s of sized) {
-    // e2fsck -f -p (libguestfs always passes -f; without -p or -y e2fsck wants a terminal): a problem
-    // preen may not fix is an error. libguestfs lets exit 1 (fixed) through; the tests check -fn on OUT.
-    if (reports.get(s.volume.name)?.action !== 'resized') continue;
-    if (t.filesystems.get(s.volume.name)?.type === 'ntfs') await step(`checking ${s.volume.name} after the resize (ntfsresize --info)`, () => checkNtfs(g, s.volume.name));
-    else await step(`checking ${s.volume.name} after the resize (e2fsck -f -p)`, () => g.run('e2fsck', s.volume.name, 'correct:true'));
+  // e2fsck -f -p: a problem preen may not fix is an error. libguestfs lets exit 1 (fixed) through; the tests check -fn on OUT.
+  for (const c of checks) {
+    if (c.kind === 'pvresize') await step(`fitting the PV ${c.device} to its new partition (pvresize)`, () => g.run('pvresize', c.device));
+    else if (c.kind === 'ntfs') await step(`checking ${c.device} after the resize (ntfsresize --info)`, () => checkNtfs(g, c.device));
+    else await checkExt(g, c.device, step);
   }
   return {
     virtualSizeBeforeBytes: layout.diskSizeBytes,
     virtualSizeAfterBytes: plan.newDiskBytes,
-    volumes: layout.volumes.map((v) => ({ ...reports.get(v.name)!, newOffsetBytes: plan.offsets.get(v.name) ?? v.offsetBytes })),
+    volumes: layout.volumes.flatMap((v) => {
+      const newOffsetBytes = plan.offsets.get(v.name) ?? v.offsetBytes;
+      const inside = (lvRows.get(v.name) ?? []).map((r) => lvReport(r, v.offsetBytes, newOffsetBytes));
+      return [{ ...reports.get(v.name)!, newOffsetBytes }, ...inside];
+    }),
+  };
+}
+
+/** What runs once everything sits at its new place: pvresize fitting a PV to its shorter partition, then the checks (e2fsck -f -p; ntfsresize --info reading the volume there). */
+interface Check {
+  readonly device: string;
+  readonly kind: 'pvresize' | 'ext' | 'ntfs';
+}
+
+/** What shrinking one volume gave: its new size, its report line, the LVs inside it, and what to check once it sits at its new place. */
+interface VolumeDone {
+  readonly sized: SizedVolume;
+  readonly report: Omit<ShrinkVolumeReport, 'newOffsetBytes'>;
+  readonly lvs?: readonly LvRow[];
+  readonly checks?: readonly Check[];
+}
+
+/** An LV's report line: it keeps its place inside its PV, which moved from `pvOldBytes` to `pvNewBytes`. */
+function lvReport(r: LvRow, pvOldBytes: number, pvNewBytes: number): ShrinkVolumeReport {
+  return {
+    name: r.volume.name,
+    oldOffsetBytes: pvOldBytes + r.volume.offsetBytes,
+    newOffsetBytes: pvNewBytes + r.volume.offsetBytes,
+    oldSizeBytes: r.volume.sizeBytes,
+    newSizeBytes: r.newSizeBytes,
+    action: r.action,
+    ...(r.minimumBytes !== undefined ? { minimumBytes: r.minimumBytes } : {}),
+    ...(r.marginBytes !== undefined ? { marginBytes: r.marginBytes } : {}),
+    ...(r.reason !== undefined ? { reason: r.reason } : {}),
   };
 }
 
 /** Resizes one volume as decided; its new size and the bytes that must move with it. */
-async function shrinkVolume(t: ShrinkTarget, volume: Volume, fs: ProbeResult, decision: ShrinkDecision, sb: number): Promise<{ sized: SizedVolume; report: Omit<ShrinkVolumeReport, 'newOffsetBytes'> }> {
+async function shrinkVolume(t: ShrinkTarget, volume: Volume, decision: ShrinkDecision, sb: number): Promise<VolumeDone> {
   const base = { name: volume.name, oldOffsetBytes: volume.offsetBytes, oldSizeBytes: volume.sizeBytes };
   const kept = (reason: string) => ({
     sized: { volume, newSizeBytes: volume.sizeBytes, keepBytes: volume.sizeBytes },
@@ -154,30 +192,25 @@ async function shrinkVolume(t: ShrinkTarget, volume: Volume, fs: ProbeResult, de
   }
   const g = t.appliance;
   const dev = volume.name;
+  const resized = (keepBytes: number, extra: Pick<ShrinkVolumeReport, 'minimumBytes' | 'marginBytes'>, rest: Pick<VolumeDone, 'lvs' | 'checks'>): VolumeDone => {
+    const newSizeBytes = alignUp(keepBytes, sb);
+    return { sized: { volume, newSizeBytes, keepBytes }, report: { ...base, newSizeBytes, action: 'resized', ...extra }, ...rest };
+  };
+  if (decision.action === 'resize-lvm') {
+    const d = await step(`reading the LVM metadata of ${dev}`, () => readLvmDecision(t.reader, volume));
+    if (d.action === 'keep') return { ...kept(d.reason), lvs: d.rows };
+    t.say(`Shrink ${dev}: its last logical volume, then the physical volume`);
+    const r = await shrinkLastLv(g, d, t.margin, sb, step);
+    const fit = r.pvNewSizeBytes < volume.sizeBytes ? [{ device: dev, kind: 'pvresize' as const }] : [];
+    return resized(r.pvNewSizeBytes, {}, { lvs: r.rows, checks: [...fit, ...r.checkExt.map((device) => ({ device, kind: 'ext' as const }))] });
+  }
   t.say(`Shrink ${dev}: check, measure and resize its filesystem`);
   if (decision.action === 'resize-ntfs') {
     const r = await shrinkNtfs(g, dev, volume.sizeBytes, t.margin, step);
-    const newSizeBytes = alignUp(r.targetBytes, sb);
-    return {
-      sized: { volume, newSizeBytes, keepBytes: r.targetBytes },
-      report: { ...base, newSizeBytes, action: 'resized', minimumBytes: r.minimumBytes, marginBytes: r.marginBytes },
-    };
+    return resized(r.targetBytes, { minimumBytes: r.minimumBytes, marginBytes: r.marginBytes }, { checks: [{ device: dev, kind: 'ntfs' }] });
   }
-  await step(`checking ${dev} before the resize (e2fsck -f)`, () => g.run('e2fsck', dev, 'forceall:true'));
-  const before = await step(`reading ${dev}'s superblock`, () => extGeometry(g, dev));
-  // resize2fs -M packs the filesystem into resize2fs' own minimum (the figure -P prints); growing it
-  // back by the margin then only adds block groups. The API does this without a shell in the appliance.
-  await step(`resizing ${dev} to its minimum (resize2fs -M)`, () => g.run('resize2fs-M', dev));
-  const m = await step(`measuring ${dev} (tune2fs -l)`, () => extGeometry(g, dev));
-  const minimumBytes = m.sizeBytes;
-  const margin = marginBytes(t.margin, minimumBytes);
-  const targetBytes = Math.min(alignUp(minimumBytes + margin, Math.max(m.blockBytes, sb)), before.sizeBytes);
-  if (targetBytes > minimumBytes) await step(`growing ${dev} by its margin to ${targetBytes} bytes (resize2fs)`, () => g.run('resize2fs-size', dev, String(targetBytes)));
-  const newSizeBytes = alignUp(targetBytes, sb);
-  return {
-    sized: { volume, newSizeBytes, keepBytes: targetBytes },
-    report: { ...base, newSizeBytes, action: 'resized', minimumBytes, marginBytes: margin },
-  };
+  const r = await shrinkExt(g, dev, t.margin, sb, step);
+  return resized(r.targetBytes, { minimumBytes: r.minimumBytes, marginBytes: r.marginBytes }, { checks: [{ device: dev, kind: 'ext' }] });
 }
 
 /** Copies each moving partition down, in disk order. */
@@ -191,7 +224,7 @@ async function moveData(t: ShrinkTarget, plan: ShrinkLayout): Promise<void> {
 }
 
 /** Writes the new table through the appliance and makes its kernel read it. */
-async function writeTable(t: ShrinkTarget, writes: readonly SectorWrite[]): Promise<void> {
+async function writeTable(t: ShrinkTarget, writes: readonly SectorWrite[], lvm: boolean): Promise<void> {
   t.say('Rewrite the partition table');
   await step('writing the partition table', async () => {
     for (const [i, w] of writes.entries()) {
@@ -204,6 +237,8 @@ async function writeTable(t: ShrinkTarget, writes: readonly SectorWrite[]): Prom
       }
     }
     await t.appliance.run('sync');
+    // The appliance's udev rules activate a VG again when its PV's bytes change (the move, the table writes).
+    if (lvm) await t.appliance.run('vg-activate-all', 'false');
     await t.appliance.run('blockdev-rereadpt', '/dev/sda');
   });
 }

@@ -113,6 +113,9 @@ describe('readLvm on synthetic PVs', () => {
     expect(r.unhandled).toEqual([]);
     expect(r.freeOnPv.ranges).toEqual([extents(0, 4), extents(14, PE_COUNT)]);
     expect(r.notes).toEqual([]);
+    expect(r.pvCount).toBe(1);
+    expect(r.extentArea).toEqual({ startBytes: PE_START, endBytes: PE_START + PE_COUNT * EXTENT });
+    expect(r.usedIsComplete).toBe(true);
   });
 
   it('marks an LV without the WRITE status read-only (lvchange -p r), as virt-sparsify skips it', async () => {
