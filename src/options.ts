@@ -71,8 +71,12 @@ export interface CopyOptions extends CommonOptions {
   readonly template?: TemplateRequest;
   /** --shrink (issue 12): shrink the filesystems and the virtual disk on the overlay before the pass. */
   readonly shrink?: ShrinkRequest;
-  /** --keep-backing (issue 13): a qcow2 input's backing chain is kept, not flattened (src/modes/backing-chain.ts). */
-  readonly keepBacking?: boolean;
+  /**
+   * --keep-backing (issue 13): a qcow2 input's backing chain is kept, not flattened
+   * (src/modes/backing-chain.ts). 'always' for one image: an input with no chain is an error;
+   * 'where-chained' for each disk of a batch: a disk with no chain is copied as it is.
+   */
+  readonly keepBacking?: 'always' | 'where-chained';
 }
 
 /** `--shrink [--shrink-margin SIZE]`: what a shrunk filesystem keeps above its minimum. */

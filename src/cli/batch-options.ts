@@ -56,7 +56,11 @@ export function validateBatch(o: Raw, disks: readonly string[], validate: (o: Ra
   }
   if (updateDomain && o.dryRun) throw usage('you cannot use --update-domain and --dry-run options together: a dry run writes no disk');
   const jobs = o.jobs === undefined ? undefined : parseJobs(o.jobs as string);
-  const forDisk = (input: string, name: string) => validate(o, outputDir === undefined ? [input] : [input, join(outputDir, name)]);
+  // --keep-backing over a batch keeps the chains there are: a disk with none is copied as it is.
+  const forDisk = (input: string, name: string) => {
+    const options = validate(o, outputDir === undefined ? [input] : [input, join(outputDir, name)]);
+    return options.mode === 'copy' && options.keepBacking ? { ...options, keepBacking: 'where-chained' as const } : options;
+  };
   const base = forDisk(outputDir === undefined ? '.sparsify-batch-disk' : join(outputDir, '.sparsify-batch-disk'), '.sparsify-batch-output');
   const connection = o.connect === undefined ? {} : { uri: o.connect as string };
   const request = { connection, base, ...(outputDir !== undefined ? { outputDir } : {}), updateDomain };

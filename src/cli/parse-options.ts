@@ -280,7 +280,7 @@ function validate(o: Raw, disks: string[]): Options {
     ...exported,
     ...(template ? { template } : {}),
     ...(shrink ? { shrink } : {}),
-    ...(o.keepBacking ? { keepBacking: true } : {}),
+    ...(o.keepBacking ? { keepBacking: 'always' as const } : {}),
   };
 }
 

@@ -35,6 +35,7 @@ export function decideChain(options: ChainChoices, info: ChainInfo, output: Outp
   const base = info.backingFile;
   if (!options.keepBacking) return base === undefined ? { kind: 'none' } : { kind: 'flattened', base };
   if (base === undefined) {
+    if (options.keepBacking === 'where-chained') return { kind: 'none' };
     throw new SparsifyError('UNSUPPORTED', `--keep-backing: ${options.input} has no backing file, so there is no chain to keep`, {
       hint: 'remove --keep-backing',
     });

@@ -157,6 +157,20 @@ describeIntegration('--keep-backing: a qcow2 over a backing file copied with its
     expect(compare(out, flat)).toBe(0);
   }, 300_000);
 
+  it('a batch with --keep-backing keeps the chain of the disk that has one and copies the disk with none as it is', async () => {
+    const outDir = join(dir, 'batch-out');
+    await mkdir(outDir);
+    const r = await runCli(['--keep-backing', '--output-dir', outDir, top, base], { TMPDIR: tmp });
+    expect(r.exitCode, r.stderr).toBe(0);
+    const [chained, plain] = [info(join(outDir, 'top.qcow2')), info(join(outDir, 'base.qcow2'))];
+    expect([chained.format, chained['backing-filename']]).toEqual(['qcow2', base]);
+    expect([plain.format, plain['backing-filename']]).toEqual(['qcow2', undefined]);
+    expect(compare(join(outDir, 'top.qcow2'), flat)).toBe(0);
+    expect((await verifyImage(join(outDir, 'base.qcow2'), 'qcow2', fixture.manifestPath)).problems).toEqual([]);
+    expect({ base: await sha256File(base), top: await sha256File(top) }).toEqual(before);
+    expect(await leftoversUnder(tmp)).toEqual([]);
+  }, 300_000);
+
   it('--keep-backing with no chain to keep, or into another format, is one line, exit 1, no output left; in place the chain is refused', async () => {
     const cases: [string[], string][] = [
       [['--keep-backing', base, join(dir, 'no-chain.qcow2')], `sparsify: error: --keep-backing: ${base} has no backing file, so there is no chain to keep`],

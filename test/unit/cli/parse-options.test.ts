@@ -176,7 +176,7 @@ describe('parseCommandLine: --inspect', () => {
 
 describe('parseCommandLine: --keep-backing', () => {
   it('is a copy-mode option; in place it is refused', () => {
-    expect(run('--keep-backing', 'in.qcow2', 'out.qcow2').options).toMatchObject({ mode: 'copy', keepBacking: true });
+    expect(run('--keep-backing', 'in.qcow2', 'out.qcow2').options).toMatchObject({ mode: 'copy', keepBacking: 'always' });
     expect(run('in.qcow2', 'out.qcow2').options).not.toHaveProperty('keepBacking');
     expect(usageError('--in-place', '--keep-backing', 'in.qcow2')).toMatch(/--in-place and --keep-backing/);
   });

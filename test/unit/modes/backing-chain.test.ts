@@ -13,15 +13,22 @@ describe('decideChain', () => {
   });
 
   it('--keep-backing: the base as IN names it beside IN; made absolute when OUT lies elsewhere; its format', () => {
-    expect(decideChain({ ...paths, keepBacking: true }, chained, qcow2Out)).toEqual({ kind: 'kept', base: '/img/base.qcow2', name: 'base.qcow2', format: 'qcow2' });
-    expect(decideChain({ ...paths, output: '/out/small.qcow2', keepBacking: true }, chained, qcow2Out)).toMatchObject({ kind: 'kept', name: '/img/base.qcow2' });
+    expect(decideChain({ ...paths, keepBacking: 'always' as const }, chained, qcow2Out)).toEqual({ kind: 'kept', base: '/img/base.qcow2', name: 'base.qcow2', format: 'qcow2' });
+    expect(decideChain({ ...paths, output: '/out/small.qcow2', keepBacking: 'always' as const }, chained, qcow2Out)).toMatchObject({ kind: 'kept', name: '/img/base.qcow2' });
     // No format in the header: the one qemu probed for the chain.
     const { backingFormat: _f, ...unnamed } = chained;
-    expect(decideChain({ ...paths, keepBacking: true }, { ...unnamed, backingChain: [{ path: '/img/base.qcow2', format: 'raw' }] }, qcow2Out)).toMatchObject({ format: 'raw' });
+    expect(decideChain({ ...paths, keepBacking: 'always' as const }, { ...unnamed, backingChain: [{ path: '/img/base.qcow2', format: 'raw' }] }, qcow2Out)).toMatchObject({ format: 'raw' });
+  });
+
+  it('--keep-backing over a batch copies a disk with no chain as it is, and still keeps one that has a chain', () => {
+    const batch = { ...paths, keepBacking: 'where-chained' as const };
+    expect(decideChain(batch, { format: 'raw', backingChain: [] }, { ...qcow2Out, format: 'raw' })).toEqual({ kind: 'none' });
+    expect(decideChain(batch, { format: 'qcow2', backingChain: [] }, qcow2Out)).toEqual({ kind: 'none' });
+    expect(decideChain(batch, chained, qcow2Out)).toMatchObject({ kind: 'kept', base: '/img/base.qcow2' });
   });
 
   it('--keep-backing refuses, in one line, what cannot keep a chain', () => {
-    const keep = { ...paths, keepBacking: true };
+    const keep = { ...paths, keepBacking: 'always' as const };
     const cases: [Parameters<typeof decideChain>, RegExp][] = [
       [[keep, { format: 'qcow2', backingChain: [] }, qcow2Out], /has no backing file/],
       [[keep, { ...chained, format: 'vmdk' }, qcow2Out], /is vmdk, and only a qcow2/],
