@@ -29,17 +29,20 @@ export function makeRunTmp(): Promise<string> {
   return mkdtemp(join(tmpdir(), 'sparsify-it-'));
 }
 
-/** Runs `sparsify ARGS` with TMPDIR set; never throws on a non-zero exit. */
-export function runCli(args: readonly string[], env: Record<string, string> = {}): Promise<CliResult> {
+/**
+ * Runs `sparsify ARGS` with TMPDIR set; never throws on a non-zero exit. `timeoutMs` (default
+ * 100 s) must stay below the calling test's own timeout.
+ */
+export function runCli(args: readonly string[], env: Record<string, string> = {}, timeoutMs = CLI_TIMEOUT_MS): Promise<CliResult> {
   return new Promise((resolve) => {
     execFile(
       process.execPath,
       [CLI, ...args],
       // Killed before vitest's own timeout, so a hang shows the run's output instead of nothing.
-      { env: { ...process.env, ...env }, maxBuffer: 64 << 20, timeout: CLI_TIMEOUT_MS, killSignal: 'SIGKILL' },
+      { env: { ...process.env, ...env }, maxBuffer: 64 << 20, timeout: timeoutMs, killSignal: 'SIGKILL' },
       (error, stdout, stderr) => {
         const exitCode = error ? (typeof error.code === 'number' ? error.code : -1) : 0;
-        if (error?.killed) stderr += `\n[test] sparsify killed after ${CLI_TIMEOUT_MS} ms`;
+        if (error?.killed) stderr += `\n[test] sparsify killed after ${timeoutMs} ms`;
         resolve({ exitCode, stdout, stderr });
       },
     );
