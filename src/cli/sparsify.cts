@@ -10,4 +10,7 @@
  * entry is itself read through it, hence this CommonJS file; a size the user set is kept.
  */
 process.env['UV_THREADPOOL_SIZE'] ??= '16';
+// main.js is a bundle (scripts/bundle-cli.mjs): with -v, whose traces are printed, they name
+// src/ files through its source maps; otherwise reading the maps would only slow start-up.
+if (process.argv.includes('-v') || process.argv.includes('--verbose')) process.setSourceMapsEnabled(true);
 void import('./main.js');
