@@ -4,8 +4,10 @@
  * overlay of the guest, as copy mode runs it: the disk ends at most at resize2fs -P's minimum
  * plus 5%, plus the swap, plus 64 MiB; sgdisk -v and e2fsck -fn are clean; every file of the
  * root is identical; the swap keeps its UUID and label; the input's sha256 is unchanged.
- * Then the same through the command line: `sparsify --shrink IN OUT` gives an OUT of the new
- * virtual size that checks clean, and the JSON report carries the shrink section.
+ * Then the whole command line, once: `sparsify --shrink --template --convert qcow2 --compress IN
+ * OUT` gives a compressed qcow2 of the new virtual size that checks clean, whose files are IN's
+ * but those the template changed, and that boots under TCG to its login prompt with the kernel
+ * seeing the shrunk disk, its root and its swap, and no GPT complaint.
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
