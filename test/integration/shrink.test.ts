@@ -4,14 +4,17 @@
  * overlay of the guest, as copy mode runs it: the disk ends at most at resize2fs -P's minimum
  * plus 5%, plus the swap, plus 64 MiB; sgdisk -v and e2fsck -fn are clean; every file of the
  * root is identical; the swap keeps its UUID and label; the input's sha256 is unchanged.
- * Then the same through the command line: `sparsify --shrink IN OUT` gives an OUT of the new
- * virtual size that checks clean, and the JSON report carries the shrink section.
+ * Then the whole command line, once: `sparsify --shrink --template --convert qcow2 --compress IN
+ * OUT` gives a compressed qcow2 of the new virtual size that checks clean, whose files are IN's
+ * but those the template changed, and that boots under TCG to its login prompt with the kernel
+ * seeing the shrunk disk, its root and its swap, and no GPT complaint.
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { makeContext } from '../../src/context.js';
@@ -25,9 +28,13 @@ import { openNbdClient } from '../../src/nbd/client.js';
 import { serveImage } from '../../src/qemu/storage-daemon.js';
 import { DEFAULT_SHRINK_MARGIN } from '../../src/shrink/margin.js';
 import { shrinkDisk, type ShrinkReport } from '../../src/shrink/run.js';
-import { CLI } from '../helpers/cli.js';
+import { UNIT_PATH } from '../../src/template/firstboot/unit.js';
+import type { RunReport } from '../../src/report/types.js';
+import { bootImage } from '../helpers/boot.js';
+import { spawnCli, waitForExit } from '../helpers/cli.js';
 import { buildGuest } from '../helpers/guest.js';
 import { describeIntegration } from '../helpers/require.js';
+import { readConsoleFacts, unexplainedDifferences } from '../helpers/shrunk-guest.js';
 
 const execFileAsync = promisify(execFile);
 const MiB = 1 << 20;
@@ -163,44 +170,108 @@ describeIntegration('sparsify --shrink core on the Debian guest', { tools: ['gue
   });
 });
 
-/** Runs the built CLI with stdin /dev/null (libguestfs' qemu would read it); never throws on a non-zero exit. */
-function sparsify(args: readonly string[]): Promise<{ exitCode: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { maxBuffer: 64 << 20, timeout: RUN_MS - 60_000, killSignal: 'SIGKILL' }, (error, stdout, stderr) => {
-      resolve({ exitCode: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stdout, stderr });
-    });
-  });
+
+interface QemuCheck {
+  readonly 'check-errors': number;
+  readonly corruptions?: number;
+  readonly leaks?: number;
+  readonly 'compressed-clusters'?: number;
+  readonly 'allocated-clusters'?: number;
 }
 
-describeIntegration('sparsify --shrink IN OUT', { tools: ['guestfish', 'qemu-img', 'sgdisk', 'e2fsck', 'losetup'], root: true }, () => {
-  let dir: string;
-  beforeAll(async () => {
-    dir = await mkdtemp('/var/tmp/sp-shrink-cli-');
-  });
-  afterAll(async () => {
-    if (dir) await rm(dir, { recursive: true, force: true });
-  });
+/**
+ * The whole command line on the Debian guest, once, every option that composes with --shrink but
+ * --export (test/integration/shrink-export.test.ts): `sparsify --shrink --template --convert qcow2
+ * --compress IN OUT`. OUT is checked from a raw copy first (the boot writes OUT), then booted.
+ */
+describeIntegration(
+  'sparsify --shrink --template --convert qcow2 --compress IN OUT on the Debian guest',
+  { tools: ['guestfish', 'qemu-img', 'qemu-storage-daemon', 'qemu-system-x86_64', 'sgdisk', 'sfdisk', 'e2fsck', 'losetup', 'blkid', 'debootstrap', 'extlinux'], root: true },
+  () => {
+    let dir: string;
+    let input: string;
+    let inputSha: string;
+    let out: string;
+    let outRaw: string;
+    let report: RunReport;
+    let runSeconds: number;
 
-  it('refuses --shrink with --in-place as a usage error (exit 1, one line)', async () => {
-    const r = await sparsify(['--shrink', '--in-place', join(dir, 'none.raw')]);
-    expect(r.exitCode).toBe(1);
-    expect(r.stderr).toMatch(/--in-place and --shrink/);
-  });
+    beforeAll(async () => {
+      dir = await mkdtemp('/var/tmp/sp-shrink-cli-');
+      input = (await buildGuest()).imagePath;
+      inputSha = await sha256(input);
+      out = join(dir, 'out.qcow2');
+      const json = join(dir, 'report.json');
+      const t = Date.now();
+      // spawnCli, not a runner with a kill timeout: a seal and a shrink under TCG at load take minutes.
+      const r = await waitForExit(spawnCli(['--shrink', '--template', '--convert', 'qcow2', '--compress', '--format', 'raw', '--json', json, input, out], { LIBGUESTFS_BACKEND: 'direct' }));
+      runSeconds = (Date.now() - t) / 1000;
+      if (r.exitCode !== 0) throw new Error(`sparsify exited ${r.exitCode}: ${r.stderr}`);
+      report = JSON.parse(await readFile(json, 'utf8')) as RunReport;
+      outRaw = join(dir, 'out.raw');
+      await sh('qemu-img', ['convert', '-f', 'qcow2', '-O', 'raw', out, outRaw]);
+    }, RUN_MS);
 
-  it('writes an OUT of the new virtual size, clean and with the report of each volume', async () => {
-    const input = (await buildGuest()).imagePath;
-    const out = join(dir, 'out.raw');
-    const json = join(dir, 'report.json');
-    const r = await sparsify(['--shrink', '--format', 'raw', '--json', json, input, out]);
-    expect(r.stderr).not.toMatch(/error/);
-    expect(r.exitCode).toBe(0);
-    const report = JSON.parse(await readFile(json, 'utf8')) as { shrink: ShrinkReport };
-    const info = JSON.parse(await sh('qemu-img', ['info', '--output=json', out])) as { 'virtual-size': number };
-    expect(info['virtual-size']).toBe(report.shrink.virtualSizeAfterBytes);
-    expect(report.shrink.virtualSizeAfterBytes).toBeLessThan(report.shrink.virtualSizeBeforeBytes);
-    expect(report.shrink.volumes.map((v) => v.action)).toEqual(['resized', 'remade']);
-    expect(await sh('sgdisk', ['-v', out])).toMatch(/No problems found/);
-    const root = (await partitions(out))[0]!;
-    await withLoop(out, root.start * 512, root.size * 512, (dev) => expect(execFileAsync('e2fsck', ['-fn', dev])).resolves.toBeTruthy());
-  }, RUN_MS);
-});
+    afterAll(async () => {
+      if (dir) await rm(dir, { recursive: true, force: true });
+    });
+
+    it('refuses --shrink with --in-place as a usage error (exit 1, one line)', async () => {
+      const r = await waitForExit(spawnCli(['--shrink', '--in-place', join(dir, 'none.raw')]));
+      expect(r.exitCode).toBe(1);
+      expect(r.stderr).toMatch(/--in-place and --shrink/);
+    });
+
+    it('OUT is a compressed qcow2 of the new virtual size that qemu-img check finds clean; the report has each volume', async () => {
+      const shrink = report.shrink!;
+      console.log(`shrink --template --convert qcow2 --compress: ${runSeconds.toFixed(0)} s; ${shrink.virtualSizeBeforeBytes} -> ${shrink.virtualSizeAfterBytes} bytes`);
+      expect(shrink.virtualSizeAfterBytes).toBeLessThan(shrink.virtualSizeBeforeBytes);
+      expect(shrink.volumes.map((v) => [v.name, v.action])).toEqual([
+        ['/dev/sda1', 'resized'],
+        ['/dev/sda2', 'remade'],
+      ]);
+      const info = JSON.parse(await sh('qemu-img', ['info', '--output=json', out])) as { format: string; 'virtual-size': number };
+      expect({ format: info.format, size: info['virtual-size'] }).toEqual({ format: 'qcow2', size: shrink.virtualSizeAfterBytes });
+      const check = JSON.parse(await sh('qemu-img', ['check', '--output=json', out])) as QemuCheck;
+      expect({ errors: check['check-errors'], corruptions: check.corruptions ?? 0, leaks: check.leaks ?? 0 }).toEqual({ errors: 0, corruptions: 0, leaks: 0 });
+      // --compress: the data clusters are compressed ones (a few, e.g. metadata-only ones, may not shrink and stay plain).
+      expect(check['compressed-clusters']).toBeGreaterThan(0.9 * (check['allocated-clusters'] ?? 0));
+    });
+
+    it('sgdisk -v and e2fsck -fn are clean; every file is identical but those the template changed, and its changes are there', async () => {
+      expect(await sh('sgdisk', ['-v', outRaw])).toMatch(/No problems found/);
+      const template = report.template!;
+      const changes = template.operations.flatMap((o) => o.changes);
+      expect(changes.filter((c) => c.change === 'removed').length).toBeGreaterThan(0);
+      const inRoot = (await partitions(input))[0]!;
+      const outRoot = (await partitions(outRaw))[0]!;
+      await withLoop(outRaw, outRoot.start * 512, outRoot.size * 512, async (dev) => {
+        await expect(execFileAsync('e2fsck', ['-fn', dev])).resolves.toBeTruthy();
+        await withLoop(input, inRoot.start * 512, inRoot.size * 512, (inDev) =>
+          withMount(inDev, join(dir, 'mnt-in'), (a) =>
+            withMount(dev, join(dir, 'mnt-out'), async (b) => {
+              expect(await unexplainedDifferences(a, b, changes.map((c) => c.path))).toEqual([]);
+              // The template's work, seen in OUT: IN's machine-id gone, the first-boot unit that makes new host keys added.
+              expect(await readFile(join(b, 'etc/machine-id'), 'utf8').catch(() => '')).not.toBe(await readFile(join(a, 'etc/machine-id'), 'utf8'));
+              expect((await lstat(join(b, UNIT_PATH))).isFile()).toBe(true);
+            }),
+          ),
+        );
+      });
+    });
+
+    it('OUT boots under TCG to its login prompt; the guest sees the shrunk disk, mounts its root and turns its swap on', async () => {
+      await using vm = await bootImage(out, { format: 'qcow2', loginTimeoutMs: 15 * 60_000 });
+      console.log(`shrink-boot: login prompt after ${(vm.bootMs / 1000).toFixed(0)} s under TCG`);
+      // swapon may run after getty shows the prompt: give it a minute.
+      const deadline = Date.now() + 60_000;
+      while (!readConsoleFacts(await vm.console()).swapOn && Date.now() < deadline) await delay(2000);
+      const facts = readConsoleFacts(await vm.console());
+      expect(facts).toEqual({ diskBytes: report.shrink!.virtualSizeAfterBytes, rootMounted: true, rootRemounted: true, swapOn: true, gptWarnings: [] });
+    });
+
+    it("the input's sha256 is unchanged", async () => {
+      expect(await sha256(input)).toBe(inputSha);
+    });
+  },
+);
