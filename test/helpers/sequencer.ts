@@ -24,12 +24,13 @@ import { buildGuest } from './guest.js';
  * Seconds per file, used when vitest's own cache has no duration for a file (a clean clone, as in
  * CI); only their order matters. From the clean-clone CI run of 4 December 2026 (`.ci/run`, 2
  * workers, 42 min 37 s, the guest built from nothing beside the first files), every file of 60 s
- * or more; template-boot and template-operations (*) less the appliance launch each lost after it.
+ * or more; template-boot and template-operations (*) less the appliance launch each lost after it;
+ * (†) estimated from single-file runs of 4 December 2026 after the file changed or was added.
  */
 const MEASURED_S: Record<string, number> = {
   'test/integration/template.test.ts': 458,
   'test/integration/copy-mode.test.ts': 386,
-  'test/integration/appliance.test.ts': 333,
+  'test/integration/appliance.test.ts': 210, // † (its virt-sparsify comparison on a 320 MiB disk)
   'test/integration/shrink-layouts.test.ts': 273,
   'test/integration/template-boot.test.ts': 250, // *
   'test/integration/appliance-cancel.test.ts': 245,
@@ -38,12 +39,14 @@ const MEASURED_S: Record<string, number> = {
   'test/integration/faults.test.ts': 155,
   'test/integration/luks-installer.test.ts': 144,
   'test/integration/appliance-rootless.test.ts': 141,
-  'test/integration/verify.test.ts': 136,
+  'test/integration/verify.test.ts': 95, // †
   'test/integration/memory.test.ts': 128,
   'test/integration/formats.test.ts': 107,
   'test/integration/libvirt-batch.test.ts': 103,
   'test/integration/libvirt.test.ts': 84,
-  'test/integration/shrink.test.ts': 83,
+  'test/integration/shrink.test.ts': 300, // † (now also seals, compresses and boots its output)
+  'test/integration/shrink-lvm.test.ts': 150, // †
+  'test/integration/shrink-export.test.ts': 150, // †
   'test/integration/template-operations.test.ts': 80, // *
   'test/integration/luks-header.test.ts': 80,
   'test/integration/mount-engine.test.ts': 74,
