@@ -41,6 +41,8 @@ export interface ProbeResult {
    * needs_recovery, an XFS log that needs recovery, NTFS's dirty flag or a $LogFile to replay.
    */
   readonly dirty?: boolean;
+  /** btrfs: the devices the filesystem spans (num_devices), given only when more than one. */
+  readonly devices?: number;
 }
 
 /** The typed state of a probed volume that decides whether its maps may be read. */

@@ -16,12 +16,13 @@ export type ShrinkDecision =
   | { readonly action: 'resize-lvm' }
   /** ntfsresize to its minimum (ntfsresize --info) plus the margin (src/shrink/ntfs.ts). */
   | { readonly action: 'resize-ntfs' }
+  /** btrfs check, then btrfs filesystem resize to its minimum (min-dev-size) plus the margin (src/shrink/btrfs.ts). */
+  | { readonly action: 'resize-btrfs' }
   | { readonly action: 'keep'; readonly reason: string };
 
 type Decider = (fs: ProbeResult, volume: Volume) => ShrinkDecision;
 
 const keep = (reason: string): ShrinkDecision => ({ action: 'keep', reason });
-const notYet = (how: string): Decider => () => keep(`not shrunk yet (${how} is a later step of issue 12): kept its size`);
 
 const ext: Decider = (fs) => (fs.dirty ? keep('its journal needs recovery: kept its size (boot the guest or fsck it first)') : { action: 'resize-ext' });
 
@@ -33,7 +34,8 @@ const DECIDERS: Record<FsType, Decider> = {
   swap: (fs) => (fs.hibernated ? keep('it holds a hibernation image: kept as it is') : { action: 'remake-swap' }),
   xfs: () => keep('xfs cannot shrink: kept its size'),
   ntfs: (fs) => (fs.dirty ? keep('it is marked for a check (chkdsk): kept its size (boot Windows or run chkdsk first)') : { action: 'resize-ntfs' }),
-  btrfs: notYet('btrfs filesystem resize'),
+  btrfs: (fs) =>
+    fs.devices ? keep(`a btrfs over ${fs.devices} devices: its other devices are not on this disk, kept its size`) : { action: 'resize-btrfs' },
   'lvm-pv': () => ({ action: 'resize-lvm' }),
   luks: () => keep('encrypted: its contents cannot be resized without the key'),
   vfat: () => keep('vfat is not shrunk (an EFI system partition is small already)'),

@@ -3,13 +3,13 @@
  * writable overlay (the input is its backing file and is never written). Steps, each named in
  * its error: check each ext filesystem (e2fsck -f), resize it to its minimum (resize2fs -M, the
  * size resize2fs -P estimates) and grow it back by the margin (src/shrink/ext.ts; ntfs: ntfs.ts;
- * an LVM PV: its last LV, then the PV, lvm.ts); deactivate the volume groups, whose device-mapper
+ * btrfs: btrfs.ts; an LVM PV: its last LV, then the PV, lvm.ts); deactivate the volume groups, whose device-mapper
  * tables would keep the partitions busy; move the partitions after it down (copy-device-to-device,
  * forward, to lower offsets: safe, see plan.ts); rewrite the partition table (src/layout/rewrite/)
  * through the appliance, so its kernel sees every write in order; make each swap area again at
  * its new place with its UUID and label; activate the volume groups again where they now lie and
  * fit each shrunk PV to its partition (pvresize); then check: e2fsck -f -p on every resized
- * filesystem (an LV's too); the
+ * filesystem (an LV's too), btrfs check on a btrfs; the
  * new table read back as planned, once from its bytes before any byte moved and once from the disk.
  */
 import { writeFile, rm } from 'node:fs/promises';
@@ -23,6 +23,7 @@ import { logicalLeadBytes } from '../layout/rewrite/mbr.js';
 import { checkRewrite, checkTableAt, readTableBytes, rewriteTable } from '../layout/rewrite/table.js';
 import type { SectorWrite } from '../layout/rewrite/types.js';
 import type { Layout, Volume } from '../layout/types.js';
+import { checkBtrfs, shrinkBtrfs } from './btrfs.js';
 import { checkNtfs, shrinkNtfs } from './ntfs.js';
 import { decideShrink, type ShrinkDecision } from './decide.js';
 import { checkExt, shrinkExt } from './ext.js';
@@ -137,6 +138,7 @@ export async function shrinkDisk(t: ShrinkTarget): Promise<ShrinkReport> {
   for (const c of checks) {
     if (c.kind === 'pvresize') await step(`fitting the PV ${c.device} to its new partition (pvresize)`, () => g.run('pvresize', c.device));
     else if (c.kind === 'ntfs') await step(`checking ${c.device} after the resize (ntfsresize --info)`, () => checkNtfs(g, c.device));
+    else if (c.kind === 'btrfs') await checkBtrfs(g, c.device, step, 'after');
     else await checkExt(g, c.device, step);
   }
   return {
@@ -150,10 +152,10 @@ export async function shrinkDisk(t: ShrinkTarget): Promise<ShrinkReport> {
   };
 }
 
-/** What runs once everything sits at its new place: pvresize fitting a PV to its shorter partition, then the checks (e2fsck -f -p; ntfsresize --info reading the volume there). */
+/** What runs once everything sits at its new place: pvresize fitting a PV to its shorter partition, then the checks (e2fsck -f -p; ntfsresize --info reading the volume there; btrfs check). */
 interface Check {
   readonly device: string;
-  readonly kind: 'pvresize' | 'ext' | 'ntfs';
+  readonly kind: 'pvresize' | 'ext' | 'ntfs' | 'btrfs';
 }
 
 /** What shrinking one volume gave: its new size, its report line, the LVs inside it, and what to check once it sits at its new place. */
@@ -208,6 +210,10 @@ async function shrinkVolume(t: ShrinkTarget, volume: Volume, decision: ShrinkDec
   if (decision.action === 'resize-ntfs') {
     const r = await shrinkNtfs(g, dev, volume.sizeBytes, t.margin, step);
     return resized(r.targetBytes, { minimumBytes: r.minimumBytes, marginBytes: r.marginBytes }, { checks: [{ device: dev, kind: 'ntfs' }] });
+  }
+  if (decision.action === 'resize-btrfs') {
+    const r = await shrinkBtrfs(g, dev, volume.sizeBytes, t.filesystems.get(dev)?.blockSizeBytes, t.margin, sb, step);
+    return resized(r.targetBytes, { minimumBytes: r.minimumBytes, marginBytes: r.marginBytes }, { checks: [{ device: dev, kind: 'btrfs' }] });
   }
   const r = await shrinkExt(g, dev, t.margin, sb, step);
   return resized(r.targetBytes, { minimumBytes: r.minimumBytes, marginBytes: r.marginBytes }, { checks: [{ device: dev, kind: 'ext' }] });

@@ -8,7 +8,7 @@ import type { ProbeResult } from '../types.js';
 const BTRFS_SB_OFFSET = 65536;
 const BTRFS_SB_READ_BYTES = 1024;
 const BTRFS_MAGIC = '_BHRfS_M';
-const BTRFS = { fsid: 0x20, bytenr: 0x30, magic: 0x40, sectorSize: 0x90, nodeSize: 0x94, label: 0x12b } as const;
+const BTRFS = { fsid: 0x20, bytenr: 0x30, magic: 0x40, numDevices: 0x88, sectorSize: 0x90, nodeSize: 0x94, label: 0x12b } as const;
 const BTRFS_LABEL_BYTES = 256;
 
 /** Decodes the primary btrfs superblock: magic, its own byte number, power-of-two sizes. */
@@ -19,7 +19,8 @@ export function parseBtrfsSuperblock(sb: Uint8Array): ProbeResult | undefined {
   const selfOk = u64le(v, BTRFS.bytenr) === BTRFS_SB_OFFSET;
   if (!selfOk || !isPowerOfTwo(blockSizeBytes) || !isPowerOfTwo(v.getUint32(BTRFS.nodeSize, true))) return undefined;
   const label = cString(sb, BTRFS.label, BTRFS_LABEL_BYTES);
-  return { type: 'btrfs', uuid: uuidText(sb, BTRFS.fsid), blockSizeBytes, ...labelField(label) };
+  const devices = u64le(v, BTRFS.numDevices);
+  return { type: 'btrfs', uuid: uuidText(sb, BTRFS.fsid), blockSizeBytes, ...labelField(label), ...(devices > 1 ? { devices } : {}) };
 }
 
 /** btrfs by its primary superblock at 64 KiB. */

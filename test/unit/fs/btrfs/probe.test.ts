@@ -15,12 +15,13 @@ const MiB = 1024 * 1024;
 const UUID = '0123abcd-4567-89ef-0011-223344556677';
 
 /** The first 1024 bytes of a btrfs superblock (fsid, bytenr, magic, sector and node size, label). */
-function superblock(o: { bytenr?: bigint; sectorSize?: number; nodeSize?: number; magic?: string } = {}): Uint8Array {
+function superblock(o: { bytenr?: bigint; sectorSize?: number; nodeSize?: number; magic?: string; devices?: bigint } = {}): Uint8Array {
   const sb = new Uint8Array(1024);
   const v = new DataView(sb.buffer);
   sb.set(UUID.replace(/-/g, '').match(/../g)!.map((h) => parseInt(h, 16)), 0x20);
   v.setBigUint64(0x30, o.bytenr ?? 65536n, true);
   sb.set([...(o.magic ?? '_BHRfS_M')].map((c) => c.charCodeAt(0)), 0x40);
+  v.setBigUint64(0x88, o.devices ?? 1n, true);
   v.setUint32(0x90, o.sectorSize ?? 4096, true);
   v.setUint32(0x94, o.nodeSize ?? 16384, true);
   sb.set([...'data'].map((c) => c.charCodeAt(0)), 0x12b);
@@ -30,6 +31,10 @@ function superblock(o: { bytenr?: bigint; sectorSize?: number; nodeSize?: number
 describe('parseBtrfsSuperblock', () => {
   it('decodes the fsid, label and sector size', () => {
     expect(parseBtrfsSuperblock(superblock())).toEqual({ type: 'btrfs', uuid: UUID, label: 'data', blockSizeBytes: 4096 });
+  });
+
+  it('gives the number of devices only for a filesystem over more than one', () => {
+    expect(parseBtrfsSuperblock(superblock({ devices: 3n }))).toMatchObject({ devices: 3 });
   });
 
   it.each([
