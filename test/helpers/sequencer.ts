@@ -47,6 +47,7 @@ const MEASURED_S: Record<string, number> = {
   'test/integration/shrink.test.ts': 300, // † (now also seals, compresses and boots its output)
   'test/integration/shrink-lvm.test.ts': 150, // †
   'test/integration/shrink-export.test.ts': 150, // †
+  'test/integration/shrink-btrfs.test.ts': 190, // †
   'test/integration/template-operations.test.ts': 80, // *
   'test/integration/luks-header.test.ts': 80,
   'test/integration/mount-engine.test.ts': 74,
