@@ -1,5 +1,6 @@
 /** The report as a person reads it at the end of a run on a terminal or in a log. */
 import { humanBytes } from '../util/size.js';
+import { formatShrink } from './shrink.js';
 import { formatTemplate } from './template.js';
 import type { ChainReport, RunReport, VerifyReport } from './types.js';
 
@@ -19,6 +20,7 @@ export function formatSummary(report: RunReport): string {
     out.push(`Output: ${humanBytes(o.allocatedBytes)} allocated (${o.format}${o.compressed ? ', compressed' : ''}) ${o.path}`);
   }
   if (report.chain) out.push(`Chain:  ${formatChain(report.chain)}`);
+  if (report.shrink) out.push(...formatShrink(report.shrink));
   if (report.allocatedBytesAfter !== undefined) {
     out.push(`After:  ${humanBytes(report.allocatedBytesAfter)} allocated`);
   }

@@ -27,6 +27,8 @@ interface Shrunk {
   readonly report: ShrinkReport;
   readonly out: string;
   readonly inputShaBefore: string;
+  /** The run's standard output: the closing text. */
+  readonly stdout: string;
 }
 
 /** Builds (or reuses) the fixture and shrinks it once for the suite; `get()` gives the result in the tests. */
@@ -53,7 +55,7 @@ async function shrinkImage(image: BuiltImage, dir: string, name: string): Promis
   if (r.exitCode !== 0) throw new Error(`sparsify --shrink exited ${r.exitCode}: ${r.stderr}`);
   const report = (JSON.parse(await readFile(json, 'utf8')) as { shrink: ShrinkReport }).shrink;
   console.log(`shrink ${name}: ${report.virtualSizeBeforeBytes} -> ${report.virtualSizeAfterBytes}`, JSON.stringify(report.volumes));
-  return { report, out, inputShaBefore };
+  return { report, out, inputShaBefore, stdout: r.stdout };
 }
 
 /** Every file of every volume identical, fsck clean, at the output's new places. */
@@ -82,6 +84,11 @@ describeIntegration('sparsify --shrink on a disk whose last filesystem is xfs', 
     expect(xfs!.newOffsetBytes).toBeLessThan(xfs!.oldOffsetBytes);
     expect(report.virtualSizeAfterBytes).toBeLessThan(report.virtualSizeBeforeBytes);
     expect((await stat(out)).size).toBe(report.virtualSizeAfterBytes);
+    // The closing text says the same to a person.
+    const { stdout } = run.get();
+    expect(stdout).toMatch(/^Shrunk: virtual size 1\.0 GiB -> \d+ MiB$/m);
+    expect(stdout).toMatch(/^ {2}\/dev\/sda1 {2}resized \d+ MiB -> \d+ MiB \(minimum \d+ MiB \+ margin \d+ MiB\)$/m);
+    expect(stdout).toMatch(/^ {2}\/dev\/sda2 {2}kept \d+ MiB: xfs cannot shrink: kept its size, moved down \d+ MiB$/m);
   });
 
   it('sgdisk -v is clean, every file is identical and both filesystems check clean', async () => {
