@@ -4,7 +4,7 @@
  * one before it rounded up to the alignment (1 MiB, as fdisk and gdisk align), never later than it was;
  * a logical MBR partition also keeps its EBR's distance before it (the EBR moves with it, see
  * src/layout/rewrite/mbr.ts), so the EBR lands after the end of the partition before; the disk ends right after
- * the last one plus, for GPT, the backup entry array and header. Moves are made in disk order,
+ * the last one plus, for GPT, the backup entry array and header, rounded up to a whole MiB. Moves are made in disk order,
  * each to a lower offset, so a forward copy never overwrites bytes it has still to read.
  */
 import { SparsifyError } from '../errors.js';
@@ -13,6 +13,9 @@ import type { NewPlace } from '../layout/rewrite/types.js';
 
 /** Partitions start on 1 MiB boundaries, as fdisk and gdisk place them. */
 export const PARTITION_ALIGN_BYTES = 1024 * 1024;
+
+/** The shrunk disk ends on a whole MiB (never past its old end). */
+export const DISK_ALIGN_BYTES = 1024 * 1024;
 
 /** One partition's new size in bytes (its filesystem's new size, or its old size when it keeps it). */
 export interface SizedVolume {
@@ -77,6 +80,7 @@ export function planLayout(layout: Layout, sized: readonly SizedVolume[], gptBac
     }
     end = Math.max(end, offsetBytes + s.newSizeBytes);
   }
-  const newDiskBytes = alignUp(end, sb) + gptBackupBytes;
+  // A whole number of MiB: VHD and Azure round a disk up to one, and a GPT's backup must stay at the very end.
+  const newDiskBytes = alignUp(alignUp(end, sb) + gptBackupBytes, DISK_ALIGN_BYTES);
   return { places, moves, offsets, newDiskBytes: Math.min(newDiskBytes, layout.diskSizeBytes) };
 }
