@@ -88,9 +88,10 @@ describeIntegration('sparsify --shrink on a disk whose last filesystem is xfs', 
     expect(report.virtualSizeAfterBytes % (1024 * 1024)).toBe(0);
     // The closing text says the same to a person.
     const { stdout } = run.get();
-    expect(stdout).toMatch(/^Shrunk: virtual size 1\.0 GiB -> \d+ MiB$/m);
-    expect(stdout).toMatch(/^ {2}\/dev\/sda1 {2}resized \d+ MiB -> \d+ MiB \(minimum \d+ MiB \+ margin \d+ MiB\)$/m);
-    expect(stdout).toMatch(/^ {2}\/dev\/sda2 {2}kept \d+ MiB: xfs cannot shrink: kept its size, moved down \d+ MiB$/m);
+    const size = String.raw`[\d.]+ [KMG]iB`;
+    expect(stdout).toMatch(new RegExp(String.raw`^Shrunk: virtual size 1\.0 GiB -> ${size}$`, 'm'));
+    expect(stdout).toMatch(new RegExp(String.raw`^ {2}/dev/sda1 {2}resized ${size} -> ${size} \(minimum ${size} \+ margin ${size}\)$`, 'm'));
+    expect(stdout).toMatch(new RegExp(String.raw`^ {2}/dev/sda2 {2}kept ${size}: xfs cannot shrink: kept its size, moved down ${size}$`, 'm'));
   });
 
   it('sgdisk -v is clean, every file is identical and both filesystems check clean', async () => {
