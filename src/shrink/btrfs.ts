@@ -9,15 +9,8 @@
  * shrunk (src/shrink/decide.ts): its other devices are not on this disk.
  */
 import type { Appliance } from '../engines/appliance/guestfish.js';
-import type { Step } from './ext.js';
-import { marginBytes, type ShrinkMargin } from './margin.js';
-
-/** What the resize did: min-dev-size's minimum, the margin, and the filesystem's new size. */
-export interface BtrfsResized {
-  readonly minimumBytes: number;
-  readonly marginBytes: number;
-  readonly targetBytes: number;
-}
+import { marginBytes, type FsResized, type ShrinkMargin, type Step } from './margin.js';
+import { alignUp } from '../util/size.js';
 
 /** btrfs' sector size when the superblock gave none: sizes are whole sectors. */
 const BTRFS_SECTOR_BYTES = 4096;
@@ -36,7 +29,7 @@ export function parseMinimumBytes(text: string, device: string): number {
 export function btrfsTargetBytes(minimumBytes: number, margin: ShrinkMargin, sizeBytes: number, sectorBytes: number, alignBytes: number): { marginBytes: number; targetBytes: number } {
   const m = marginBytes(margin, minimumBytes);
   const unit = Math.max(sectorBytes, alignBytes);
-  return { marginBytes: m, targetBytes: Math.min(Math.ceil((minimumBytes + m) / unit) * unit, Math.floor(sizeBytes / unit) * unit) };
+  return { marginBytes: m, targetBytes: Math.min(alignUp(minimumBytes + m, unit), Math.floor(sizeBytes / unit) * unit) };
 }
 
 /** Shrinks the btrfs on `device` (of `sizeBytes`) to its minimum plus the margin; `step` names each tool run in its error. */
@@ -48,7 +41,7 @@ export async function shrinkBtrfs(
   margin: ShrinkMargin,
   alignBytes: number,
   step: Step,
-): Promise<BtrfsResized> {
+): Promise<FsResized> {
   await checkBtrfs(g, device, step, 'before');
   await step(`mounting ${device}`, () => g.run('mount', device, MOUNTPOINT));
   try {

@@ -6,19 +6,8 @@
  * steps serve a partition (/dev/sda1) and a logical volume (/dev/VG/LV).
  */
 import type { Appliance } from '../engines/appliance/guestfish.js';
-import { marginBytes, type ShrinkMargin } from './margin.js';
-
-/** What the resize did: resize2fs' minimum, the margin, and the filesystem's new size in bytes. */
-export interface ExtResized {
-  readonly minimumBytes: number;
-  readonly marginBytes: number;
-  readonly targetBytes: number;
-}
-
-/** Runs one named step; its failure names it (src/shrink/run.ts). */
-export type Step = <T>(name: string, fn: () => Promise<T>) => Promise<T>;
-
-const alignUp = (n: number, to: number): number => Math.ceil(n / to) * to;
+import { marginBytes, type FsResized, type ShrinkMargin, type Step } from './margin.js';
+import { alignUp } from '../util/size.js';
 
 /** The filesystem's block size and size from its superblock (tune2fs -l). */
 async function extGeometry(g: Appliance, device: string): Promise<{ blockBytes: number; sizeBytes: number }> {
@@ -30,7 +19,7 @@ async function extGeometry(g: Appliance, device: string): Promise<{ blockBytes: 
 }
 
 /** Shrinks the ext filesystem on `device` to its minimum plus the margin, a whole number of `alignBytes` and of its blocks. */
-export async function shrinkExt(g: Appliance, device: string, margin: ShrinkMargin, alignBytes: number, step: Step): Promise<ExtResized> {
+export async function shrinkExt(g: Appliance, device: string, margin: ShrinkMargin, alignBytes: number, step: Step): Promise<FsResized> {
   await step(`checking ${device} before the resize (e2fsck -f)`, () => g.run('e2fsck', device, 'forceall:true'));
   const before = await step(`reading ${device}'s superblock`, () => extGeometry(g, device));
   await step(`resizing ${device} to its minimum (resize2fs -M)`, () => g.run('resize2fs-M', device));

@@ -18,8 +18,9 @@ import { probeVolume } from '../fs/probe.js';
 import type { ProbeResult } from '../fs/types.js';
 import { readLvm, type LvmResult } from '../layout/lvm.js';
 import type { Volume } from '../layout/types.js';
-import { shrinkExt, type Step } from './ext.js';
-import type { ShrinkMargin } from './margin.js';
+import { shrinkExt } from './ext.js';
+import type { ShrinkMargin, Step } from './margin.js';
+import { alignUp } from '../util/size.js';
 
 /** lvresize in the libguestfs API takes whole MiB. */
 const MIB = 1024 * 1024;
@@ -88,8 +89,6 @@ export interface LvmShrunk {
   readonly rows: readonly LvRow[];
   readonly checkExt: readonly string[];
 }
-
-const alignUp = (n: number, to: number): number => Math.ceil(n / to) * to;
 
 /** Reads the PV's metadata and probes its last LV on the overlay, as the host reads it; a damaged PV is kept with its reason. */
 export async function readLvmDecision(reader: BlockReader, pv: Volume): Promise<LvmShrinkDecision> {

@@ -35,3 +35,13 @@ export function parseShrinkMargin(text: string): ShrinkMargin {
 export function marginBytes(margin: ShrinkMargin, minimumBytes: number): number {
   return margin.kind === 'bytes' ? margin.bytes : Math.ceil((minimumBytes * margin.percent) / 100);
 }
+
+/** What a filesystem resizer did (ext, ntfs, btrfs): the tool's minimum, the margin, and the filesystem's new size in bytes. */
+export interface FsResized {
+  readonly minimumBytes: number;
+  readonly marginBytes: number;
+  readonly targetBytes: number;
+}
+
+/** Runs one named step of the shrink; its failure names it (src/shrink/run.ts). */
+export type Step = <T>(name: string, fn: () => Promise<T>) => Promise<T>;

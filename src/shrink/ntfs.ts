@@ -6,14 +6,7 @@
  * leaves the volume marked for a check, which Windows runs at its next boot.
  */
 import type { Appliance } from '../engines/appliance/guestfish.js';
-import { marginBytes, type ShrinkMargin } from './margin.js';
-
-/** What the resize did: the size ntfsresize gave as the minimum, the margin, and the new size. */
-export interface NtfsResized {
-  readonly minimumBytes: number;
-  readonly marginBytes: number;
-  readonly targetBytes: number;
-}
+import { marginBytes, type FsResized, type ShrinkMargin, type Step } from './margin.js';
 
 /** NTFS clusters are at most 2 MiB; the target is a whole number of 4 KiB (the usual cluster), never past the old size. */
 const NTFS_ALIGN_BYTES = 4096;
@@ -24,8 +17,8 @@ export async function shrinkNtfs(
   device: string,
   sizeBytes: number,
   margin: ShrinkMargin,
-  step: <T>(name: string, fn: () => Promise<T>) => Promise<T>,
-): Promise<NtfsResized> {
+  step: Step,
+): Promise<FsResized> {
   const minimumBytes = Number(await step(`measuring ${device} (ntfsresize --info)`, () => g.run('vfs-minimum-size', device)));
   if (!Number.isSafeInteger(minimumBytes) || minimumBytes <= 0) throw new Error(`vfs-minimum-size ${device}: not a size`);
   const m = marginBytes(margin, minimumBytes);

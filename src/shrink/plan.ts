@@ -10,6 +10,7 @@
 import { SparsifyError } from '../errors.js';
 import type { Layout, Volume } from '../layout/types.js';
 import type { NewPlace } from '../layout/rewrite/types.js';
+import { alignUp } from '../util/size.js';
 
 /** Partitions start on 1 MiB boundaries, as fdisk and gdisk place them. */
 export const PARTITION_ALIGN_BYTES = 1024 * 1024;
@@ -43,8 +44,6 @@ export interface ShrinkLayout {
   readonly offsets: Map<string, number>;
   readonly newDiskBytes: number;
 }
-
-const alignUp = (n: number, to: number): number => Math.ceil(n / to) * to;
 
 /**
  * The places for `sized` (every partition of `layout`, any order). `gptBackupBytes` is what a

@@ -30,6 +30,7 @@ import { checkExt, shrinkExt } from './ext.js';
 import { readLvmDecision, shrinkLastLv, type LvRow } from './lvm.js';
 import type { ShrinkMargin } from './margin.js';
 import { planLayout, type ShrinkLayout, type SizedVolume } from './plan.js';
+import { alignUp } from '../util/size.js';
 
 /** One volume in the report: old and new size and place, what was done, or why it kept its size. */
 export interface ShrinkVolumeReport {
@@ -92,8 +93,6 @@ async function step<T>(name: string, fn: () => Promise<T>): Promise<T> {
     throw stepFailed(name, err);
   }
 }
-
-const alignUp = (n: number, to: number): number => Math.ceil(n / to) * to;
 
 /** Shrinks the disk (see the module comment) and says what each volume became. */
 export async function shrinkDisk(t: ShrinkTarget): Promise<ShrinkReport> {

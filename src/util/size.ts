@@ -10,3 +10,8 @@ export function humanBytes(bytes: number): string {
   const sign = bytes < 0 ? '-' : '';
   return unit === 0 ? `${sign}${value} B` : `${sign}${value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
 }
+
+/** `n` rounded up to a whole number of `to` (both positive integers). */
+export function alignUp(n: number, to: number): number {
+  return Math.ceil(n / to) * to;
+}
