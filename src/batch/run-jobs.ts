@@ -1,7 +1,9 @@
 /**
  * Several jobs under one listr2 task tree, `concurrency` at a time; a failed job fails its own
  * task only. Each job's script starts when its task starts (not before: a job's report promise
- * starts its script), so at most `concurrency` disks are open at once.
+ * starts its script), so at most `concurrency` disks are open at once. Once `stop` fires (Ctrl-C,
+ * SIGTERM) no further job starts: the ones running end by themselves on the same signal, the
+ * others are reported NOT_STARTED.
  */
 import { Listr, type ListrTask } from 'listr2';
 import { TASK_TREE_OPTIONS, runUnderTree, type JobTaskOptions } from '../modes/task-tree.js';
@@ -27,11 +29,13 @@ export async function runJobs(
   renderer: 'default' | 'simple' | 'silent',
   options: JobTaskOptions = {},
   onSettled?: (index: number, result: JobResult) => void,
+  stop?: AbortSignal,
 ): Promise<JobResult[]> {
   const settled: Promise<JobResult>[] = [];
   const tasks: ListrTask[] = jobs.map(({ title, job }, i) => ({
     title,
     task: async (_, task) => {
+      if (stop?.aborted) throw NOT_STARTED;
       const run = runUnderTree(job, options);
       settled[i] = run.report.then(
         (report): JobResult => ({ ok: true, report }),

@@ -175,7 +175,7 @@ async function runUnits(ctx: RunContext, units: readonly Unit[], jobs: number | 
     // Plain lines only: the task tree of a terminal redraws over anything else written.
     if (view.renderer === 'simple') ctx.log.info(batchProgressLine(state));
   };
-  const ran = await runJobs(titled, jobs ?? defaultJobs(Math.max(1, toRun.length)), view.renderer, progress, onSettled);
+  const ran = await runJobs(titled, jobs ?? defaultJobs(Math.max(1, toRun.length)), view.renderer, progress, onSettled, ctx.signal);
   ran.forEach((result, n) => (results[toRun[n]!] = outcomeOf(toRun[n]!, result)));
   return { outcomes: results, lines };
 }

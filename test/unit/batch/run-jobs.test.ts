@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
-import { runJobs } from '../../../src/batch/run-jobs.js';
+import { NOT_STARTED, runJobs } from '../../../src/batch/run-jobs.js';
 import type { Job } from '../../../src/modes/job.js';
 import type { RunReport } from '../../../src/report/types.js';
 
@@ -42,5 +42,20 @@ describe('runJobs', () => {
     expect(state.started.sort()).toEqual([0, 1, 2, 3]);
     expect(results.map((r) => r.ok)).toEqual([true, false, true, true]);
     expect(results[1]).toMatchObject({ ok: false, error: { message: 'disk 1 broke' } });
+  });
+
+  it('once the stop signal fires, no further job starts: the running ones finish, the rest are NOT_STARTED', async () => {
+    const { list, state } = jobs(5);
+    const stop = new AbortController();
+    const first = list[0]!.job;
+    list[0] = { ...list[0]!, job: { ...first, run: async (steps) => {
+      const report = await first.run(steps);
+      stop.abort();
+      return report;
+    } } };
+    const results = await runJobs(list, 2, 'silent', {}, undefined, stop.signal);
+    expect(state.started.sort()).toEqual([0, 1]);
+    expect(results.map((r) => r.ok)).toEqual([true, true, false, false, false]);
+    expect(results[2]).toMatchObject({ ok: false, error: NOT_STARTED });
   });
 });
