@@ -29,23 +29,40 @@ export function makeRunTmp(): Promise<string> {
   return mkdtemp(join(tmpdir(), 'sparsify-it-'));
 }
 
+/** How long a timed-out run has to clean up after SIGTERM (as Ctrl-C would) before SIGKILL. */
+const TERM_GRACE_MS = 15_000;
+
 /**
  * Runs `sparsify ARGS` with TMPDIR set; never throws on a non-zero exit. `timeoutMs` (default
- * 100 s) must stay below the calling test's own timeout.
+ * 100 s) plus 15 s of grace must stay below the calling test's own timeout. A run still going at
+ * `timeoutMs` gets SIGTERM, so it stops its daemons and appliance as it would on Ctrl-C; SIGKILL
+ * (which would leave them running) only if it has not ended 15 s later.
  */
 export function runCli(args: readonly string[], env: Record<string, string> = {}, timeoutMs = CLI_TIMEOUT_MS): Promise<CliResult> {
   return new Promise((resolve) => {
-    execFile(
+    let killed: string | undefined;
+    const child = execFile(
       process.execPath,
       [CLI, ...args],
-      // Killed before vitest's own timeout, so a hang shows the run's output instead of nothing.
-      { env: { ...process.env, ...env }, maxBuffer: 64 << 20, timeout: timeoutMs, killSignal: 'SIGKILL' },
+      { env: { ...process.env, ...env }, maxBuffer: 64 << 20 },
       (error, stdout, stderr) => {
+        clearTimeout(term);
+        clearTimeout(kill);
         const exitCode = error ? (typeof error.code === 'number' ? error.code : -1) : 0;
-        if (error?.killed) stderr += `\n[test] sparsify killed after ${timeoutMs} ms`;
+        if (killed) stderr += `\n[test] sparsify ${killed}`;
         resolve({ exitCode, stdout, stderr });
       },
     );
+    // Stopped before vitest's own timeout, so a hang shows the run's output instead of nothing.
+    let kill: NodeJS.Timeout | undefined;
+    const term = setTimeout(() => {
+      killed = `stopped with SIGTERM after ${timeoutMs} ms`;
+      child.kill('SIGTERM');
+      kill = setTimeout(() => {
+        killed = `killed after ${timeoutMs + TERM_GRACE_MS} ms (SIGTERM did not end it)`;
+        child.kill('SIGKILL');
+      }, TERM_GRACE_MS);
+    }, timeoutMs);
   });
 }
 
