@@ -10,6 +10,12 @@ describe('orderFiles (the suite order of test/helpers/sequencer.ts)', () => {
     expect(orderFiles(files, 300, 2)).toEqual(['b', 'a', 'guest-long', 'c', 'd', 'guest-short', 'quick', 'unknown']);
   });
 
+  it('covers the build on each worker, not in sum: a worker free before the build ends takes another file that needs no guest', () => {
+    const files = [f('g', 450, true), f('d', 100), f('c', 250), f('b', 400)];
+    // b (400) and c (250) make 650 s ≥ 600 s, but c's worker would be free at 250 s and wait for the guest: d follows c there.
+    expect(orderFiles(files, 300, 2)).toEqual(['b', 'c', 'd', 'g']);
+  });
+
   it('without a file that needs the guest: every slow file longest first, then the rest as given', () => {
     expect(orderFiles([f('x', 10), f('a', 100), f('b', 200), f('y')], 300, 2)).toEqual(['b', 'a', 'x', 'y']);
   });
