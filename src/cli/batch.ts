@@ -96,7 +96,9 @@ async function runPlanned(ctx: RunContext, command: BatchCommand, presentation: 
   const journal = await BatchJournal.open(journalDir(), batchId(describeBatch(command)), command.resume);
   if (command.resume && !journal.found) ctx.log.info('--resume: no journal of an earlier run of this batch: every disk runs');
   if (!command.resume && journal.found) ctx.log.info('an earlier run of this batch was cut short: this run does every disk again (--resume would go on from it)');
-  const { outcomes, lines } = await runUnits(ctx, units, command.jobs, presentation, journal, machine?.sink);
+  // Ctrl-C, or a --machine-readable reader gone: no further disk starts.
+  const stop = machine ? AbortSignal.any([ctx.signal, machine.failed]) : ctx.signal;
+  const { outcomes, lines } = await runUnits(ctx, units, command.jobs, presentation, journal, machine?.sink, stop);
   if (ctx.signal.aborted) throw interrupted(ctx.signal, journal);
   if (single && outcomes.length === 1 && outcomes[0]!.error !== undefined) throw outcomes[0]!.failure;
   const disks = outcomes.map((o) => o.outcome);
@@ -146,7 +148,7 @@ interface UnitResult {
  * recorded in the journal once done; each unit's outcome, failures and earlier runs' included,
  * and the batch's machine-readable lines when `machine` is given.
  */
-async function runUnits(ctx: RunContext, units: readonly Unit[], jobs: number | undefined, presentation: Presentation, journal: BatchJournal, machine: LineSink | undefined) {
+async function runUnits(ctx: RunContext, units: readonly Unit[], jobs: number | undefined, presentation: Presentation, journal: BatchJournal, machine: LineSink | undefined, stop: AbortSignal) {
   const where = (unit: Unit) => ({ ...(unit.plan ? { domain: unit.plan.definition.name, target: unit.disk!.target } : {}), source: unit.options.input });
   const keys = units.map((unit) => diskKey(unit.options, where(unit)));
   const verdicts: ResumeVerdict[] = [];
@@ -175,7 +177,7 @@ async function runUnits(ctx: RunContext, units: readonly Unit[], jobs: number | 
     // Plain lines only: the task tree of a terminal redraws over anything else written.
     if (view.renderer === 'simple') ctx.log.info(batchProgressLine(state));
   };
-  const ran = await runJobs(titled, jobs ?? defaultJobs(Math.max(1, toRun.length)), view.renderer, progress, onSettled, ctx.signal);
+  const ran = await runJobs(titled, jobs ?? defaultJobs(Math.max(1, toRun.length)), view.renderer, progress, onSettled, stop);
   ran.forEach((result, n) => (results[toRun[n]!] = outcomeOf(toRun[n]!, result)));
   return { outcomes: results, lines };
 }

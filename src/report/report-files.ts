@@ -67,10 +67,12 @@ interface LineState {
   sink?: LineSink;
   file?: OpenedFile;
   failure?: unknown;
+  /** Fires at the first failed write (the reader is gone). */
+  readonly failed: AbortController;
 }
 
 async function openLines(target: MachineReadableTarget | undefined, guarded: [string, Identity][]): Promise<LineState> {
-  const state: LineState = {};
+  const state: LineState = { failed: new AbortController() };
   if (!target) return state;
   if (target.kind === 'stream') {
     const stream = target.stream === 'stdout' ? process.stdout : process.stderr;
@@ -97,6 +99,7 @@ async function openLines(target: MachineReadableTarget | undefined, guarded: [st
         writeSync(fd, line);
       } catch (err) {
         state.failure = pathError(err, 'machine-readable output', name);
+        state.failed.abort(state.failure);
       }
     },
   };
@@ -167,6 +170,8 @@ export async function refuseReportOverImages(path: string, images: readonly (rea
 /** A batch's --machine-readable destination: its sink, the first write that failed, and its closing. */
 export interface MachineLinesFile {
   readonly sink: LineSink;
+  /** Fires at the first write that fails: a batch starts no further disk. */
+  readonly failed: AbortSignal;
   failure(): unknown;
   close(): Promise<void>;
 }
@@ -181,6 +186,7 @@ export async function openMachineLinesFile(target: MachineReadableTarget, images
   const lines = await openLines(target, guarded);
   return {
     sink: lines.sink!,
+    failed: lines.failed.signal,
     failure: () => lines.failure,
     close: async () => {
       if (lines.file) await release(lines.file, false);

@@ -99,6 +99,29 @@ describeIntegration('report files: checked first, never the input or the output'
     await refused({ exitCode: code ?? -1, stdout: '', stderr }, /machine-readable output fd:3: the reader went away \(broken pipe\)/, out);
   });
 
+  it('a batch whose machine-readable reader goes away starts no further disk and fails in one line', async () => {
+    const batch = join(dir, 'batch');
+    const outDir = join(batch, 'out');
+    await mkdir(outDir, { recursive: true });
+    const inputs = ['b1.raw', 'b2.raw', 'b3.raw'].map((n) => join(batch, n));
+    for (const p of inputs) await copyImage(input, p);
+    const child = spawn(process.execPath, [CLI, '--tmp', work, '-f', 'raw', '--jobs', '1', '--machine-readable=fd:3', '--output-dir', outDir, ...inputs], { stdio: ['ignore', 'pipe', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr!.on('data', (d) => (stderr += String(d)));
+    // The reader leaves at the first lines it gets; the next write fails (EPIPE), at the latest
+    // while the first disk runs.
+    child.stdio[3]!.once('data', () => child.stdio[3]!.destroy());
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    expect(code, stderr).toBe(1);
+    expect(stderr.split('\n').filter((l) => l.startsWith('sparsify: error:')), stderr).toEqual([
+      expect.stringMatching(/machine-readable output fd:3: the reader went away \(broken pipe\)/),
+    ]);
+    // Before, every disk was copied anyway and the failure was told only at the end.
+    expect((await readdir(outDir)).length).toBeLessThanOrEqual(1);
+    expect(await leftoversUnder(work)).toEqual([]);
+    await rm(batch, { recursive: true, force: true });
+  });
+
   it('a JSON report that cannot be written (full filesystem) fails the run before the output is put in place', async () => {
     const full = join(dir, 'full');
     await mkdir(full);
