@@ -34,7 +34,7 @@ export interface Presentation {
 export interface InspectCommand {
   readonly disk: string;
   readonly format?: string;
-  /** table (default), virt-inspector's XML on stdout (--xml), or JSON to a file ('-': stdout). */
+  /** table (default), virt-inspector's XML on stdout (--xml), or JSON to a file beside the table ('-': stdout, instead of it). */
   readonly show: { kind: 'table' } | { kind: 'xml' } | { kind: 'json'; file: string };
 }
 

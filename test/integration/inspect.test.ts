@@ -3,10 +3,10 @@
  * virt-inspector on the same disk: the same XML (applications and icon aside, which sparsify does
  * not read), valid against virt-inspector's own RELAX NG schema; the JSON and the table name the
  * guest; the disk is not changed and nothing is left behind. One appliance launch per sparsify
- * run (15-60 s under TCG), one for virt-inspector.
+ * run (15-60 s under TCG), one for virt-inspector; one run gives the JSON (--json FILE) and the table.
  */
 import { execFile } from 'node:child_process';
-import { rm, writeFile } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -77,11 +77,19 @@ describeIntegration(
     );
 
     it(
-      '--json - and the table: the root, the distribution, the hostname, the package manager, each filesystem with its type and UUID',
+      '--json FILE and the table in one run: the root, the distribution, the hostname, the package manager, each filesystem with its type and UUID',
       async () => {
-        const json = await sparsify(['--inspect', '--json', '-', '--format', 'raw', guest.imagePath], tmp);
-        expect(json.exitCode, json.stderr).toBe(0);
-        const result = JSON.parse(json.stdout);
+        // One launch serves both: --json FILE writes the JSON and still prints the table.
+        const jsonFile = join(tmp, '..', `inspect-${process.pid}.json`);
+        const table = await sparsify(['--inspect', '--json', jsonFile, '--format', 'raw', guest.imagePath], tmp);
+        let text: string;
+        try {
+          expect(table.exitCode, table.stderr).toBe(0);
+          text = await readFile(jsonFile, 'utf8');
+        } finally {
+          await rm(jsonFile, { force: true });
+        }
+        const result = JSON.parse(text);
         expect(result.operatingSystems).toHaveLength(1);
         const os = result.operatingSystems[0];
         expect(os).toMatchObject({ type: 'linux', distro: 'debian', majorVersion: 12, arch: 'x86_64', hostname: guest.hostname, packageFormat: 'deb', packageManagement: 'apt' });
@@ -90,8 +98,6 @@ describeIntegration(
         expect(types).toEqual(expect.arrayContaining(['ext4', 'swap']));
         for (const f of result.filesystems) expect(f.uuid, f.device).toMatch(/^[0-9a-f-]{8,}$/i);
 
-        const table = await sparsify(['--inspect', '--format', 'raw', guest.imagePath], tmp);
-        expect(table.exitCode, table.stderr).toBe(0);
         expect(table.stdout).toMatch(/^Distribution: +debian$/m);
         expect(table.stdout).toMatch(new RegExp(`^Hostname: +${guest.hostname}$`, 'm'));
         expect(table.stdout).toMatch(/^\/dev\/sda\d+ +swap +/m);
