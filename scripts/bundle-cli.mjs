@@ -8,7 +8,9 @@
  * as an ES module bundle of src/cli/main.ts and the npm packages it uses, split at the dynamic
  * imports (run-command, inspect, batch, argon2's caller), so `--version` and `--help` still read
  * none of the disk-work code. Kept outside: packages with native addons (koffi, argon2, zstd-napi),
- * loaded by require at run time. The compress worker is its own entry, compress-worker.js: the
+ * loaded by require at run time, and sparsify's own addon (build/Release/sparsify_deflate.node,
+ * built by npm install), which compress-zlib.js loads two folders up from itself: from dist/cli/
+ * as from src/qcow2/ and dist/qcow2/. The compress worker is its own entry, compress-worker.js: the
  * pool starts it by `new URL('./compress-worker.js', import.meta.url)`, so every output file stays
  * flat in OUTDIR, beside whichever chunk holds the pool. Source maps point stack traces at src/
  * (with `node --enable-source-maps`).

@@ -1,9 +1,9 @@
 /**
- * The page-cache calls Node lacks, from the C library through koffi (already a dependency, for
- * the system's libz): sync_file_range to start and wait for the writeback of a range of a file,
- * posix_fadvise(DONTNEED) to drop its clean pages. Calls run on libuv's pool (koffi's async
- * calls), never blocking the event loop. Loaded lazily, once; undefined where koffi or libc
- * cannot be loaded, and the caller keeps its fallback.
+ * The page-cache calls Node lacks, from the C library through koffi (main thread only: koffi has
+ * crashed while loading in worker threads, see src/qcow2/compress-zlib.js): sync_file_range to
+ * start and wait for the writeback of a range of a file, posix_fadvise(DONTNEED) to drop its clean
+ * pages. Calls run on libuv's pool (koffi's async calls), never blocking the event loop. Loaded
+ * lazily, once; undefined where koffi or libc cannot be loaded, and the caller keeps its fallback.
  */
 import { createRequire } from 'node:module';
 

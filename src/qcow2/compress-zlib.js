@@ -4,14 +4,15 @@
  * cluster at Z_DEFAULT_COMPRESSION (6), window bits -12 (qemu inflates with a 4 KiB window, so a
  * longer match distance would be invalid), memLevel 9, deflating straight into the slot's output.
  *
- * The system's libz (the library qemu-img itself uses), called through koffi: Node bundles
+ * The system's libz (the library qemu-img itself uses), called through sparsify's own Node-API
+ * addon (native/deflate, built by node-gyp at npm install into build/Release): Node bundles
  * Chromium's zlib fork, whose deflate hashes 4 bytes where zlib hashes 3 and so misses the short
  * matches a 4 KiB window lives on; on binaries and libraries its clusters came out 3.4 % bigger
  * than qemu's at the same settings (64 MiB of /usr/lib and /usr/bin: 31.59 MB against 30.54 MB;
- * no level, 4 to 9, closed the gap). libz is opened with RTLD_DEEPBIND: node exports its own
- * zlib's symbols, and without it libz's internal calls would bind to those and crash.
- * Where koffi or libz cannot be loaded, Node's zlib is used instead (same format, a few percent
- * bigger).
+ * no level, 4 to 9, closed the gap). The addon opens libz with RTLD_DEEPBIND (node exports its
+ * own zlib's symbols; see deflate.c). It replaced koffi here, which now and then crashed the
+ * process while loading in a worker thread. Where the addon or libz cannot be loaded, Node's zlib
+ * is used instead (same format, a few percent bigger).
  *
  * Either way one stream per thread is reset after each cluster (deflateReset) rather than
  * created: deflateRawSync would build a stream object, allocate and free its native state and
@@ -22,6 +23,7 @@
  * the same apart: the stream ends with room to spare exactly when the result is smaller.
  */
 import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
 import { constants, createDeflateRaw, deflateRawSync } from 'node:zlib';
 
 /** Compresses `cluster` into `dest`; returns the compressed length (a cluster or more: not smaller). @typedef {(cluster: Buffer, dest: Buffer) => number} CompressInto */
@@ -31,16 +33,6 @@ import { constants, createDeflateRaw, deflateRawSync } from 'node:zlib';
 const LEVEL = 6;
 const WINDOW_BITS = 12;
 const MEM_LEVEL = 9;
-const Z_DEFLATED = 8;
-const Z_DEFAULT_STRATEGY = 0;
-const Z_FINISH = 4;
-const Z_STREAM_END = 1;
-
-/**
- * z_stream on an LP64 system (zlib.h): next_in, avail_in, total_in, next_out, avail_out,
- * total_out, msg, state, zalloc, zfree, opaque, data_type, adler, reserved.
- */
-const Z_STREAM = { sizeBytes: 112, nextIn: 0, availIn: 8, nextOut: 24, availOut: 32 };
 
 /**
  * The system's zlib when it can be used here, else Node's.
@@ -55,44 +47,29 @@ export function zlibCompressor(clusterBytes) {
 }
 
 /**
- * libz.so.1 through koffi, or undefined when either is missing or libz's types are not LP64's.
+ * The addon's file: two folders up from this one, which is src/qcow2/ (tests), dist/qcow2/ (tsc)
+ * or dist/cli/ (the bundled worker), at the package's root.
+ */
+const ADDON_URL = new URL('../../build/Release/sparsify_deflate.node', import.meta.url);
+
+/**
+ * libz.so.1 through the addon, or undefined when either is missing.
  *
  * @param {number} clusterBytes
  * @returns {CompressInto | undefined}
  */
-function systemDeflate(clusterBytes) {
-  /** @type {any} */
-  let koffi;
-  /** @type {any} */
-  let lib;
+export function systemDeflate(clusterBytes) {
+  /** @type {{ open(level: number, windowBits: number, memLevel: number): string, deflateInto(input: Uint8Array, output: Uint8Array, roomBytes: number): number }} */
+  let addon;
   try {
-    koffi = createRequire(import.meta.url)('koffi');
-    lib = koffi.load('libz.so.1', { deep: true });
+    addon = createRequire(import.meta.url)(fileURLToPath(ADDON_URL));
+    addon.open(LEVEL, -WINDOW_BITS, MEM_LEVEL);
   } catch {
     return undefined;
   }
-  const zlibVersion = lib.func('const char *zlibVersion()');
-  const zlibCompileFlags = lib.func('unsigned long zlibCompileFlags()');
-  // Bits 0-1 sizeof(uInt), 2-3 sizeof(uLong), 4-5 sizeof(voidpf): 1 = 32 bits, 2 = 64 bits.
-  if ((Number(zlibCompileFlags()) & 0x3f) !== 0b101001) return undefined;
-  const deflateInit2 = lib.func('int deflateInit2_(void *strm, int level, int method, int windowBits, int memLevel, int strategy, const char *version, int stream_size)');
-  const deflate = lib.func('int deflate(void *strm, int flush)');
-  const deflateReset = lib.func('int deflateReset(void *strm)');
-  // Native memory: zlib keeps a pointer to its z_stream, which must not move.
-  const strm = koffi.alloc('uint8_t', Z_STREAM.sizeBytes);
-  const fields = new DataView(koffi.view(strm, Z_STREAM.sizeBytes));
-  for (let i = 0; i < Z_STREAM.sizeBytes; i++) fields.setUint8(i, 0);
-  if (deflateInit2(strm, LEVEL, Z_DEFLATED, -WINDOW_BITS, MEM_LEVEL, Z_DEFAULT_STRATEGY, zlibVersion(), Z_STREAM.sizeBytes) !== 0) return undefined;
   return (cluster, dest) => {
-    // The slots are SharedArrayBuffers and the padded cluster a Buffer: neither ever moves.
-    fields.setBigUint64(Z_STREAM.nextIn, koffi.address(cluster), true);
-    fields.setUint32(Z_STREAM.availIn, cluster.length, true);
-    fields.setBigUint64(Z_STREAM.nextOut, koffi.address(dest), true);
-    fields.setUint32(Z_STREAM.availOut, clusterBytes, true);
-    const status = deflate(strm, Z_FINISH);
-    const outLeft = fields.getUint32(Z_STREAM.availOut, true);
-    deflateReset(strm);
-    return status === Z_STREAM_END && outLeft > 0 ? clusterBytes - outLeft : clusterBytes;
+    const length = addon.deflateInto(cluster, dest, clusterBytes);
+    return length < 0 ? clusterBytes : length;
   };
 }
 
@@ -105,7 +82,7 @@ function systemDeflate(clusterBytes) {
  * @param {number} clusterBytes
  * @returns {CompressInto}
  */
-function nodeDeflate(clusterBytes) {
+export function nodeDeflate(clusterBytes) {
   const options = { level: LEVEL, windowBits: WINDOW_BITS, memLevel: MEM_LEVEL };
   const stream = /** @type {import('node:zlib').DeflateRaw & { _handle?: ZlibHandle, _writeState?: Uint32Array }} */ (createDeflateRaw(options));
   const handle = stream._handle;

@@ -9,7 +9,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { createCipheriv } from 'node:crypto';
-import { mkdtemp, open, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -71,6 +71,27 @@ describeIntegration('compressed qcow2 writer on real data, against qemu-img conv
       expect(zlibCompressor(65536).library).toBe('system');
       expect(oursBytes).toBeLessThanOrEqual(theirsBytes * 1.01);
     }
+  }, 300_000);
+
+  it("zlib: each cluster deflated by the addon is the one qemu-img convert -c stores, byte for byte", async () => {
+    // 2 MiB of the program: 32 clusters that deflate; qemu stores each as one raw deflate stream.
+    const program = (await readFile(raw)).subarray(0, 2 * MiB);
+    const small = join(dir, 'program.raw');
+    const theirs = join(dir, 'program.qcow2');
+    await writeFile(small, program);
+    execFileSync('qemu-img', ['convert', '-c', '-f', 'raw', '-O', 'qcow2', '-o', 'compression_type=zlib,cluster_size=65536', small, theirs]);
+    const qemuFile = await readFile(theirs);
+    const { library, compressInto } = zlibCompressor(65536);
+    expect(library).toBe('system');
+    const dest = Buffer.alloc(2 * 65536);
+    let compared = 0;
+    for (let at = 0; at < program.length; at += 65536) {
+      const length = compressInto(program.subarray(at, at + 65536), dest);
+      if (length >= 65536) continue;
+      expect(qemuFile.indexOf(dest.subarray(0, length)), `the cluster at ${at}`).toBeGreaterThan(0);
+      compared++;
+    }
+    expect(compared).toBeGreaterThan(16);
   }, 300_000);
 });
 
