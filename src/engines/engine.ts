@@ -43,10 +43,11 @@ export interface EngineTarget {
   /** Told of every process an engine starts to serve the disk, so a run can name it when it dies. */
   readonly onProcess?: (process: ServingProcess) => void;
   /**
-   * An appliance already launched over `export` (--template's seal step), for the appliance
-   * engine to use instead of launching its own; its owner stops it, not the engine.
+   * An appliance launched, or being launched, over `export` (--template's seal step; a launch
+   * started while the disk was examined, appliance/prelaunch.ts), for the appliance engine to
+   * wait for and use instead of launching its own; its owner stops it, not the engine.
    */
-  readonly appliance?: Appliance;
+  readonly appliance?: Promise<Appliance>;
 }
 
 /** What happened to one volume. */

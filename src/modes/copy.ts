@@ -3,6 +3,8 @@ import { SparsifyError } from '../errors.js';
 import type { RunContext } from '../context.js';
 import { applianceVerdict } from '../engines/appliance/availability.js';
 import type { EngineTarget } from '../engines/engine.js';
+import { startAppliance, type PendingAppliance } from '../engines/appliance/prelaunch.js';
+import { LAUNCH_PHASE, LAUNCH_STEP } from '../engines/appliance/session.js';
 import { ENGINES } from '../engines/registry.js';
 import { assertInputUnchanged } from '../host/input-guard.js';
 import type { CopyOptions } from '../options.js';
@@ -26,7 +28,7 @@ import { checkTmpSpace, estimateOverlayBytes } from './tmp-check.js';
 import { silentUi, type RunUi } from './ui.js';
 import { SEAL_TITLE, sealOverlay, type Sealed } from './template-step.js';
 import { SHRINK_TITLE, shrinkOverlay, type Shrunk } from './shrink-step.js';
-import { examineDisk, type Examined } from './volume-pass.js';
+import { examineDisk, type Examined, type ExamineHooks } from './volume-pass.js';
 import { examineStepsUnder, measureAfter, measureBefore, passVolumes } from './volume-steps.js';
 
 /** The steps of copy mode, in order. */
@@ -93,6 +95,8 @@ async function runCopy(steps: Steps, options: CopyOptions, ctx: RunContext, ui: 
   const daemons: WatchedDaemon[] = [];
   const env: CopyEnv = { ctx: run, ui, options, stack, daemons };
   let done: Copy;
+  /** The overlay and the appliance's launch, started while the disk is examined. */
+  let early: Promise<EarlyLaunch | undefined> | undefined;
   try {
     const source = await steps.run(STEP.examine, () => clock.time('examine', () => openSource(env, target)));
     let sealed: { overlay: Overlay; seal: Sealed } | undefined;
@@ -124,28 +128,26 @@ async function runCopy(steps: Steps, options: CopyOptions, ctx: RunContext, ui: 
     }
     // After sealing or shrinking, the overlay holds the disk to examine: the removed files' blocks are free in its maps.
     const examinedDevice = shrunk?.device ?? sealed?.overlay.device ?? source.device;
+    // Without --template or --shrink, the appliance's launch starts once a probed volume needs it.
+    const examineHooks: ExamineHooks = sealed || shrunk ? {} : { applianceNeeded: () => (early ??= launchEarly(env, start, source)) };
     const { examined, planned } = await steps.run(STEP.filesystems, (view) => {
       say(STEP.filesystems);
       return clock.time('layout', async () => {
         const input = { ...options, root: isRoot(), appliance: () => applianceVerdict(run) };
-        const examined = await examineDisk(run, examinedDevice, input, ENGINES, examineStepsUnder(view, STEP.filesystems, start));
+        const examined = await examineDisk(run, examinedDevice, input, ENGINES, examineStepsUnder(view, STEP.filesystems, start), examineHooks);
         const planned = await measureBefore(examinedDevice, examined.plans);
         view.retitle(`${STEP.filesystems}: ${describeVolumes(examined)}`);
         return { examined, planned };
       });
     });
-    const overlay = sealed ? sealed.overlay : prepared ?? (await maybeOverlay(steps, env, start, source, examined));
+    const launched = await early;
+    const overlay = sealed ? sealed.overlay : prepared ?? (await maybeOverlay(steps, env, start, source, examined, launched?.overlay));
+    const usesAppliance = examined.plans.some((p) => p.engine === 'appliance');
     // The seal's appliance serves the pass too when a volume is planned for it; else it stops now.
-    const reused = sealed && examined.plans.some((p) => p.engine === 'appliance') ? sealed.seal.appliance : undefined;
+    const reused = sealed && usesAppliance ? Promise.resolve(sealed.seal.appliance) : launched && usesAppliance ? launched.pending.appliance : undefined;
     if (sealed && !reused) await sealed.seal.release();
-    const engineTarget: EngineTarget = {
-      device: shrunk?.device ?? overlay?.device ?? source.device,
-      ...(overlay ? { export: overlay.export, overlayDir: overlay.overlayDir } : {}),
-      workDir: source.workDir,
-      inPlace: false,
-      onProcess: (p) => daemons.push({ ...p, serves: p.tool === 'nbdfuse' ? 'the disk as a FUSE file' : 'the disk to the libguestfs appliance' }),
-      ...(reused ? { appliance: reused } : {}),
-    };
+    if (launched && !reused) await launched.pending[Symbol.asyncDispose]();
+    const engineTarget: EngineTarget = { ...passTarget(env, source, shrunk?.device ?? overlay?.device ?? source.device, overlay), ...(reused ? { appliance: reused } : {}) };
     const passed = await passVolumes(steps, STEP.pass, start, run, engineTarget, planned);
     await sealed?.seal.release();
     const { results, copied } = await steps.run(STEP.copy, (view) => {
@@ -171,6 +173,8 @@ async function runCopy(steps: Steps, options: CopyOptions, ctx: RunContext, ui: 
       : undefined;
     done = { source, examined, results, copied, ...(verify ? { verify } : {}), ...(sealed ? { template: sealed.seal.report } : {}), ...(shrunk ? { shrink: shrunk.report } : {}) };
   } catch (err) {
+    // What the early launch opened joins the stack before the stack is released.
+    await early?.catch(() => undefined);
     throw await explainDaemonDeath(err, daemons);
   }
   await assertInputUnchanged(start.input);
@@ -183,20 +187,22 @@ async function runCopy(steps: Steps, options: CopyOptions, ctx: RunContext, ui: 
 }
 
 /** The overlay step: run when some volume's engine writes, else skipped with the reason. */
-async function maybeOverlay(steps: Steps, env: CopyEnv, start: RunStart, source: Source, examined: Examined): Promise<Overlay | undefined> {
-  if (!examined.needs.overlay) {
+async function maybeOverlay(steps: Steps, env: CopyEnv, start: RunStart, source: Source, examined: Examined, made?: Overlay): Promise<Overlay | undefined> {
+  if (!examined.needs.overlay && !made) {
     steps.skip(STEP.overlay, 'no volume needs a mount: the input is read as it is');
     return undefined;
   }
-  return runOverlayStep(steps, env, start, source, examined);
+  return runOverlayStep(steps, env, start, source, examined, made);
 }
 
 /**
- * Creates and serves the overlay. The free space it may need is checked from the volumes that
- * will write it; --template makes it before any volume is known, and its operations write
- * little (the pass that follows mostly reads maps), so it is not estimated then.
+ * Creates and serves the overlay (or takes the one the early launch made: `made`). The free
+ * space it may need is checked from the volumes that will write it; --template makes it before
+ * any volume is known, and its operations write little (the pass that follows mostly reads
+ * maps), so it is not estimated then. An overlay made early has taken no space yet: the
+ * appliance writes it only during the pass, after this check.
  */
-function runOverlayStep(steps: Steps, env: CopyEnv, start: RunStart, source: Source, examined: Examined | undefined): Promise<Overlay> {
+function runOverlayStep(steps: Steps, env: CopyEnv, start: RunStart, source: Source, examined: Examined | undefined, made?: Overlay): Promise<Overlay> {
   const { ctx, ui, options } = env;
   const { clock, say } = start;
   return steps.run(STEP.overlay, () => {
@@ -206,9 +212,45 @@ function runOverlayStep(steps: Steps, env: CopyEnv, start: RunStart, source: Sou
         const bytes = estimateOverlayBytes(source.info.virtualSizeBytes, examined.needs.overlayVolumes);
         await checkTmpSpace(ctx, ui, options.tmp.path, bytes, options.checkTmpdir);
       }
-      return openOverlay(env, source);
+      return made ?? openOverlay(env, source);
     });
   });
+}
+
+/** The overlay made, and the appliance launch started, while the disk is examined. */
+interface EarlyLaunch {
+  readonly overlay: Overlay;
+  readonly pending: PendingAppliance;
+}
+
+/**
+ * Makes the overlay and starts the appliance's launch over it (appliance/prelaunch.ts), both on
+ * the run's stack (the launch is stopped before the overlay's server); nothing when libguestfs
+ * cannot run here (the planner then plans without it). The launch is said (a status line, as
+ * when the pass launches it) and timed as LAUNCH_PHASE.
+ */
+function launchEarly(env: CopyEnv, start: RunStart, source: Source): Promise<EarlyLaunch | undefined> {
+  const launching = (async () => {
+    if (!(await applianceVerdict(start.run)).ok) return undefined;
+    const overlay = await openOverlay(env, source);
+    start.say(LAUNCH_STEP);
+    const time = <T>(fn: () => Promise<T>) => start.clock.time(LAUNCH_PHASE, fn);
+    const pending = env.stack.use(startAppliance(start.run, passTarget(env, source, overlay.device, overlay), time));
+    return { overlay, pending };
+  })();
+  launching.catch(() => undefined);
+  return launching;
+}
+
+/** Where the pass works: `device`, and the overlay's export for the engines that write. */
+function passTarget(env: CopyEnv, source: Source, device: EngineTarget['device'], overlay: Overlay | undefined): EngineTarget {
+  return {
+    device,
+    ...(overlay ? { export: overlay.export, overlayDir: overlay.overlayDir } : {}),
+    workDir: source.workDir,
+    inPlace: false,
+    onProcess: (p) => env.daemons.push({ ...p, serves: p.tool === 'nbdfuse' ? 'the disk as a FUSE file' : 'the disk to the libguestfs appliance' }),
+  };
 }
 
 /** The end of a dry run: the input unchanged, the report given (no output, no filesystem examined). */

@@ -4,6 +4,8 @@ import { uninterruptible, type RunContext } from '../context.js';
 import { applianceVerdict } from '../engines/appliance/availability.js';
 import { ENGINES } from '../engines/registry.js';
 import type { EngineTarget } from '../engines/engine.js';
+import { startAppliance, type PendingAppliance } from '../engines/appliance/prelaunch.js';
+import { LAUNCH_PHASE, LAUNCH_STEP } from '../engines/appliance/session.js';
 import { SparsifyError, throwIfCancelled } from '../errors.js';
 import { makeWorkDir } from '../host/work-dir.js';
 import { openNbdClient } from '../nbd/client.js';
@@ -23,7 +25,7 @@ import { punchFreeQcow2Clusters } from './qcow2-punch.js';
 import type { RunHooks } from './run-hooks.js';
 import { startRun, warnIfProbedRaw, type RunStart } from './run-setup.js';
 import { silentUi, type RunUi } from './ui.js';
-import { examineDisk, type Examined } from './volume-pass.js';
+import { examineDisk, type Examined, type ExamineHooks } from './volume-pass.js';
 import { examineStepsUnder, measureAfter, measureBefore, passVolumes } from './volume-steps.js';
 
 /** Formats whose discarded blocks qemu gives back to the host file. */
@@ -107,21 +109,33 @@ async function passImage(steps: Steps, start: RunStart, work: RunContext, ui: Ru
   const signal = start.run.signal;
   await using stack = new AsyncStack((err) => start.run.log.debug(`cleanup: ${String(err)}`));
   const daemons: WatchedDaemon[] = [];
+  /** The appliance's launch, started once a probed volume needs it (appliance/prelaunch.ts). */
+  let early: Promise<PendingAppliance | undefined> | undefined;
   try {
     const image = await steps.run(STEP.examine, () => clock.time('examine', () => openImage(work, ui, options, stack, daemons)));
     const device = image.target.device;
+    const launchEarly = async () => {
+      if (!(await applianceVerdict(start.run)).ok) return undefined;
+      say(LAUNCH_STEP);
+      return stack.use(startAppliance(work, image.target, (fn) => clock.time(LAUNCH_PHASE, fn)));
+    };
+    const examineHooks: ExamineHooks = { applianceNeeded: () => (early ??= launchEarly()).catch(() => undefined) };
     const { examined, planned } = await steps.run(STEP.filesystems, (view) => {
       say(STEP.filesystems);
       return clock.time('layout', async () => {
         const input = { ...options, noZero: false, root: isRoot(), appliance: () => applianceVerdict(start.run) };
-        const examined = await examineDisk(work, device, input, ENGINES, examineStepsUnder(view, STEP.filesystems, start));
+        const examined = await examineDisk(work, device, input, ENGINES, examineStepsUnder(view, STEP.filesystems, start), examineHooks);
         return { examined, planned: await measureBefore(device, examined.plans) };
       });
     });
+    const pending = await early;
+    const usesAppliance = examined.plans.some((p) => p.engine === 'appliance');
+    if (pending && !usesAppliance) await pending[Symbol.asyncDispose]();
+    const target: EngineTarget = pending && usesAppliance ? { ...image.target, appliance: pending.appliance } : image.target;
     const baseline = options.verify
       ? await steps.run(STEP.checksum, () => clock.time('verify checksum', () => readInPlaceBaseline(device, examined.plans, signal)))
       : undefined;
-    const passed = await passVolumes(steps, STEP.pass, start, work, image.target, planned);
+    const passed = await passVolumes(steps, STEP.pass, start, work, target, planned);
     const results = await steps.run(STEP.flush, () => {
       throwIfCancelled(signal);
       return clock.time('flush', async () => {
@@ -131,6 +145,7 @@ async function passImage(steps: Steps, start: RunStart, work: RunContext, ui: Ru
     });
     return { image, examined, results, ...(baseline ? { baseline } : {}) };
   } catch (err) {
+    await early?.catch(() => undefined);
     throw await explainDaemonDeath(err, daemons, 'only free blocks were discarded');
   }
 }

@@ -5,9 +5,9 @@ import { ExtentSet } from '../disk/extent-set.js';
 import { restoreChangedBytes, saveBytes } from '../disk/saved-bytes.js';
 import { quietSteps, type Engine, type EngineSession, type EngineSteps, type EngineTarget, type VolumeOutcome } from '../engines/engine.js';
 import { readVolumeFreeMap } from '../engines/map/free-map.js';
-import { ENGINES, engineById } from '../engines/registry.js';
+import { APPLIANCE_ENGINE, ENGINES, engineById } from '../engines/registry.js';
 import { passNeeds, type PassNeeds } from '../plan/pass-needs.js';
-import { hostKernelNotice, planVolumesAskingHost, shouldReadFreeMap, unmatchedNames, type LazyPlanInput, type ProbedVolume, type VolumePlan } from '../plan/plan-volumes.js';
+import { engineBeforeMap, hostKernelNotice, planVolumesAskingHost, shouldReadFreeMap, unmatchedNames, type LazyPlanInput, type ProbedVolume, type VolumePlan } from '../plan/plan-volumes.js';
 import { probeVolume } from '../fs/probe.js';
 import { readLayout } from '../layout/read-layout.js';
 import { readLvm } from '../layout/lvm.js';
@@ -35,6 +35,16 @@ export interface Examined {
   readonly needs: PassNeeds;
 }
 
+/** What a mode may do while the disk is examined. */
+export interface ExamineHooks {
+  /**
+   * Called once, as soon as a probed volume is known to go to the appliance (the planner's
+   * engineBeforeMap), before the other volumes are probed and their maps read: the mode may start
+   * its launch then (appliance/prelaunch.ts). Not awaited; the final plans still decide.
+   */
+  readonly applianceNeeded?: () => void;
+}
+
 /**
  * Reads the partition table, probes every volume, reads the free maps the planner asks for,
  * plans what to do with each volume (asking whether the appliance can run only when some volume
@@ -47,14 +57,20 @@ export async function examineDisk(
   input: LazyPlanInput,
   engines: readonly Engine[] = ENGINES,
   steps: EngineSteps = quietSteps,
+  hooks: ExamineHooks = {},
 ): Promise<Examined> {
   const layout = await readLayoutOrNothing(ctx, device, input.noZero);
   for (const note of layout.notes) ctx.log.warn(note);
   const ignore = [...input.ignore];
   const probed: ProbedVolume[] = [];
+  let applianceNeeded = hooks.applianceNeeded;
   const probe = async (volume: Volume) => {
     const fs = await probeVolume(sliceReader(device, volume.offsetBytes, volume.sizeBytes));
     probed.push({ volume, fs });
+    if (applianceNeeded && engineBeforeMap({ volume, fs }, input, ignore, engines) === APPLIANCE_ENGINE) {
+      applianceNeeded();
+      applianceNeeded = undefined;
+    }
     return fs;
   };
   const vgNames: string[] = [];

@@ -6,6 +6,7 @@
  */
 import { ExtentSet } from '../disk/extent-set.js';
 import type { Engine, HostFacts } from '../engines/engine.js';
+import { canMap } from '../engines/map/free-map.js';
 import { APPLIANCE_ENGINE, ENGINES, HOST_KERNEL_ENGINE, ZEROING_ENGINE, type EngineId } from '../engines/registry.js';
 import { SparsifyError } from '../errors.js';
 import type { Volume } from '../layout/types.js';
@@ -77,6 +78,24 @@ export function shouldReadFreeMap(probed: ProbedVolume, input: Omit<PlanInput, '
   if (probed.freeMap || input.noZero || ignore.includes(name) || input.zero.includes(name)) return false;
   if (probed.fs.dirty || probed.fs.hibernated) return false;
   return input.engine === 'auto' || input.engine === ZEROING_ENGINE;
+}
+
+/**
+ * The engine this volume's plan will name, when that is known as soon as it is probed: its free
+ * map will not be read (dirty, hibernated, --ignore, --zero, --no-zero, another --engine) or no
+ * reader knows its type (btrfs). The plan is the one planVolumes makes, with the appliance
+ * assumed available (the caller asks the host before acting on it). Undefined when the map
+ * still decides. Lets a mode start a slow engine (the appliance's launch) before the rest of
+ * the disk is examined.
+ */
+export function engineBeforeMap(
+  probed: ProbedVolume,
+  input: Omit<PlanInput, 'appliance'>,
+  ignore: readonly string[] = input.ignore,
+  engines: readonly Engine[] = ENGINES,
+): EngineId | undefined {
+  if (shouldReadFreeMap(probed, input, ignore) && canMap(probed.fs.type)) return undefined;
+  return planVolumes([probed], { ...input, ignore, appliance: { ok: true } }, ExtentSet.empty, engines)[0]?.engine;
 }
 
 function decide(probed: ProbedVolume, input: PlanInput, engines: readonly Engine[]): Decision {

@@ -80,6 +80,9 @@ describeIntegration(
         expect(rows.at(-1)!.reason).toBe('btrfs (no map reader): free space trimmed in the appliance');
         for (const row of rows) expect(row.reclaimedBytes, row.name).toBeGreaterThan(0.9 * GARBAGE_MIB * MiB);
         expect(r.stdout).toMatch(/^Launch the libguestfs appliance$/m);
+        // Launched as soon as the btrfs was probed, while the disk was still examined: before the overlay step, not after it.
+        expect(r.stdout.indexOf('Launch the libguestfs appliance')).toBeLessThan(r.stdout.indexOf('Create overlay file to protect source disk'));
+        expect(r.stdout).toMatch(/^Wait for the libguestfs appliance$/m);
         expect(await sha256File(input)).toBe(sha);
         expect(await leftoversUnder(tmp)).toEqual([]);
         expect((await verifyImage(out, 'qcow2', image.manifestPath)).problems).toEqual([]);
