@@ -80,6 +80,14 @@ const VERDICT_FILE = 'sparsify-check.json';
 const CHECK_TIMEOUT_MS = 600_000;
 /** The user's variables that change how an appliance launches, and so the cache key. */
 const KEY_VARIABLES = ['LIBGUESTFS_BACKEND', 'LIBGUESTFS_ATTACH_METHOD', 'LIBGUESTFS_BACKEND_SETTINGS', 'LIBGUESTFS_HV', 'LIBGUESTFS_PATH', 'LIBGUESTFS_MEMSIZE'];
+/**
+ * The appliance's memory in MiB (libguestfs' set_memsize), unless the user's LIBGUESTFS_MEMSIZE
+ * says otherwise. libguestfs 1.48 gives 1280 by default and refuses less than 256. Under TCG
+ * the appliance's qemu holds its guest RAM as touched plus TCG's translated code (up to 1 GiB,
+ * which libguestfs gives no way to bound), so the memory given caps only the first part; see the
+ * README's benchmark section for what each size measured on the dirty 16 GiB image.
+ */
+export const APPLIANCE_MEMSIZE_MIB = 512;
 
 let memo: Promise<ApplianceAvailability> | undefined;
 
@@ -119,7 +127,7 @@ export async function checkHost(ctx: RunContext, env: NodeJS.ProcessEnv): Promis
     kernel: release(),
     uid,
     kvmAccess: await access('/dev/kvm', constants.R_OK | constants.W_OK).then(() => true, () => false),
-    settings: pickSettings(env),
+    settings: pickSettings(withMemsize(env)),
   });
   const verdictPath = join(cacheDir, `.guestfs-${uid}`, VERDICT_FILE);
   const cached = parseVerdict(await readFile(verdictPath, 'utf8').catch(() => ''), key);
@@ -170,6 +178,11 @@ function pickSettings(env: NodeJS.ProcessEnv): Record<string, string> {
   return Object.fromEntries(KEY_VARIABLES.flatMap((k) => (env[k] ? [[k, env[k]]] : [])));
 }
 
+/** The environment with the appliance's memory set, unless the user set it. */
+function withMemsize(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  return env['LIBGUESTFS_MEMSIZE'] ? env : { ...env, LIBGUESTFS_MEMSIZE: String(APPLIANCE_MEMSIZE_MIB) };
+}
+
 /** Whether the user's backend settings already choose the accelerator. */
 function userChoosesAccel(env: NodeJS.ProcessEnv): boolean {
   return (env['LIBGUESTFS_BACKEND_SETTINGS'] ?? '').split(':').some((s) => s === 'force_tcg' || s === 'force_kvm');
@@ -178,11 +191,11 @@ function userChoosesAccel(env: NodeJS.ProcessEnv): boolean {
 /**
  * The environment of every libguestfs process: the user's LIBGUESTFS_* kept, the cache
  * directory set explicitly, the direct backend unless the user chose one, force_tcg added when
- * KVM is unusable.
+ * KVM is unusable, the appliance's memory (APPLIANCE_MEMSIZE_MIB) unless the user chose it.
  */
 export function buildEnv(env: NodeJS.ProcessEnv, cacheDir: string, accel: Accel): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(env)) if (k.startsWith('LIBGUESTFS_') && v !== undefined) out[k] = v;
+  for (const [k, v] of Object.entries(withMemsize(env))) if (k.startsWith('LIBGUESTFS_') && v !== undefined) out[k] = v;
   out['LIBGUESTFS_CACHEDIR'] = cacheDir;
   if (!env['LIBGUESTFS_BACKEND'] && !env['LIBGUESTFS_ATTACH_METHOD']) out['LIBGUESTFS_BACKEND'] = 'direct';
   if (accel === 'tcg') {

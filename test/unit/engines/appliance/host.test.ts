@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   DEFAULT_CACHE_DIR,
+  APPLIANCE_MEMSIZE_MIB,
   buildEnv,
   cacheKey,
   kvmProblemOf,
@@ -74,7 +75,13 @@ describe('parseVerdict', () => {
 describe('buildEnv', () => {
   it('sets the cache directory explicitly, never from TMPDIR, and the direct backend', () => {
     const env = buildEnv({ TMPDIR: '/home/me/build', PATH: '/usr/bin' }, DEFAULT_CACHE_DIR, 'kvm');
-    expect(env).toEqual({ LIBGUESTFS_CACHEDIR: '/var/tmp', LIBGUESTFS_BACKEND: 'direct' });
+    expect(env).toEqual({ LIBGUESTFS_CACHEDIR: '/var/tmp', LIBGUESTFS_BACKEND: 'direct', LIBGUESTFS_MEMSIZE: String(APPLIANCE_MEMSIZE_MIB) });
+  });
+
+  it('gives the appliance APPLIANCE_MEMSIZE_MIB, not libguestfs\' 1280 MiB, unless the user set LIBGUESTFS_MEMSIZE', () => {
+    expect(APPLIANCE_MEMSIZE_MIB).toBeLessThan(1280);
+    expect(buildEnv({}, '/var/tmp', 'tcg')['LIBGUESTFS_MEMSIZE']).toBe(String(APPLIANCE_MEMSIZE_MIB));
+    expect(buildEnv({ LIBGUESTFS_MEMSIZE: '2048' }, '/var/tmp', 'tcg')['LIBGUESTFS_MEMSIZE']).toBe('2048');
   });
 
   it('adds force_tcg when KVM is unusable, after the user\'s own settings', () => {
