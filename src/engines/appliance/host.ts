@@ -12,7 +12,9 @@
  * - Checked: the first time on a host (no cached verdict for this libguestfs, kernel, qemu, uid
  *   and settings) one appliance is launched over a scratch disk, as libguestfs-test-tool does
  *   but without its report; a success is written to `CACHEDIR/.guestfs-UID/sparsify-check.json`,
- *   beside libguestfs' own appliance cache, and later runs launch nothing here. A failure is not
+ *   beside libguestfs' own appliance cache, and later runs launch nothing here. The file keeps
+ *   the last CACHED_VERDICTS keys, so runs with different LIBGUESTFS_* settings do not take
+ *   turns re-checking. A failure is not
  *   cached (it may be the load of the moment): the next run checks again.
  * - The cache directory is LIBGUESTFS_CACHEDIR, or /var/tmp. libguestfs itself would take $TMPDIR
  *   before /var/tmp, and a user who points TMPDIR (or --tmp) at a work or build directory then
@@ -159,18 +161,41 @@ export function cacheKey(facts: HostFactsKey): string {
   return [`libguestfs ${facts.libguestfsVersion}`, facts.qemuVersion, `kernel ${facts.kernel}`, `uid ${facts.uid}`, `kvm ${facts.kvmAccess ? 'rw' : 'no'}`, ...settings].join('; ');
 }
 
-/** A cached verdict for `key`, or undefined (none, another key, or not one of ours). */
-export function parseVerdict(text: string, key: string): CachedVerdict | undefined {
+/** How many verdicts the cache file keeps (one per key: settings, versions, uid), newest first. */
+export const CACHED_VERDICTS = 8;
+
+/** The cached verdicts in `text`, newest first: none when it is missing, damaged or not ours. Reads the one-verdict file of earlier versions too. */
+export function parseVerdicts(text: string): CachedVerdict[] {
   let value: unknown;
   try {
     value = JSON.parse(text);
   } catch {
-    return undefined;
+    return [];
   }
-  const v = value as Partial<Record<keyof CachedVerdict, unknown>>;
-  if (v.key !== key || !(v.accel === 'kvm' || v.accel === 'tcg' || v.accel === 'user')) return undefined;
+  const list = (value as { verdicts?: unknown } | null)?.verdicts;
+  const entries: unknown[] = Array.isArray(list) ? list : [value];
+  return entries.flatMap((entry) => {
+    const verdict = verdictOf(entry);
+    return verdict ? [verdict] : [];
+  });
+}
+
+/** A cached verdict for `key`, or undefined (none, another key, or not one of ours). */
+export function parseVerdict(text: string, key: string): CachedVerdict | undefined {
+  return parseVerdicts(text).find((v) => v.key === key);
+}
+
+/** The file's text with `verdict` first, its key's earlier verdict and the oldest past CACHED_VERDICTS dropped. */
+export function withVerdict(text: string, verdict: CachedVerdict): string {
+  const verdicts = [verdict, ...parseVerdicts(text).filter((v) => v.key !== verdict.key)].slice(0, CACHED_VERDICTS);
+  return `${JSON.stringify({ verdicts })}\n`;
+}
+
+function verdictOf(value: unknown): CachedVerdict | undefined {
+  const v = (value ?? {}) as Partial<Record<keyof CachedVerdict, unknown>>;
+  if (typeof v.key !== 'string' || !(v.accel === 'kvm' || v.accel === 'tcg' || v.accel === 'user')) return undefined;
   if (typeof v.launchMs !== 'number' || !(v.kvmProblem === undefined || typeof v.kvmProblem === 'string')) return undefined;
-  return { key, accel: v.accel, launchMs: v.launchMs, ...(typeof v.kvmProblem === 'string' ? { kvmProblem: v.kvmProblem } : {}) };
+  return { key: v.key, accel: v.accel, launchMs: v.launchMs, ...(typeof v.kvmProblem === 'string' ? { kvmProblem: v.kvmProblem } : {}) };
 }
 
 /** The user's LIBGUESTFS_* variables that change a launch (the key, and kept in the env). */
@@ -293,7 +318,8 @@ async function writeVerdict(ctx: RunContext, dir: string, verdict: CachedVerdict
     const st = await lstat(dir);
     if (!st.isDirectory() || st.uid !== uid || (st.mode & 0o022) !== 0) throw new Error(`${dir} is not a directory of uid ${uid} that only it may write`);
     const tmp = join(dir, `.${VERDICT_FILE}.${process.pid}`);
-    await writeFile(tmp, `${JSON.stringify(verdict)}\n`, { mode: 0o644 });
+    const earlier = await readFile(join(dir, VERDICT_FILE), 'utf8').catch(() => '');
+    await writeFile(tmp, withVerdict(earlier, verdict), { mode: 0o644 });
     await rename(tmp, join(dir, VERDICT_FILE));
   } catch (err) {
     ctx.log.debug(`the appliance check is not cached: ${oneLine(err)}`);

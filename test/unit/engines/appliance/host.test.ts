@@ -8,6 +8,8 @@ import {
   missingLibguestfsReason,
   parseFound,
   parseVerdict,
+  withVerdict,
+  CACHED_VERDICTS,
   tcgNotice,
   type HostFactsKey,
 } from '../../../../src/engines/appliance/host.js';
@@ -69,6 +71,26 @@ describe('parseVerdict', () => {
     expect(parseVerdict('', key)).toBeUndefined();
     expect(parseVerdict(JSON.stringify({ key, accel: 'fast', launchMs: 1 }), key)).toBeUndefined();
     expect(parseVerdict(JSON.stringify({ key, accel: 'kvm' }), key)).toBeUndefined();
+  });
+
+  it('keeps a verdict per key: a run with other LIBGUESTFS_* settings does not push out the first one', () => {
+    const other = cacheKey({ ...facts, settings: { LIBGUESTFS_MEMSIZE: '1024' } });
+    const first = { key, accel: 'tcg', launchMs: 15000 } as const;
+    const second = { key: other, accel: 'tcg', launchMs: 16000 } as const;
+    const text = withVerdict(withVerdict('', first), second);
+    expect(parseVerdict(text, key)).toEqual(first);
+    expect(parseVerdict(text, other)).toEqual(second);
+    // An earlier version's one-verdict file is read, and kept when another key is added.
+    expect(parseVerdict(withVerdict(JSON.stringify(first), second), key)).toEqual(first);
+  });
+
+  it('keeps the newest CACHED_VERDICTS keys, and one verdict per key', () => {
+    let text = '';
+    for (let i = 0; i <= CACHED_VERDICTS; i++) text = withVerdict(text, { key: `k${i}`, accel: 'kvm', launchMs: i });
+    expect(parseVerdict(text, 'k0')).toBeUndefined();
+    expect(parseVerdict(text, `k${CACHED_VERDICTS}`)).toEqual({ key: `k${CACHED_VERDICTS}`, accel: 'kvm', launchMs: CACHED_VERDICTS });
+    text = withVerdict(text, { key: 'k1', accel: 'tcg', launchMs: 99 });
+    expect(JSON.parse(text).verdicts.filter((v: { key: string }) => v.key === 'k1')).toEqual([{ key: 'k1', accel: 'tcg', launchMs: 99 }]);
   });
 });
 
