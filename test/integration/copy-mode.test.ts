@@ -23,9 +23,40 @@ interface Fixture {
 
 async function fixture(layout: 'gpt' | 'mbr' | 'whole', fs: ImageOptions['fs'], format: 'raw' | 'qcow2'): Promise<Fixture> {
   const common = { layout, fs, size: layout === 'whole' ? '512M' : '2G', fillMiB: 24, format, seed: 3 } as const;
-  const dirty = await buildImage({ ...common, garbageMiB: GARBAGE_MIB });
-  const clean = await buildImage({ ...common, garbageMiB: 0 });
+  // At once: make-image gives a clean twin filesystem UUIDs of its own.
+  const [dirty, clean] = await Promise.all([buildImage({ ...common, garbageMiB: GARBAGE_MIB }), buildImage({ ...common, garbageMiB: 0 })]);
   return { dirty, clean, dirtySha: await sha256File(dirty.imagePath) };
+}
+
+/**
+ * Every fixture of the file, started by the first describe's hook: the GPT images its cases need
+ * first, each with its clean twin at once, then the other layouts', built while those cases run.
+ * make-image mostly waits on the disk (syncs, mounts, ntfs-3g; about a fifth of a core), so its
+ * runs overlap at little cost. The layouts' filesystems have UUIDs of their own, and so do clean
+ * twins (scripts/make-image): btrfs and xfs refuse two filesystems with one UUID at once.
+ */
+interface Fixtures {
+  gpt: Promise<{ raw: Fixture; qcow2: Fixture }>;
+  mbr: Promise<Fixture>;
+  whole: Promise<{ raw: Fixture; qcow2: Fixture }>;
+}
+let fixtures: Fixtures | undefined;
+function allFixtures(): Fixtures {
+  if (fixtures) return fixtures;
+  const both = async (layout: 'gpt' | 'whole', fs: ImageOptions['fs']) => {
+    const raw = await fixture(layout, fs, 'raw');
+    return { raw, qcow2: await fixture(layout, fs, 'qcow2') };
+  };
+  const gpt = both('gpt', ALL_FS);
+  const afterGpt = gpt.then(() => undefined, () => undefined);
+  fixtures = {
+    gpt,
+    mbr: afterGpt.then(() => fixture('mbr', ['ext4', 'xfs', 'ext3', 'swap', 'ntfs', 'btrfs'], 'raw')),
+    whole: afterGpt.then(() => both('whole', ['ext4'])),
+  };
+  // A chain that fails before its describe awaits it is reported there, not as an unhandled rejection.
+  for (const chain of Object.values(fixtures)) (chain as Promise<unknown>).catch(() => undefined);
+  return fixtures;
 }
 
 /** Runs sparsify IN OUT and checks everything a user would: exit 0, files, fsck, table, input, size. */
@@ -63,8 +94,7 @@ describeIntegration('copy mode end to end: GPT with ext4, xfs, ntfs, vfat, swap,
   let raw: Fixture;
   let qcow2: Fixture;
   beforeAll(async () => {
-    raw = await fixture('gpt', ALL_FS, 'raw');
-    qcow2 = await fixture('gpt', ALL_FS, 'qcow2');
+    ({ raw, qcow2 } = await allFixtures().gpt);
   }, 600_000);
   /** The uncompressed map-engine copy both --compress cases hold their output against: run (and checked) once. */
   let plainMapCopy: ReturnType<typeof sparsifyAndCheck> | undefined;
@@ -122,9 +152,9 @@ describeIntegration('copy mode end to end: MBR with logical partitions, and a wh
   let wholeRaw: Fixture;
   let wholeQcow2: Fixture;
   beforeAll(async () => {
-    mbr = await fixture('mbr', ['ext4', 'xfs', 'ext3', 'swap', 'ntfs', 'btrfs'], 'raw');
-    wholeRaw = await fixture('whole', ['ext4'], 'raw');
-    wholeQcow2 = await fixture('whole', ['ext4'], 'qcow2');
+    const all = allFixtures();
+    mbr = await all.mbr;
+    ({ raw: wholeRaw, qcow2: wholeQcow2 } = await all.whole);
   }, 600_000);
 
   it('MBR: ext4 and xfs primary; ext3, swap, ntfs, btrfs logical', { timeout: 300_000 }, async () => {
