@@ -1,12 +1,68 @@
 /**
- * What a test reads from a shrunk (and sealed) Debian guest: the differences between two root
- * trees that a template's report does not name, and what the guest's serial console says about
- * its disk, its root and its swap once booted (test/helpers/boot.ts).
+ * What a test reads from a shrunk (and sealed) Debian guest: its partitions, a filesystem through
+ * a read-only loop device and mount, resize2fs' own minimum for its root (the bound of issue 12),
+ * the differences between two root trees that a template's report does not name, and what the
+ * guest's serial console says about its disk, its root and its swap once booted
+ * (test/helpers/boot.ts).
  */
 import { execFile } from 'node:child_process';
+import { mkdir } from 'node:fs/promises';
 import { promisify } from 'node:util';
 
 const execFileAsync = promisify(execFile);
+
+export async function sh(file: string, args: readonly string[]): Promise<string> {
+  return (await execFileAsync(file, args, { maxBuffer: 64 << 20 })).stdout;
+}
+
+/** Runs `fn` with a read-only loop device over a byte window of `file`. */
+export async function withLoop<T>(file: string, offsetBytes: number, sizeBytes: number, fn: (dev: string) => Promise<T>): Promise<T> {
+  const dev = (await sh('losetup', ['--find', '--show', '--read-only', '-o', String(offsetBytes), '--sizelimit', String(sizeBytes), file])).trim();
+  try {
+    return await fn(dev);
+  } finally {
+    await sh('losetup', ['-d', dev]);
+  }
+}
+
+/** Runs `fn` with the ext4 on `dev` mounted read-only (no journal replay) at `at`, made if missing. */
+export async function withMount<T>(dev: string, at: string, fn: (dir: string) => Promise<T>): Promise<T> {
+  await mkdir(at, { recursive: true });
+  await sh('mount', ['-t', 'ext4', '-o', 'ro,noload', dev, at]);
+  try {
+    return await fn(at);
+  } finally {
+    await sh('umount', [at]);
+  }
+}
+
+/** A partition as sfdisk gives it, in 512-byte sectors. */
+export interface Part {
+  start: number;
+  size: number;
+}
+
+export async function partitions(path: string): Promise<Part[]> {
+  return (JSON.parse(await sh('sfdisk', ['--json', path])) as { partitiontable: { partitions: Part[] } }).partitiontable.partitions;
+}
+
+/** resize2fs' own estimate (`resize2fs -P`) of the smallest the ext4 in `part` of the raw `image` can be, in bytes. */
+export async function resize2fsMinimumBytes(image: string, part: Part): Promise<number> {
+  return withLoop(image, part.start * 512, part.size * 512, async (dev) => {
+    const blocks = Number(/minimum size of the filesystem:\s*(\d+)/.exec(await sh('resize2fs', ['-P', dev]))?.[1]);
+    const blockSize = Number(/Block size:\s*(\d+)/.exec(await sh('dumpe2fs', ['-h', dev]))?.[1]);
+    if (!(blocks > 0 && blockSize > 0)) throw new Error(`resize2fs -P or dumpe2fs -h gave no size for ${image} at sector ${part.start}`);
+    return blocks * blockSize;
+  });
+}
+
+/**
+ * Issue 12's bound for the Debian guest: resize2fs' minimum for the root plus 5%, plus the swap,
+ * plus 64 MiB (for the GPT, the alignment and the margin's rounding).
+ */
+export function shrinkBoundBytes(rootMinimumBytes: number, swapBytes: number): number {
+  return Math.floor(rootMinimumBytes * 1.05) + swapBytes + 64 * 2 ** 20;
+}
 
 /** The guest path (from `/`) a `diff -r` line is about, or undefined for a line of another shape. */
 function diffLinePath(line: string, roots: readonly string[]): string | undefined {
