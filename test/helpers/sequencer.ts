@@ -23,31 +23,33 @@ import { buildGuest } from './guest.js';
 /**
  * Seconds per file, used when vitest's own cache has no duration for a file (a clean clone, as in
  * CI); only their order matters. From the clean-clone CI run of 4 December 2026 (`.ci/run`, 2
- * workers, 33.6 min, the guest built from nothing beside the first files): its eleven files of
- * 100 s or more. The other files (‡) took less than 100 s there: their figures are those of the
- * run before it (42.6 min) times 0.6 (the files timed in both ran 0.5 to 1.0 times as long in the
- * later one), at most 99 s, so that they keep their order among themselves. (†) Estimates for
- * files changed after that run.
+ * workers, 36.6 min, the 4 GiB guest built from nothing beside the first files): every file of
+ * 60 s or more.
  */
 const MEASURED_S: Record<string, number> = {
-  'test/integration/copy-mode.test.ts': 388,
-  'test/integration/template.test.ts': 346,
-  'test/integration/shrink-layouts.test.ts': 253,
-  'test/integration/shrink.test.ts': 100, // † (the shrink core only: its CLI run and boot went to template-boot)
-  'test/integration/template-boot.test.ts': 300, // † (also the --shrink --template --compress run and boot of shrink)
-  'test/integration/shrink-lvm.test.ts': 137,
-  'test/integration/inspect.test.ts': 100, // † (one launch less)
-  'test/integration/in-place.test.ts': 90, // † (one run less)
-  'test/integration/appliance-cancel.test.ts': 118,
-  'test/integration/appliance.test.ts': 111,
-  'test/integration/appliance-rootless.test.ts': 100,
-  'test/integration/shrink-btrfs.test.ts': 99, // ‡
-  'test/integration/faults.test.ts': 93, // ‡
-  'test/integration/shrink-export.test.ts': 90, // ‡
-  'test/integration/luks-installer.test.ts': 86, // ‡
-  'test/integration/memory.test.ts': 77, // ‡
-  'test/integration/formats.test.ts': 64, // ‡
-  'test/integration/libvirt-batch.test.ts': 62, // ‡
+  'test/integration/template.test.ts': 365,
+  'test/integration/copy-mode.test.ts': 333,
+  'test/integration/shrink-layouts.test.ts': 295,
+  'test/integration/template-boot.test.ts': 238,
+  'test/integration/shrink-lvm.test.ts': 212,
+  'test/integration/appliance.test.ts': 147,
+  'test/integration/inspect.test.ts': 138,
+  'test/integration/luks-installer.test.ts': 127,
+  'test/integration/in-place.test.ts': 124,
+  'test/integration/appliance-cancel.test.ts': 124,
+  'test/integration/faults.test.ts': 102,
+  'test/integration/template-operations.test.ts': 101,
+  'test/integration/appliance-rootless.test.ts': 99,
+  'test/integration/formats.test.ts': 98,
+  'test/integration/memory.test.ts': 96,
+  'test/integration/libvirt-batch.test.ts': 92,
+  'test/integration/luks-header.test.ts': 90,
+  'test/integration/verify.test.ts': 88,
+  'test/integration/libvirt.test.ts': 83,
+  'test/integration/shrink-btrfs.test.ts': 80,
+  'test/integration/shrink-faults.test.ts': 73,
+  'test/integration/libguestfs-scripts.test.ts': 63,
+  'test/integration/mount-engine.test.ts': 60,
 };
 
 /** A file that takes at least this long is ordered by its time; the others keep vitest's order. */
