@@ -104,8 +104,8 @@ describeIntegration('sparsify --shrink core on the Debian guest', { tools: ['gue
       ['/dev/sda1', 'resized'],
       ['/dev/sda2', 'remade'],
     ]);
-    // The run itself compared every regular file of the root before the resize and after the move (a Debian root holds tens of thousands).
-    expect(report.volumes[0]!.filesChecked).toBeGreaterThan(10_000);
+    // The run itself compared every regular file of the root before the resize and after the move (8,939 on the test guest).
+    expect(report.volumes[0]!.filesChecked).toBeGreaterThan(5_000);
     expect(report.volumes[1]!.filesChecked).toBeUndefined();
     console.log(`shrink: ${report.virtualSizeBeforeBytes} -> ${report.virtualSizeAfterBytes} bytes; resize2fs -P ${minimumBytes}, swap ${swapBytes}, bound ${boundBytes}`, JSON.stringify(report.volumes));
   });
