@@ -15,7 +15,8 @@ function describe(v: ShrinkVolumeReport): string {
   const sizes = `${humanBytes(v.oldSizeBytes)} -> ${humanBytes(v.newSizeBytes)}`;
   if (v.action === 'resized') {
     const floor = v.minimumBytes === undefined ? '' : ` (minimum ${humanBytes(v.minimumBytes)} + margin ${humanBytes(v.marginBytes ?? 0)})`;
-    return `resized ${sizes}${floor}${moved}`;
+    const files = v.filesChecked === undefined ? '' : `, ${v.filesChecked} files identical`;
+    return `resized ${sizes}${floor}${files}${moved}`;
   }
   if (v.action === 'remade') return `swap made again, ${humanBytes(v.newSizeBytes)}, UUID and label kept${moved}`;
   return `kept ${humanBytes(v.oldSizeBytes)}${v.reason ? `: ${v.reason}` : ''}${moved}`;

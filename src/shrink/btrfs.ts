@@ -1,14 +1,16 @@
 /**
  * Shrinking a single-device btrfs in the appliance, with libguestfs' own btrfs commands as the
  * ext and ntfs resizers use theirs (no shell): `btrfs check` (read-only; a filesystem it finds
- * damaged is not moved), then mounted: its minimum is libguestfs' vfs-minimum-size, which for
- * btrfs is `btrfs inspect-internal min-dev-size` (the allocated chunks, plus room to relocate the
- * largest), the target that plus the margin; `btrfs filesystem resize` relocates the chunks past
- * the new end below it. Unmounted again, the partition shrinks after it, and `btrfs check` reads
- * it once more where it then lies (src/shrink/run.ts). A filesystem over several devices is never
- * shrunk (src/shrink/decide.ts): its other devices are not on this disk.
+ * damaged is not moved), then mounted: its files are listed (src/shrink/files.ts), its minimum is
+ * libguestfs' vfs-minimum-size, which for btrfs is `btrfs inspect-internal min-dev-size` (the
+ * allocated chunks, plus room to relocate the largest), the target that plus the margin; `btrfs
+ * filesystem resize` relocates the chunks past the new end below it. Unmounted again, the
+ * partition shrinks after it, and `btrfs check` reads it once more where it then lies
+ * (src/shrink/run.ts). A filesystem over several devices is never shrunk (src/shrink/decide.ts):
+ * its other devices are not on this disk.
  */
 import type { Appliance } from '../engines/appliance/guestfish.js';
+import { listingStep, listMounted } from './files.js';
 import { marginBytes, type FsResized, type ShrinkMargin, type Step } from './margin.js';
 import { alignUp } from '../util/size.js';
 
@@ -40,11 +42,13 @@ export async function shrinkBtrfs(
   sectorBytes: number | undefined,
   margin: ShrinkMargin,
   alignBytes: number,
+  workDir: string,
   step: Step,
 ): Promise<FsResized> {
   await checkBtrfs(g, device, step, 'before');
   await step(`mounting ${device}`, () => g.run('mount', device, MOUNTPOINT));
   try {
+    const files = await step(listingStep(device, 'before'), () => listMounted(g, device, workDir));
     const text = await step(`measuring ${device} (btrfs inspect-internal min-dev-size)`, () => g.run('vfs-minimum-size', device));
     const minimumBytes = parseMinimumBytes(text, device);
     const { marginBytes: m, targetBytes } = btrfsTargetBytes(minimumBytes, margin, sizeBytes, sectorBytes ?? BTRFS_SECTOR_BYTES, alignBytes);
@@ -52,7 +56,7 @@ export async function shrinkBtrfs(
       await step(`resizing ${device} to ${targetBytes} bytes (btrfs filesystem resize)`, () => g.run('btrfs-filesystem-resize', MOUNTPOINT, `size:${targetBytes}`));
     }
     await step(`unmounting ${device}`, () => g.run('umount', MOUNTPOINT));
-    return { minimumBytes, marginBytes: m, targetBytes };
+    return { minimumBytes, marginBytes: m, targetBytes, files };
   } catch (err) {
     await g.run('umount-all').catch(() => undefined);
     throw err;

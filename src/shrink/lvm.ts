@@ -19,6 +19,7 @@ import type { ProbeResult } from '../fs/types.js';
 import { readLvm, type LvmResult } from '../layout/lvm.js';
 import type { Volume } from '../layout/types.js';
 import { shrinkExt } from './ext.js';
+import type { FileListing } from './files.js';
 import type { ShrinkMargin, Step } from './margin.js';
 import { alignUp } from '../util/size.js';
 
@@ -32,6 +33,8 @@ export interface LvRow {
   readonly action: 'resized' | 'kept';
   readonly minimumBytes?: number;
   readonly marginBytes?: number;
+  /** resized: the regular files whose checksums were compared before and after (src/shrink/files.ts). */
+  readonly filesChecked?: number;
   readonly reason?: string;
 }
 
@@ -83,11 +86,11 @@ export function decideLvmShrink(lvm: LvmResult, lastFs: ProbeResult | undefined)
   return { action: 'shrink', extentSizeBytes: lvm.extentSizeBytes, ...(lvShrinks ? { lastLv: last } : {}), usedEndBytes, rows };
 }
 
-/** What shrinking the PV's last LV did: the PV's new size (PV-relative end of the last extent in use), the LV rows, and the LV to check at the end. */
+/** What shrinking the PV's last LV did: the PV's new size (PV-relative end of the last extent in use), the LV rows, and the LV to check at the end, with its files as listed before. */
 export interface LvmShrunk {
   readonly pvNewSizeBytes: number;
   readonly rows: readonly LvRow[];
-  readonly checkExt: readonly string[];
+  readonly checkExt: readonly { readonly device: string; readonly files: FileListing }[];
 }
 
 /** Reads the PV's metadata and probes its last LV on the overlay, as the host reads it; a damaged PV is kept with its reason. */
@@ -111,14 +114,15 @@ export async function shrinkLastLv(
   d: Extract<LvmShrinkDecision, { action: 'shrink' }>,
   margin: ShrinkMargin,
   sectorBytes: number,
+  workDir: string,
   step: Step,
 ): Promise<LvmShrunk> {
   let usedEndBytes = d.usedEndBytes;
   const rows = [...d.rows];
-  const checkExt: string[] = [];
+  const checkExt: { device: string; files: FileListing }[] = [];
   const lv = d.lastLv;
   if (lv) {
-    const r = await shrinkExt(g, lv.name, margin, sectorBytes, step);
+    const r = await shrinkExt(g, lv.name, margin, sectorBytes, workDir, step);
     const mib = Math.ceil(r.targetBytes / MIB);
     // LVM rounds the size up to whole extents.
     const lvNewBytes = Math.min(alignUp(mib * MIB, d.extentSizeBytes), lv.sizeBytes);
@@ -130,8 +134,8 @@ export async function shrinkLastLv(
       });
     }
     usedEndBytes = lv.offsetBytes + lvNewBytes;
-    rows.push({ volume: lv, newSizeBytes: lvNewBytes, action: 'resized', minimumBytes: r.minimumBytes, marginBytes: r.marginBytes });
-    checkExt.push(lv.name);
+    rows.push({ volume: lv, newSizeBytes: lvNewBytes, action: 'resized', minimumBytes: r.minimumBytes, marginBytes: r.marginBytes, filesChecked: r.files.files });
+    checkExt.push({ device: lv.name, files: r.files });
   }
   rows.sort((a, b) => a.volume.offsetBytes - b.volume.offsetBytes);
   return { pvNewSizeBytes: usedEndBytes, rows, checkExt };

@@ -7,6 +7,7 @@
  * systemd state) before cloud-init or systemd-growfs gives it its space back.
  */
 import { SparsifyError } from '../errors.js';
+import type { FileListing } from './files.js';
 
 /** The margin as the user gave it. */
 export type ShrinkMargin = { readonly kind: 'bytes'; readonly bytes: number } | { readonly kind: 'percent'; readonly percent: number };
@@ -36,11 +37,12 @@ export function marginBytes(margin: ShrinkMargin, minimumBytes: number): number 
   return margin.kind === 'bytes' ? margin.bytes : Math.ceil((minimumBytes * margin.percent) / 100);
 }
 
-/** What a filesystem resizer did (ext, ntfs, btrfs): the tool's minimum, the margin, and the filesystem's new size in bytes. */
+/** What a filesystem resizer did (ext, ntfs, btrfs): the tool's minimum, the margin, the filesystem's new size in bytes, and its files as listed before the resize (src/shrink/files.ts). */
 export interface FsResized {
   readonly minimumBytes: number;
   readonly marginBytes: number;
   readonly targetBytes: number;
+  readonly files: FileListing;
 }
 
 /** Runs one named step of the shrink; its failure names it (src/shrink/run.ts). */

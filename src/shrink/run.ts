@@ -9,7 +9,8 @@
  * through the appliance, so its kernel sees every write in order; make each swap area again at
  * its new place with its UUID and label; activate the volume groups again where they now lie and
  * fit each shrunk PV to its partition (pvresize); then check: e2fsck -f -p on every resized
- * filesystem (an LV's too), btrfs check on a btrfs; the
+ * filesystem (an LV's too), btrfs check on a btrfs; each resized filesystem's files listed again
+ * where it now lies and compared with their listing before its resize (src/shrink/files.ts); the
  * new table read back as planned, once from its bytes before any byte moved and once from the disk.
  */
 import { writeFile, rm } from 'node:fs/promises';
@@ -27,8 +28,9 @@ import { checkBtrfs, shrinkBtrfs } from './btrfs.js';
 import { checkNtfs, shrinkNtfs } from './ntfs.js';
 import { decideShrink, type ShrinkDecision } from './decide.js';
 import { checkExt, shrinkExt } from './ext.js';
+import { checkFilesAfter, type FileListing } from './files.js';
 import { readLvmDecision, shrinkLastLv, type LvRow } from './lvm.js';
-import type { ShrinkMargin } from './margin.js';
+import type { FsResized, ShrinkMargin } from './margin.js';
 import { planLayout, type ShrinkLayout, type SizedVolume } from './plan.js';
 import { alignUp } from '../util/size.js';
 
@@ -43,6 +45,8 @@ export interface ShrinkVolumeReport {
   /** resized: the filesystem's minimum (resize2fs -M) and the margin; kept: why. */
   readonly minimumBytes?: number;
   readonly marginBytes?: number;
+  /** resized: the regular files whose checksums were the same before the resize and after the moves (src/shrink/files.ts). */
+  readonly filesChecked?: number;
   readonly reason?: string;
 }
 
@@ -140,6 +144,7 @@ export async function shrinkDisk(t: ShrinkTarget): Promise<ShrinkReport> {
     else if (c.kind === 'btrfs') await checkBtrfs(g, c.device, step, 'after');
     else await checkExt(g, c.device, step);
   }
+  for (const c of checks) if (c.files) await checkFilesAfter(g, c.files, t.workDir, step);
   return {
     virtualSizeBeforeBytes: layout.diskSizeBytes,
     virtualSizeAfterBytes: plan.newDiskBytes,
@@ -151,10 +156,11 @@ export async function shrinkDisk(t: ShrinkTarget): Promise<ShrinkReport> {
   };
 }
 
-/** What runs once everything sits at its new place: pvresize fitting a PV to its shorter partition, then the checks (e2fsck -f -p; ntfsresize --info reading the volume there; btrfs check). */
+/** What runs once everything sits at its new place: pvresize fitting a PV to its shorter partition, then the checks (e2fsck -f -p; ntfsresize --info reading the volume there; btrfs check), then the files compared with their listing before the resize. */
 interface Check {
   readonly device: string;
   readonly kind: 'pvresize' | 'ext' | 'ntfs' | 'btrfs';
+  readonly files?: FileListing;
 }
 
 /** What shrinking one volume gave: its new size, its report line, the LVs inside it, and what to check once it sits at its new place. */
@@ -176,6 +182,7 @@ function lvReport(r: LvRow, pvOldBytes: number, pvNewBytes: number): ShrinkVolum
     action: r.action,
     ...(r.minimumBytes !== undefined ? { minimumBytes: r.minimumBytes } : {}),
     ...(r.marginBytes !== undefined ? { marginBytes: r.marginBytes } : {}),
+    ...(r.filesChecked !== undefined ? { filesChecked: r.filesChecked } : {}),
     ...(r.reason !== undefined ? { reason: r.reason } : {}),
   };
 }
@@ -193,7 +200,7 @@ async function shrinkVolume(t: ShrinkTarget, volume: Volume, decision: ShrinkDec
   }
   const g = t.appliance;
   const dev = volume.name;
-  const resized = (keepBytes: number, extra: Pick<ShrinkVolumeReport, 'minimumBytes' | 'marginBytes'>, rest: Pick<VolumeDone, 'lvs' | 'checks'>): VolumeDone => {
+  const resized = (keepBytes: number, extra: Pick<ShrinkVolumeReport, 'minimumBytes' | 'marginBytes' | 'filesChecked'>, rest: Pick<VolumeDone, 'lvs' | 'checks'>): VolumeDone => {
     const newSizeBytes = alignUp(keepBytes, sb);
     return { sized: { volume, newSizeBytes, keepBytes }, report: { ...base, newSizeBytes, action: 'resized', ...extra }, ...rest };
   };
@@ -201,21 +208,26 @@ async function shrinkVolume(t: ShrinkTarget, volume: Volume, decision: ShrinkDec
     const d = await step(`reading the LVM metadata of ${dev}`, () => readLvmDecision(t.reader, volume));
     if (d.action === 'keep') return { ...kept(d.reason), lvs: d.rows };
     t.say(`Shrink ${dev}: its last logical volume, then the physical volume`);
-    const r = await shrinkLastLv(g, d, t.margin, sb, step);
+    const r = await shrinkLastLv(g, d, t.margin, sb, t.workDir, step);
     const fit = r.pvNewSizeBytes < volume.sizeBytes ? [{ device: dev, kind: 'pvresize' as const }] : [];
-    return resized(r.pvNewSizeBytes, {}, { lvs: r.rows, checks: [...fit, ...r.checkExt.map((device) => ({ device, kind: 'ext' as const }))] });
+    return resized(r.pvNewSizeBytes, {}, { lvs: r.rows, checks: [...fit, ...r.checkExt.map(({ device, files }) => ({ device, kind: 'ext' as const, files }))] });
   }
   t.say(`Shrink ${dev}: check, measure and resize its filesystem`);
   if (decision.action === 'resize-ntfs') {
-    const r = await shrinkNtfs(g, dev, volume.sizeBytes, t.margin, step);
-    return resized(r.targetBytes, { minimumBytes: r.minimumBytes, marginBytes: r.marginBytes }, { checks: [{ device: dev, kind: 'ntfs' }] });
+    const r = await shrinkNtfs(g, dev, volume.sizeBytes, t.margin, t.workDir, step);
+    return resized(r.targetBytes, fsReport(r), { checks: [{ device: dev, kind: 'ntfs', files: r.files }] });
   }
   if (decision.action === 'resize-btrfs') {
-    const r = await shrinkBtrfs(g, dev, volume.sizeBytes, t.filesystems.get(dev)?.blockSizeBytes, t.margin, sb, step);
-    return resized(r.targetBytes, { minimumBytes: r.minimumBytes, marginBytes: r.marginBytes }, { checks: [{ device: dev, kind: 'btrfs' }] });
+    const r = await shrinkBtrfs(g, dev, volume.sizeBytes, t.filesystems.get(dev)?.blockSizeBytes, t.margin, sb, t.workDir, step);
+    return resized(r.targetBytes, fsReport(r), { checks: [{ device: dev, kind: 'btrfs', files: r.files }] });
   }
-  const r = await shrinkExt(g, dev, t.margin, sb, step);
-  return resized(r.targetBytes, { minimumBytes: r.minimumBytes, marginBytes: r.marginBytes }, { checks: [{ device: dev, kind: 'ext' }] });
+  const r = await shrinkExt(g, dev, t.margin, sb, t.workDir, step);
+  return resized(r.targetBytes, fsReport(r), { checks: [{ device: dev, kind: 'ext', files: r.files }] });
+}
+
+/** A resized filesystem's report fields. */
+function fsReport(r: FsResized): Pick<ShrinkVolumeReport, 'minimumBytes' | 'marginBytes' | 'filesChecked'> {
+  return { minimumBytes: r.minimumBytes, marginBytes: r.marginBytes, filesChecked: r.files.files };
 }
 
 /** Copies each moving partition down, in disk order. */

@@ -103,6 +103,10 @@ describeIntegration('sparsify --shrink on a btrfs (subvolume, snapshot) followed
     expect(btrfs!.newSizeBytes).toBeGreaterThanOrEqual(btrfs!.minimumBytes! + btrfs!.marginBytes!);
     expect(btrfs!.newSizeBytes).toBeLessThan(btrfs!.minimumBytes! + btrfs!.marginBytes! + MiB);
     expect(btrfs!.newSizeBytes).toBeLessThan(btrfs!.oldSizeBytes);
+    // The run compared every file of both before the resize and after the moves.
+    expect(btrfs!.filesChecked).toBeGreaterThanOrEqual(Object.keys(image.manifest.volumes[0]!.files).length);
+    expect(ext4!.filesChecked).toBe(Object.keys(image.manifest.volumes[1]!.files).length);
+    expect(Object.keys(image.manifest.volumes[1]!.files).length).toBeGreaterThan(0);
     expect(btrfs!.newOffsetBytes).toBe(btrfs!.oldOffsetBytes);
     expect(ext4!.newOffsetBytes).toBeLessThan(ext4!.oldOffsetBytes);
     expect(ext4!.newOffsetBytes).toBeGreaterThanOrEqual(btrfs!.newOffsetBytes + btrfs!.newSizeBytes);

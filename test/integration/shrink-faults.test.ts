@@ -2,7 +2,9 @@
  * `sparsify --shrink` failing on purpose at its steps (issue 12): a resize refused (an ext4 with
  * a feature bit e2fsck and resize2fs do not know: the check before the resize fails), a btrfs that
  * fails its check (a leaf of its tree damaged in both copies: btrfs check before the resize, in
- * the appliance, says no) and no space for the output (OUT's directory a 4 MiB tmpfs). Each: exit 1 (README, "Exit codes") with one
+ * the appliance, says no), a file that differs after the resize (no real fault makes one that
+ * e2fsck misses, so the test-only hook src/shrink/test-hook.ts appends a byte to one file between
+ * the listing before the resize and the one after) and no space for the output (OUT's directory a 4 MiB tmpfs). Each: exit 1 (README, "Exit codes") with one
  * `sparsify: error:` line naming what failed, no output and nothing else left behind, and IN's
  * sha256 unchanged.
  */
@@ -23,8 +25,8 @@ const MiB = 1 << 20;
 /** Shared with outputs, bad-input and job-tree: GPT, one ext4. */
 const fixture = () => buildImage({ layout: 'gpt', fs: ['ext4'], size: '256M', fillMiB: 8, garbageMiB: 16, seed: 5 });
 
-async function shrinkRun(args: readonly string[], work: string): Promise<RunEnd> {
-  const r = await runShrinkCli(['--shrink', '-f', 'raw', ...args], { TMPDIR: work });
+async function shrinkRun(args: readonly string[], work: string, env: Record<string, string> = {}): Promise<RunEnd> {
+  const r = await runShrinkCli(['--shrink', '-f', 'raw', ...args], { TMPDIR: work, ...env });
   return { ...r, signal: null, hung: false };
 }
 
@@ -92,6 +94,24 @@ describeIntegration('sparsify --shrink failing at a step', { tools: ['guestfish'
       },
       /^sparsify: error: --shrink: checking \/dev\/sda2 before the resize \(btrfs check --readonly\) failed\b/,
     );
+  }, SHRINK_RUN_MS);
+
+  it('a file that differs after the resize (altered by the test hook): exit 1 naming the filesystem and the file, no output, IN unchanged', async () => {
+    const image = await fixture();
+    const file = 'docs/readme.txt';
+    expect(image.manifest.volumes[0]!.files[file]).toBeDefined();
+    const dirs = await makeCaseDirs();
+    try {
+      const before = await sha256File(image.imagePath);
+      const end = await shrinkRun([image.imagePath, join(dirs.out, 'o.raw')], dirs.work, { SPARSIFY_TEST_SHRINK_ALTER_FILE: `/dev/sda1:/${file}` });
+      const c = new CaseCheck('a file differs after the resize');
+      c.failed(end, /^sparsify: error: --shrink: \/dev\/sda1 after the resize: \/docs\/readme\.txt differs$/m);
+      c.input((await sha256File(image.imagePath)) === before, 'sha256 differs');
+      c.found(await leftoversOf(dirs, []));
+      expect(c.record().problems).toEqual([]);
+    } finally {
+      await scrub(dirs.root);
+    }
   }, SHRINK_RUN_MS);
 
   it('no space for the output (a 4 MiB tmpfs): exit 1 saying so, no output, IN unchanged', async () => {

@@ -67,6 +67,15 @@ async function expectFilesIdentical(image: BuiltImage, out: string, dir: string)
   expect(verdict.perVolume.filter((v) => v.fs !== 'swap').every((v) => v.filesChecked > 0)).toBe(true);
 }
 
+/** Each resized volume's report says how many files the run itself found identical after the resize: every regular file the fixture wrote; a kept one says none. */
+function expectFilesCheckedByTheRun(image: BuiltImage, report: ShrinkReport): void {
+  for (const v of report.volumes) {
+    const files = Object.keys(image.manifest.volumes.find((m) => m.name === v.name)?.files ?? {}).length;
+    expect([v.name, v.filesChecked]).toEqual([v.name, v.action === 'resized' ? files : undefined]);
+    if (v.action === 'resized') expect(files).toBeGreaterThan(0);
+  }
+}
+
 describeIntegration('sparsify --shrink on a disk whose last filesystem is xfs', { tools: ['guestfish', 'qemu-img', 'sgdisk', 'sfdisk', 'xfs_repair', 'e2fsck', 'losetup'], root: true }, () => {
   // Shared with crash-consistent, appliance-cancel, appliance-rootless and libvirt.
   const run = useShrunk('xfs', () => buildImage({ layout: 'gpt', fs: ['ext4', 'xfs'], size: '1G', fillMiB: 16, garbageMiB: 64, seed: 17 }));
@@ -90,7 +99,8 @@ describeIntegration('sparsify --shrink on a disk whose last filesystem is xfs', 
     const { stdout } = run.get();
     const size = String.raw`[\d.]+ [KMG]iB`;
     expect(stdout).toMatch(new RegExp(String.raw`^Shrunk: virtual size 1\.0 GiB -> ${size}$`, 'm'));
-    expect(stdout).toMatch(new RegExp(String.raw`^ {2}/dev/sda1 {2}resized ${size} -> ${size} \(minimum ${size} \+ margin ${size}\)$`, 'm'));
+    expect(stdout).toMatch(new RegExp(String.raw`^ {2}/dev/sda1 {2}resized ${size} -> ${size} \(minimum ${size} \+ margin ${size}\), ${ext!.filesChecked} files identical$`, 'm'));
+    expectFilesCheckedByTheRun(run.get().image, report);
     expect(stdout).toMatch(new RegExp(String.raw`^ {2}/dev/sda2 {2}kept ${size}: xfs cannot shrink: kept its size, moved down ${size}$`, 'm'));
   });
 
@@ -122,6 +132,7 @@ describeIntegration('sparsify --shrink on an MBR disk with logical partitions', 
     ]);
     for (const v of report.volumes.filter((x) => /sda[5-8]$/.test(x.name))) expect(v.newOffsetBytes).toBeLessThan(v.oldOffsetBytes);
     expect(report.virtualSizeAfterBytes).toBeLessThan(report.virtualSizeBeforeBytes);
+    expectFilesCheckedByTheRun(run.get().image, report);
   });
 
   it('sfdisk --verify is clean and the chain still holds four logical partitions in an extended one, same disk id and types', async () => {
